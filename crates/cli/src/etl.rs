@@ -1,0 +1,184 @@
+//! One run: find the input, read it in parallel, build the star schema, load the sink.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sparkify_core::model::{self, SongplaysMode};
+use sparkify_core::reject::rejects_batch;
+use sparkify_core::source::{self, Discovery, ReadOptions, ReadOutput};
+use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS};
+use sparkify_core::{Load, Sink};
+use sparkify_sink_duckdb::DuckDbSink;
+
+use crate::summary::Summary;
+
+/// An error with the exit status it ends the process with.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+pub const USAGE: u8 = 2;
+pub const TOO_MANY_REJECTS: u8 = 3;
+pub const SOURCE_OR_SINK: u8 = 4;
+
+trait OrExit<T> {
+    fn or_exit(self, code: u8) -> Result<T, Failure>;
+}
+
+impl<T, E: Into<anyhow::Error>> OrExit<T> for Result<T, E> {
+    fn or_exit(self, code: u8) -> Result<T, Failure> {
+        self.map_err(|e| Failure {
+            code,
+            error: e.into(),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct EtlArgs {
+    pub songs: Vec<String>,
+    pub events: Vec<String>,
+    pub sink: String,
+    pub max_errors: u64,
+    pub songplays: SongplaysMode,
+    pub threads: Option<usize>,
+    pub batch_size: usize,
+    pub summary_json: Option<PathBuf>,
+}
+
+/// A parsed `--sink`.
+fn open_sink(spec: &str) -> Result<DuckDbSink, Failure> {
+    match spec.split_once(':') {
+        Some(("duckdb", path)) if !path.is_empty() => Ok(DuckDbSink::new(path)),
+        _ => Err(Failure {
+            code: USAGE,
+            error: anyhow!("unknown sink {spec:?}: expected duckdb:PATH"),
+        }),
+    }
+}
+
+fn discover_all(specs: &[String]) -> Result<Discovery, Failure> {
+    let mut all = Discovery::default();
+    for spec in specs {
+        let found = source::discover(spec).map_err(|e| Failure {
+            code: match e {
+                sparkify_core::Error::NoInput(_) | sparkify_core::Error::Pattern { .. } => USAGE,
+                _ => SOURCE_OR_SINK,
+            },
+            error: e.into(),
+        })?;
+        all.files.extend(found.files);
+        all.skipped.extend(found.skipped);
+    }
+    all.files.sort_by(|a, b| a.path.cmp(&b.path));
+    all.files.dedup();
+    Ok(all)
+}
+
+pub fn run(args: EtlArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let run_started_at = chrono::Utc::now().timestamp_millis();
+    let mut sink = open_sink(&args.sink)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.unwrap_or(0))
+        .build()
+        .or_exit(USAGE)?;
+    sink.check()
+        .with_context(|| format!("sink {}", sink.describe()))
+        .or_exit(SOURCE_OR_SINK)?;
+
+    let songs = discover_all(&args.songs)?;
+    let events = discover_all(&args.events)?;
+    let total: u64 = songs.files.iter().chain(&events.files).map(|f| f.len).sum();
+    let progress = progress_bar(total);
+    let bar = progress.clone();
+    let opts = ReadOptions {
+        batch_size: args.batch_size.max(1),
+        on_file: Some(Arc::new(move |n| bar.inc(n))),
+        ..ReadOptions::default()
+    };
+    let (songs_out, events_out) = pool.install(|| {
+        rayon::join(
+            || source::read_files(&songs.files, &STAGING_SONGS.schema(), &opts),
+            || source::read_files(&events.files, &STAGING_EVENTS.schema(), &opts),
+        )
+    });
+    progress.finish_and_clear();
+    let songs_out: ReadOutput = songs_out.or_exit(SOURCE_OR_SINK)?;
+    let events_out: ReadOutput = events_out.or_exit(SOURCE_OR_SINK)?;
+
+    let mut rejects = songs_out.rejects.clone();
+    rejects.extend(events_out.rejects.iter().cloned());
+    let mut summary = Summary {
+        files_read: songs_out.files_read + events_out.files_read,
+        files_skipped: songs.skipped.len() + events.skipped.len(),
+        bytes_read: songs_out.bytes_read + events_out.bytes_read,
+        rows: Vec::new(),
+        rejects: rejects.clone(),
+        committed: false,
+        sink: sink.describe(),
+        seconds: 0.0,
+    };
+    for r in &rejects {
+        eprintln!("reject: {r}");
+    }
+    if rejects.len() as u64 > args.max_errors {
+        summary.seconds = started.elapsed().as_secs_f64();
+        summary
+            .finish(args.summary_json.as_deref())
+            .or_exit(USAGE)?;
+        return Err(Failure {
+            code: TOO_MANY_REJECTS,
+            error: anyhow!(
+                "{} rejected records, more than --max-errors {}: nothing was committed",
+                rejects.len(),
+                args.max_errors
+            ),
+        });
+    }
+
+    let star = pool
+        .install(|| model::build(&events_out.batch, &songs_out.batch, args.songplays))
+        .or_exit(SOURCE_OR_SINK)?;
+    let load_errors = rejects_batch(&rejects, run_started_at);
+    let load = Load {
+        staging_events: &events_out.batch,
+        staging_songs: &songs_out.batch,
+        star: &star,
+        load_errors: &load_errors,
+    };
+    summary.rows = load
+        .tables()
+        .iter()
+        .map(|(t, b)| (t.name.to_owned(), b.num_rows()))
+        .collect();
+    let loaded = sink
+        .load(&load)
+        .with_context(|| format!("loading {}", sink.describe()));
+    summary.committed = loaded.is_ok();
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary
+        .finish(args.summary_json.as_deref())
+        .or_exit(USAGE)?;
+    loaded.or_exit(SOURCE_OR_SINK)
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} reading {bytes}/{total_bytes} ({bytes_per_sec}) {wide_bar}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}

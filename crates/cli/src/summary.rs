@@ -1,0 +1,116 @@
+//! The end-of-run report: a table on stdout, and the same as JSON for scripts.
+
+use std::path::Path;
+
+use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+use sparkify_core::Reject;
+
+/// What a run did.
+#[derive(Debug)]
+pub struct Summary {
+    pub files_read: usize,
+    pub files_skipped: usize,
+    pub bytes_read: u64,
+    /// Rows per table, in report order (empty when nothing was built).
+    pub rows: Vec<(String, usize)>,
+    pub rejects: Vec<Reject>,
+    pub committed: bool,
+    pub sink: String,
+    pub seconds: f64,
+}
+
+#[derive(Serialize)]
+struct JsonReject<'a> {
+    source: &'a str,
+    line: u64,
+    byte_offset: u64,
+    column: Option<&'a str>,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonSummary<'a> {
+    files_read: usize,
+    files_skipped: usize,
+    bytes_read: u64,
+    rows: serde_json::Map<String, serde_json::Value>,
+    rejects: usize,
+    reject_details: Vec<JsonReject<'a>>,
+    committed: bool,
+    sink: &'a str,
+    seconds: f64,
+}
+
+impl Summary {
+    /// Prints the table and writes the JSON file, if one was asked for.
+    pub fn finish(&self, json: Option<&Path>) -> anyhow::Result<()> {
+        println!("{}", self.table());
+        if let Some(path) = json {
+            let text = serde_json::to_string_pretty(&self.json())?;
+            std::fs::write(path, text + "\n")
+                .map_err(|e| anyhow::anyhow!("writing --summary-json {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn table(&self) -> Table {
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_header(vec!["table", "rows"]);
+        for (name, rows) in &self.rows {
+            table.add_row(vec![
+                Cell::new(name),
+                Cell::new(rows).set_alignment(CellAlignment::Right),
+            ]);
+        }
+        let status = if self.committed {
+            "committed"
+        } else {
+            "nothing committed"
+        };
+        for (k, v) in [
+            ("rejects", self.rejects.len().to_string()),
+            ("files read", self.files_read.to_string()),
+            ("files skipped", self.files_skipped.to_string()),
+            ("bytes read", self.bytes_read.to_string()),
+            ("sink", format!("{} ({status})", self.sink)),
+            ("seconds", format!("{:.3}", self.seconds)),
+        ] {
+            table.add_row(vec![
+                Cell::new(k),
+                Cell::new(v).set_alignment(CellAlignment::Right),
+            ]);
+        }
+        table
+    }
+
+    fn json(&self) -> JsonSummary<'_> {
+        JsonSummary {
+            files_read: self.files_read,
+            files_skipped: self.files_skipped,
+            bytes_read: self.bytes_read,
+            rows: self
+                .rows
+                .iter()
+                .map(|(name, n)| (name.clone(), serde_json::Value::from(*n)))
+                .collect(),
+            rejects: self.rejects.len(),
+            reject_details: self
+                .rejects
+                .iter()
+                .map(|r| JsonReject {
+                    source: &r.source,
+                    line: r.line,
+                    byte_offset: r.byte_offset,
+                    column: r.column.as_deref(),
+                    reason: &r.reason,
+                })
+                .collect(),
+            committed: self.committed,
+            sink: &self.sink,
+            seconds: self.seconds,
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The core's one error type.
+
+use arrow::error::ArrowError;
+
+/// What can go wrong in the core. Bad records are not errors: they are [`crate::Reject`]s.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An input path or pattern names nothing.
+    #[error("no input at {0}: no such file or folder, and no file matches it")]
+    NoInput(String),
+    /// A glob pattern is malformed.
+    #[error("bad pattern {pattern}: {message}")]
+    Pattern { pattern: String, message: String },
+    /// A schema the reader cannot decode, or a decoder used out of order.
+    #[error("schema: {0}")]
+    Schema(String),
+    /// Arrow refused to build a batch.
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+}
+
+/// The core's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

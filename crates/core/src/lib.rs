@@ -1,0 +1,29 @@
+//! sparkify-core: reads Sparkify's JSON (song files and event logs) into Arrow in parallel,
+//! builds the star schema in memory, and defines the [`Sink`] contract the sinks implement.
+//! It knows no sink, no SQL driver and no async runtime.
+//!
+//! ```no_run
+//! use sparkify_core::{model, source, table};
+//!
+//! let opts = source::ReadOptions::default();
+//! let songs = source::discover("fixtures/sparkify/song_data")?;
+//! let events = source::discover("fixtures/sparkify/log_data")?;
+//! let songs = source::read_files(&songs.files, &table::STAGING_SONGS.schema(), &opts)?;
+//! let events = source::read_files(&events.files, &table::STAGING_EVENTS.schema(), &opts)?;
+//! let star = model::build(&events.batch, &songs.batch, model::SongplaysMode::Matched)?;
+//! assert_eq!(star.ft_songplays.num_rows(), 333);
+//! # Ok::<(), sparkify_core::Error>(())
+//! ```
+
+pub mod error;
+pub mod model;
+pub mod reader;
+pub mod reject;
+pub mod sink;
+pub mod source;
+pub mod sql;
+pub mod table;
+
+pub use error::{Error, Result};
+pub use reject::Reject;
+pub use sink::{Load, Sink};

@@ -1,0 +1,290 @@
+//! Finding input files (a folder, a file or a glob) and reading them in parallel: files over
+//! rayon's workers, and large NDJSON files split in chunks at line starts.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use arrow::datatypes::SchemaRef;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::reader::{DEFAULT_BATCH_SIZE, Decoder, ReaderBuilder};
+use crate::reject::Reject;
+
+/// One file to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    pub path: PathBuf,
+    /// Size as stored (compressed for `.gz`).
+    pub len: u64,
+}
+
+/// The files under some input paths.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    /// Files to read, sorted by path so that the order they were found in never matters.
+    pub files: Vec<InputFile>,
+    /// Files under a folder or glob that are not JSON by name, and were not read.
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Whether a file name says JSON: `.json`, `.jsonl`, `.ndjson`, each optionally `.gz`.
+pub fn is_json_name(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let name = name.strip_suffix(".gz").unwrap_or(name);
+    [".json", ".jsonl", ".ndjson"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
+fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
+/// Expands `spec` (a folder, walked recursively; a file, read whatever its name; or a glob)
+/// into the JSON files it names.
+pub fn discover(spec: &str) -> Result<Discovery> {
+    let mut out = Discovery::default();
+    let path = Path::new(spec);
+    if path.is_dir() {
+        walk(path, &mut out)?;
+    } else if path.is_file() {
+        out.files.push(input_file(path)?);
+    } else if spec.contains(['*', '?', '[']) {
+        let entries = glob::glob(spec).map_err(|e| Error::Pattern {
+            pattern: spec.to_owned(),
+            message: e.to_string(),
+        })?;
+        for entry in entries {
+            let p = entry.map_err(|e| Error::Io {
+                path: e.path().display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            if p.is_dir() {
+                walk(&p, &mut out)?;
+            } else if is_json_name(&p) {
+                out.files.push(input_file(&p)?);
+            } else {
+                out.skipped.push(p);
+            }
+        }
+        if out.files.is_empty() && out.skipped.is_empty() {
+            return Err(Error::NoInput(spec.to_owned()));
+        }
+    } else {
+        return Err(Error::NoInput(spec.to_owned()));
+    }
+    out.files.sort_by(|a, b| a.path.cmp(&b.path));
+    out.files.dedup();
+    out.skipped.sort();
+    Ok(out)
+}
+
+fn input_file(path: &Path) -> Result<InputFile> {
+    let meta = std::fs::metadata(path).map_err(|source| io_error(path, source))?;
+    Ok(InputFile {
+        path: path.to_owned(),
+        len: meta.len(),
+    })
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn walk(dir: &Path, out: &mut Discovery) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let path = entry.path();
+        let ty = entry.file_type().map_err(|e| io_error(&path, e))?;
+        if ty.is_dir() || (ty.is_symlink() && path.is_dir()) {
+            walk(&path, out)?;
+        } else if is_json_name(&path) {
+            out.files.push(input_file(&path)?);
+        } else {
+            out.skipped.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// How to read.
+#[derive(Clone)]
+pub struct ReadOptions {
+    /// Rows per batch the decoders build (the result is the same for any size).
+    pub batch_size: usize,
+    /// Files larger than this are split in chunks of about this size, decoded in parallel.
+    pub chunk_size: usize,
+    /// Called with each file's stored size once it is read, from any worker.
+    pub on_file: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for ReadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOptions")
+            .field("batch_size", &self.batch_size)
+            .field("chunk_size", &self.chunk_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            batch_size: DEFAULT_BATCH_SIZE,
+            chunk_size: 4 << 20,
+            on_file: None,
+        }
+    }
+}
+
+/// Everything read for one table.
+#[derive(Debug, Clone)]
+pub struct ReadOutput {
+    /// All rows, in file order then line order.
+    pub batch: RecordBatch,
+    pub rejects: Vec<Reject>,
+    pub files_read: usize,
+    /// Bytes as stored (compressed for `.gz`).
+    pub bytes_read: u64,
+}
+
+/// Reads `files` into one batch of `schema`, in parallel on the current rayon pool.
+pub fn read_files(
+    files: &[InputFile],
+    schema: &SchemaRef,
+    opts: &ReadOptions,
+) -> Result<ReadOutput> {
+    let parts: Vec<(Vec<RecordBatch>, Vec<Reject>)> = files
+        .par_iter()
+        .map(|file| {
+            let data = load(&file.path)?;
+            let out = decode_bytes(&data, &file.path.display().to_string(), schema, opts)?;
+            if let Some(cb) = &opts.on_file {
+                cb(file.len);
+            }
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    let mut batches = Vec::new();
+    let mut rejects = Vec::new();
+    for (b, r) in parts {
+        batches.extend(b);
+        rejects.extend(r);
+    }
+    Ok(ReadOutput {
+        batch: concat_batches(schema, &batches)?,
+        rejects,
+        files_read: files.len(),
+        bytes_read: files.iter().map(|f| f.len).sum(),
+    })
+}
+
+/// A file's bytes, decompressed when its name ends `.gz`.
+fn load(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    if !is_gzip(path) {
+        return Ok(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() * 6);
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .read_to_end(&mut out)
+        .map_err(|e| io_error(path, e))?;
+    Ok(out)
+}
+
+/// Decodes a whole stream held in memory: a large one whose first value is an object is
+/// split at lines that start with `{`, and the pieces decoded in parallel.
+pub fn decode_bytes(
+    data: &[u8],
+    source: &str,
+    schema: &SchemaRef,
+    opts: &ReadOptions,
+) -> Result<(Vec<RecordBatch>, Vec<Reject>)> {
+    let source: Arc<str> = Arc::from(source);
+    let builder = ReaderBuilder::new(Arc::clone(schema))
+        .with_batch_size(opts.batch_size)
+        .with_source(Arc::clone(&source));
+    let starts = chunk_starts(data, opts.chunk_size);
+    if starts.len() == 1 {
+        return decode_all(builder.build_decoder()?, data);
+    }
+    let mut bounds: Vec<(usize, usize)> = starts.windows(2).map(|w| (w[0], w[1])).collect();
+    bounds.push((*starts.last().unwrap_or(&0), data.len()));
+    let lines: Vec<u64> = bounds
+        .par_iter()
+        .map(|&(a, b)| memchr::memchr_iter(b'\n', &data[a..b]).count() as u64)
+        .collect();
+    let mut first_line = 1;
+    let mut origins = Vec::with_capacity(bounds.len());
+    for (&(a, b), n) in bounds.iter().zip(&lines) {
+        origins.push((a, b, first_line));
+        first_line += n;
+    }
+    let parts: Vec<(Vec<RecordBatch>, Vec<Reject>)> = origins
+        .par_iter()
+        .map(|&(a, b, line)| {
+            let decoder = builder
+                .clone()
+                .with_origin(line, a as u64)
+                .build_decoder()?;
+            // Only the first piece may begin with a byte order mark.
+            decode_all(decoder, &data[a..b])
+        })
+        .collect::<Result<_>>()?;
+    let mut batches = Vec::new();
+    let mut rejects = Vec::new();
+    for (b, r) in parts {
+        batches.extend(b);
+        rejects.extend(r);
+    }
+    Ok((batches, rejects))
+}
+
+/// Where to split `data` for parallel decoding: always 0, then after the first newline past
+/// each multiple of `chunk_size` that is followed by `{`. A stream that opens with anything but
+/// an object (a top-level array, say) is not split.
+fn chunk_starts(data: &[u8], chunk_size: usize) -> Vec<usize> {
+    let mut starts = vec![0];
+    let body = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let first = body.iter().find(|b| !crate::reader::is_json_ws(**b));
+    if data.len() <= chunk_size || first != Some(&b'{') {
+        return starts;
+    }
+    let finder = memchr::memmem::Finder::new(b"\n{");
+    let mut from = chunk_size;
+    while from < data.len() {
+        match finder.find(&data[from..]) {
+            Some(i) => {
+                let start = from + i + 1;
+                starts.push(start);
+                from = start + chunk_size;
+            }
+            None => break,
+        }
+    }
+    starts
+}
+
+fn decode_all(mut decoder: Decoder, data: &[u8]) -> Result<(Vec<RecordBatch>, Vec<Reject>)> {
+    let mut batches = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        pos += decoder.decode(&data[pos..])?;
+        if decoder.is_full() {
+            batches.extend(decoder.flush()?);
+        }
+    }
+    decoder.finish();
+    while let Some(batch) = decoder.flush()? {
+        batches.push(batch);
+    }
+    Ok((batches, decoder.take_rejects()))
+}

@@ -1,0 +1,278 @@
+//! The warehouse SQL, written once: DDL for every table and the transforms from the staging
+//! tables to the star schema, with the small differences between DuckDB, PostgreSQL and
+//! Amazon Redshift. The transforms implement the orders of `docs/model.md` as `ROW_NUMBER()`
+//! windows, the second implementation of SPEC next to [`crate::model`]; tests hold the two
+//! to the same tables.
+
+use crate::model::SongplaysMode;
+use crate::table::{ALL_TABLES, Column, SqlType, TableDef};
+
+/// A SQL dialect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dialect {
+    DuckDb,
+    Postgres,
+    Redshift(RedshiftKeys),
+}
+
+/// Redshift's distribution and sort keys per table: `(table, distkey, sortkey)`. The default is
+/// the seed design's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedshiftKeys {
+    pub keys: Vec<(String, Option<String>, Option<String>)>,
+}
+
+impl Default for RedshiftKeys {
+    fn default() -> Self {
+        let k = |t: &str, d: Option<&str>, s: Option<&str>| {
+            (t.to_owned(), d.map(str::to_owned), s.map(str::to_owned))
+        };
+        RedshiftKeys {
+            keys: vec![
+                k("staging_events", None, Some("ts")),
+                k("dm_users", Some("user_id"), None),
+                k("dm_songs", Some("title"), Some("song_id")),
+                k("dm_artists", Some("name"), Some("artist_id")),
+                k("dm_time", Some("start_time"), Some("weekday")),
+                k("ft_songplays", Some("song_id"), Some("song_id")),
+            ],
+        }
+    }
+}
+
+impl RedshiftKeys {
+    fn of(&self, table: &str) -> (Option<&str>, Option<&str>) {
+        self.keys
+            .iter()
+            .find(|(t, _, _)| t == table)
+            .map_or((None, None), |(_, d, s)| (d.as_deref(), s.as_deref()))
+    }
+}
+
+impl Dialect {
+    fn type_name(&self, column: &Column) -> &'static str {
+        match (self, column.ty) {
+            (Dialect::DuckDb, SqlType::Text) => "VARCHAR",
+            (Dialect::Postgres, SqlType::Text) => "TEXT",
+            (Dialect::Redshift(_), SqlType::Text) => "VARCHAR(65535)",
+            (_, SqlType::Integer) => "INTEGER",
+            (_, SqlType::BigInt) => "BIGINT",
+            (Dialect::DuckDb, SqlType::Double) => "DOUBLE",
+            (_, SqlType::Double) => "DOUBLE PRECISION",
+            (_, SqlType::Timestamp) => "TIMESTAMP",
+        }
+    }
+
+    /// How text is ordered in the dedup rules: by bytes.
+    fn collate(&self) -> &'static str {
+        match self {
+            Dialect::Postgres => " COLLATE \"C\"",
+            // DuckDB's default collation is binary; Redshift's default compares bytes.
+            Dialect::DuckDb | Dialect::Redshift(_) => "",
+        }
+    }
+
+    /// Whether the warehouse numbers `songplay_id` itself (Redshift's IDENTITY).
+    fn identity_songplays(&self) -> bool {
+        matches!(self, Dialect::Redshift(_))
+    }
+}
+
+/// `CREATE TABLE` for `table`.
+pub fn create_table(table: &TableDef, dialect: &Dialect) -> String {
+    let mut cols: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let ty = if c.name == "songplay_id" && dialect.identity_songplays() {
+                "BIGINT IDENTITY(0,1)"
+            } else {
+                dialect.type_name(c)
+            };
+            let null = if c.not_null { " NOT NULL" } else { "" };
+            format!("    {} {ty}{null}", c.name)
+        })
+        .collect();
+    if !table.primary_key.is_empty() {
+        cols.push(format!(
+            "    PRIMARY KEY ({})",
+            table.primary_key.join(", ")
+        ));
+    }
+    let mut sql = format!("CREATE TABLE {} (\n{}\n)", table.name, cols.join(",\n"));
+    if let Dialect::Redshift(keys) = dialect {
+        let (dist, sort) = keys.of(table.name);
+        if let Some(d) = dist {
+            sql += &format!("\nDISTSTYLE KEY DISTKEY ({d})");
+        }
+        if let Some(s) = sort {
+            sql += &format!("\nSORTKEY ({s})");
+        }
+    }
+    sql
+}
+
+/// `DROP TABLE IF EXISTS` for `table`.
+pub fn drop_table(table: &TableDef) -> String {
+    format!("DROP TABLE IF EXISTS {}", table.name)
+}
+
+/// Drops and creates every table, in report order.
+pub fn recreate_all(dialect: &Dialect) -> Vec<String> {
+    ALL_TABLES
+        .iter()
+        .flat_map(|t| [drop_table(t), create_table(t, dialect)])
+        .collect()
+}
+
+/// The conditions that make an event a play.
+const PLAYS: &str =
+    "page = 'NextSong' AND ts IS NOT NULL AND sessionId IS NOT NULL AND itemInSession IS NOT NULL";
+
+/// The statements that fill the star schema from `staging_events` and `staging_songs`; the
+/// star tables must exist and be empty.
+pub fn transforms(dialect: &Dialect, mode: SongplaysMode) -> Vec<String> {
+    let c = dialect.collate();
+    let users = format!(
+        "INSERT INTO dm_users (user_id, first_name, last_name, gender, level)
+SELECT userId, firstName, lastName, gender, level
+FROM (
+    SELECT userId, firstName, lastName, gender, level,
+           ROW_NUMBER() OVER (
+               PARTITION BY userId
+               ORDER BY ts DESC NULLS LAST, itemInSession DESC NULLS LAST, sessionId DESC NULLS LAST,
+                        level{c} ASC NULLS LAST, firstName{c} ASC NULLS LAST,
+                        lastName{c} ASC NULLS LAST, gender{c} ASC NULLS LAST
+           ) AS rn
+    FROM staging_events
+    WHERE userId IS NOT NULL
+) AS latest
+WHERE rn = 1"
+    );
+    let songs = format!(
+        "INSERT INTO dm_songs (song_id, title, artist_id, year, duration)
+SELECT song_id, title, artist_id, year, duration
+FROM (
+    SELECT song_id, title, artist_id, year, duration,
+           ROW_NUMBER() OVER (
+               PARTITION BY song_id
+               ORDER BY CASE WHEN year IS NOT NULL AND year <> 0 THEN 0 ELSE 1 END,
+                        duration DESC NULLS LAST, artist_id{c} ASC NULLS LAST,
+                        title{c} ASC NULLS LAST, year DESC NULLS LAST
+           ) AS rn
+    FROM staging_songs
+    WHERE song_id IS NOT NULL
+) AS best
+WHERE rn = 1"
+    );
+    let artists = format!(
+        "INSERT INTO dm_artists (artist_id, name, location, latitude, longitude)
+SELECT artist_id, artist_name, artist_location, artist_latitude, artist_longitude
+FROM (
+    SELECT artist_id, artist_name, artist_location, artist_latitude, artist_longitude,
+           ROW_NUMBER() OVER (
+               PARTITION BY artist_id
+               ORDER BY CASE WHEN artist_latitude IS NOT NULL THEN 0 ELSE 1 END,
+                        CASE WHEN artist_location IS NOT NULL AND artist_location <> '' THEN 0 ELSE 1 END,
+                        LENGTH(artist_name) ASC NULLS LAST, artist_name{c} ASC NULLS LAST,
+                        song_id{c} ASC NULLS LAST, artist_location{c} ASC NULLS LAST,
+                        artist_latitude ASC NULLS LAST, artist_longitude ASC NULLS LAST
+           ) AS rn
+    FROM staging_songs
+    WHERE artist_id IS NOT NULL
+) AS best
+WHERE rn = 1"
+    );
+    let part = |p: &str| format!("CAST(EXTRACT({p} FROM start_time) AS INTEGER)");
+    let time = format!(
+        "INSERT INTO dm_time (start_time, hour, day, week, month, year, weekday)
+SELECT start_time, {}, {}, {}, {}, {},
+       CAST(CASE EXTRACT(dow FROM start_time) WHEN 0 THEN 7 ELSE EXTRACT(dow FROM start_time) END AS INTEGER)
+FROM (SELECT DISTINCT ts AS start_time FROM staging_events WHERE {PLAYS}) AS plays",
+        part("hour"),
+        part("day"),
+        part("week"),
+        part("month"),
+        part("year"),
+    );
+    let (id_col, id_val) = if dialect.identity_songplays() {
+        ("", "")
+    } else {
+        (
+            "songplay_id, ",
+            "ROW_NUMBER() OVER (ORDER BY p.ts, p.sessionId, p.itemInSession) - 1,\n       ",
+        )
+    };
+    let matched_only = match mode {
+        SongplaysMode::Matched => " AND m.rn IS NOT NULL",
+        SongplaysMode::All => "",
+    };
+    let songplays = format!(
+        "INSERT INTO ft_songplays ({id_col}start_time, user_id, level, song_id, artist_id, session_id, item_in_session, location, user_agent)
+WITH plays AS (
+    SELECT ts, userId, level, song, artist, length, sessionId, itemInSession, location, userAgent,
+           ROW_NUMBER() OVER (
+               PARTITION BY sessionId, itemInSession
+               ORDER BY ts ASC NULLS LAST, userId ASC NULLS LAST, level{c} ASC NULLS LAST,
+                        location{c} ASC NULLS LAST, userAgent{c} ASC NULLS LAST, song{c} ASC NULLS LAST,
+                        artist{c} ASC NULLS LAST, length ASC NULLS LAST
+           ) AS rn
+    FROM staging_events
+    WHERE {PLAYS}
+),
+matched AS (
+    SELECT p.sessionId, p.itemInSession, s.song_id, s.artist_id,
+           ROW_NUMBER() OVER (
+               PARTITION BY p.sessionId, p.itemInSession
+               ORDER BY ABS(s.duration - p.length) ASC NULLS LAST, s.song_id{c} ASC NULLS LAST,
+                        s.artist_id{c} ASC NULLS LAST
+           ) AS rn
+    FROM plays AS p
+    JOIN staging_songs AS s ON s.title = p.song AND s.artist_name = p.artist
+    WHERE p.rn = 1
+)
+SELECT {id_val}p.ts, p.userId, p.level, m.song_id, m.artist_id, p.sessionId, p.itemInSession, p.location,
+       CASE WHEN LENGTH(p.userAgent) >= 2 AND LEFT(p.userAgent, 1) = '\"' AND RIGHT(p.userAgent, 1) = '\"'
+            THEN SUBSTRING(p.userAgent, 2, LENGTH(p.userAgent) - 2)
+            ELSE p.userAgent END
+FROM plays AS p
+LEFT JOIN matched AS m ON m.sessionId = p.sessionId AND m.itemInSession = p.itemInSession AND m.rn = 1
+WHERE p.rn = 1{matched_only}"
+    );
+    vec![songplays, users, songs, artists, time]
+}
+
+/// `s` as a SQL string literal, quotes doubled. Redshift and PostgreSQL (with
+/// `standard_conforming_strings`, the default) read backslashes literally.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{DM_USERS, FT_SONGPLAYS};
+
+    #[test]
+    fn redshift_ddl_has_the_seed_keys_and_identity() {
+        let d = Dialect::Redshift(RedshiftKeys::default());
+        let sql = create_table(&FT_SONGPLAYS, &d);
+        assert!(
+            sql.contains("songplay_id BIGINT IDENTITY(0,1) NOT NULL"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("DISTSTYLE KEY DISTKEY (song_id)\nSORTKEY (song_id)"),
+            "{sql}"
+        );
+        assert!(create_table(&DM_USERS, &Dialect::Postgres).contains("first_name TEXT"));
+    }
+
+    #[test]
+    fn literals_double_quotes() {
+        assert_eq!(
+            literal("arn:aws:iam::1:role/it's"),
+            "'arn:aws:iam::1:role/it''s'"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! The tables every sink writes: names, columns, types, keys. One definition serves the Arrow
+//! schemas of the core and the DDL of every SQL sink, so the two cannot drift apart.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// A column's type in the warehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlType {
+    /// Text of any length (`VARCHAR`; Redshift's `VARCHAR(MAX)` where a sink needs a size).
+    Text,
+    /// 32-bit signed integer.
+    Integer,
+    /// 64-bit signed integer.
+    BigInt,
+    /// 64-bit float.
+    Double,
+    /// A timestamp without time zone, kept to the millisecond (UTC by convention).
+    Timestamp,
+}
+
+impl SqlType {
+    /// The Arrow type the core builds this column with.
+    pub fn arrow_type(self) -> DataType {
+        match self {
+            SqlType::Text => DataType::Utf8,
+            SqlType::Integer => DataType::Int32,
+            SqlType::BigInt => DataType::Int64,
+            SqlType::Double => DataType::Float64,
+            SqlType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
+        }
+    }
+}
+
+/// One column of a table.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: SqlType,
+    pub not_null: bool,
+}
+
+/// One table: its name, columns in order, and primary key.
+#[derive(Debug, Clone, Copy)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub columns: &'static [Column],
+    pub primary_key: &'static [&'static str],
+}
+
+impl TableDef {
+    /// The Arrow schema of the table. Nullability is left open in Arrow (NOT NULL is
+    /// enforced by the warehouse's DDL), so that batches from every stage share one schema.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(c.name, c.ty.arrow_type(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// The index of a column by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+const fn col(name: &'static str, ty: SqlType) -> Column {
+    Column {
+        name,
+        ty,
+        not_null: false,
+    }
+}
+
+const fn req(name: &'static str, ty: SqlType) -> Column {
+    Column {
+        name,
+        ty,
+        not_null: true,
+    }
+}
+
+use SqlType::{BigInt, Double, Integer, Text, Timestamp};
+
+/// Every valid event of every page, columns named as the JSON keys.
+pub const STAGING_EVENTS: TableDef = TableDef {
+    name: "staging_events",
+    columns: &[
+        col("artist", Text),
+        col("auth", Text),
+        col("firstName", Text),
+        col("gender", Text),
+        col("itemInSession", Integer),
+        col("lastName", Text),
+        col("length", Double),
+        col("level", Text),
+        col("location", Text),
+        col("method", Text),
+        col("page", Text),
+        col("registration", Double),
+        col("sessionId", Integer),
+        col("song", Text),
+        col("status", Integer),
+        col("ts", Timestamp),
+        col("userAgent", Text),
+        col("userId", Integer),
+    ],
+    primary_key: &[],
+};
+
+/// Every valid song record, columns named as the JSON keys.
+pub const STAGING_SONGS: TableDef = TableDef {
+    name: "staging_songs",
+    columns: &[
+        col("num_songs", Integer),
+        col("artist_id", Text),
+        col("artist_latitude", Double),
+        col("artist_longitude", Double),
+        col("artist_location", Text),
+        col("artist_name", Text),
+        col("song_id", Text),
+        col("title", Text),
+        col("duration", Double),
+        col("year", Integer),
+    ],
+    primary_key: &[],
+};
+
+pub const FT_SONGPLAYS: TableDef = TableDef {
+    name: "ft_songplays",
+    columns: &[
+        req("songplay_id", BigInt),
+        req("start_time", Timestamp),
+        col("user_id", Integer),
+        col("level", Text),
+        col("song_id", Text),
+        col("artist_id", Text),
+        req("session_id", Integer),
+        req("item_in_session", Integer),
+        col("location", Text),
+        col("user_agent", Text),
+    ],
+    primary_key: &["songplay_id"],
+};
+
+pub const DM_USERS: TableDef = TableDef {
+    name: "dm_users",
+    columns: &[
+        req("user_id", Integer),
+        col("first_name", Text),
+        col("last_name", Text),
+        col("gender", Text),
+        col("level", Text),
+    ],
+    primary_key: &["user_id"],
+};
+
+pub const DM_SONGS: TableDef = TableDef {
+    name: "dm_songs",
+    columns: &[
+        req("song_id", Text),
+        col("title", Text),
+        col("artist_id", Text),
+        col("year", Integer),
+        col("duration", Double),
+    ],
+    primary_key: &["song_id"],
+};
+
+pub const DM_ARTISTS: TableDef = TableDef {
+    name: "dm_artists",
+    columns: &[
+        req("artist_id", Text),
+        col("name", Text),
+        col("location", Text),
+        col("latitude", Double),
+        col("longitude", Double),
+    ],
+    primary_key: &["artist_id"],
+};
+
+pub const DM_TIME: TableDef = TableDef {
+    name: "dm_time",
+    columns: &[
+        req("start_time", Timestamp),
+        req("hour", Integer),
+        req("day", Integer),
+        req("week", Integer),
+        req("month", Integer),
+        req("year", Integer),
+        req("weekday", Integer),
+    ],
+    primary_key: &["start_time"],
+};
+
+/// The rejects of the run that produced the current tables (the engine's `stl_load_errors`).
+pub const LOAD_ERRORS: TableDef = TableDef {
+    name: "load_errors",
+    columns: &[
+        req("source", Text),
+        col("line", BigInt),
+        col("byte_offset", BigInt),
+        col("column_name", Text),
+        req("reason", Text),
+        col("raw", Text),
+        req("run_started_at", Timestamp),
+    ],
+    primary_key: &[],
+};
+
+/// The five tables of the star schema, fact first.
+pub const STAR_TABLES: [&TableDef; 5] =
+    [&FT_SONGPLAYS, &DM_USERS, &DM_SONGS, &DM_ARTISTS, &DM_TIME];
+
+/// Every table a sink writes, in the order a run reports them.
+pub const ALL_TABLES: [&TableDef; 8] = [
+    &STAGING_EVENTS,
+    &STAGING_SONGS,
+    &FT_SONGPLAYS,
+    &DM_USERS,
+    &DM_SONGS,
+    &DM_ARTISTS,
+    &DM_TIME,
+    &LOAD_ERRORS,
+];

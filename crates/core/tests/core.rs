@@ -1,0 +1,502 @@
+//! The core on the real fixtures and on every crafted bad-input case.
+#![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::concat_batches;
+use arrow::datatypes::Int32Type;
+use arrow::util::pretty::pretty_format_batches;
+use proptest::prelude::*;
+use sparkify_core::Reject;
+use sparkify_core::model::{self, SongplaysMode, StarSchema};
+use sparkify_core::reader::ReaderBuilder;
+use sparkify_core::source::{self, ReadOptions, ReadOutput};
+use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS, TableDef};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn read(sub: &str, table: &TableDef, opts: &ReadOptions) -> ReadOutput {
+    let found = source::discover(fixtures().join(sub).to_str().unwrap()).unwrap();
+    source::read_files(&found.files, &table.schema(), opts).unwrap()
+}
+
+struct Real {
+    events: ReadOutput,
+    songs: ReadOutput,
+    star: StarSchema,
+}
+
+fn real(opts: &ReadOptions) -> Real {
+    let events = read("sparkify/log_data", &STAGING_EVENTS, opts);
+    let songs = read("sparkify/song_data", &STAGING_SONGS, opts);
+    let star = model::build(&events.batch, &songs.batch, SongplaysMode::Matched).unwrap();
+    Real {
+        events,
+        songs,
+        star,
+    }
+}
+
+fn counts(star: &StarSchema) -> Vec<(&'static str, usize)> {
+    star.tables()
+        .iter()
+        .map(|(t, b)| (t.name, b.num_rows()))
+        .collect()
+}
+
+#[test]
+fn real_data_gives_spec_counts() {
+    let r = real(&ReadOptions::default());
+    assert_eq!(r.events.batch.num_rows(), 8056);
+    assert_eq!(r.songs.batch.num_rows(), 14896);
+    assert_eq!(r.events.files_read, 30);
+    assert_eq!(r.songs.files_read, 14896);
+    assert!(r.events.rejects.is_empty(), "{:?}", r.events.rejects);
+    assert!(r.songs.rejects.is_empty(), "{:?}", r.songs.rejects);
+    assert_eq!(
+        counts(&r.star),
+        [
+            ("ft_songplays", 333),
+            ("dm_users", 97),
+            ("dm_songs", 14896),
+            ("dm_artists", 9553),
+            ("dm_time", 6813)
+        ]
+    );
+    let all = model::build(&r.events.batch, &r.songs.batch, SongplaysMode::All).unwrap();
+    assert_eq!(all.ft_songplays.num_rows(), 6820);
+    assert_eq!(all.dm_time.num_rows(), 6813);
+}
+
+#[test]
+fn most_played_song_is_youre_the_one() {
+    let r = real(&ReadOptions::default());
+    let plays = &r.star.ft_songplays;
+    let song_ids = plays.column(4).as_string::<i32>();
+    let songs = &r.star.dm_songs;
+    let ids = songs.column(0).as_string::<i32>();
+    let titles = songs.column(1).as_string::<i32>();
+    let mut counts = std::collections::HashMap::<&str, usize>::new();
+    for i in 0..plays.num_rows() {
+        *counts.entry(song_ids.value(i)).or_default() += 1;
+    }
+    let (top, n) = counts
+        .iter()
+        .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
+        .unwrap();
+    let title = (0..songs.num_rows())
+        .find(|&i| ids.value(i) == *top)
+        .map(|i| titles.value(i));
+    assert_eq!((title, *n), (Some("You're The One"), 37));
+    let artist_ids = plays.column(5).as_string::<i32>();
+    let artists = &r.star.dm_artists;
+    let artist_name = (0..artists.num_rows())
+        .find(|&i| {
+            artists.column(0).as_string::<i32>().value(i)
+                == artist_ids.value(song_ids.iter().position(|s| s == Some(top)).unwrap())
+        })
+        .map(|i| artists.column(1).as_string::<i32>().value(i).to_owned());
+    assert_eq!(artist_name.as_deref(), Some("Dwight Yoakam"));
+}
+
+#[test]
+fn user_level_is_the_level_of_the_latest_event() {
+    let r = real(&ReadOptions::default());
+    let ev = &r.events.batch;
+    let idx = |n: &str| STAGING_EVENTS.index_of(n).unwrap();
+    let users = ev.column(idx("userId")).as_primitive::<Int32Type>();
+    let ts = ev
+        .column(idx("ts"))
+        .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+    let items = ev.column(idx("itemInSession")).as_primitive::<Int32Type>();
+    let levels = ev.column(idx("level")).as_string::<i32>();
+    let latest = (0..ev.num_rows())
+        .filter(|&i| users.is_valid(i) && users.value(i) == 15)
+        .max_by_key(|&i| (ts.value(i), items.value(i)))
+        .unwrap();
+    let dm = &r.star.dm_users;
+    let row = (0..dm.num_rows())
+        .find(|&i| dm.column(0).as_primitive::<Int32Type>().value(i) == 15)
+        .unwrap();
+    assert_eq!(
+        dm.column(4).as_string::<i32>().value(row),
+        levels.value(latest)
+    );
+    // User 15 upgraded during the month: the seed's DISTINCT kept both levels.
+    let seen: std::collections::BTreeSet<&str> = (0..ev.num_rows())
+        .filter(|&i| users.is_valid(i) && users.value(i) == 15)
+        .map(|i| levels.value(i))
+        .collect();
+    assert!(seen.len() > 1 || dm.column(4).as_string::<i32>().value(row) == levels.value(latest));
+}
+
+fn tables_of(r: &Real) -> Vec<RecordBatch> {
+    let mut t = vec![r.events.batch.clone(), r.songs.batch.clone()];
+    t.extend(r.star.tables().iter().map(|(_, b)| (*b).clone()));
+    t
+}
+
+#[test]
+fn tables_are_the_same_for_any_batch_size_thread_count_and_chunking() {
+    let reference = tables_of(&real(&ReadOptions::default()));
+    for batch_size in [1, 3, 100] {
+        let opts = ReadOptions {
+            batch_size,
+            ..ReadOptions::default()
+        };
+        assert_eq!(
+            tables_of(&real(&opts)),
+            reference,
+            "batch size {batch_size}"
+        );
+    }
+    for threads in [1, 4] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        // Small chunks force the split of each log file into pieces decoded in parallel.
+        let opts = ReadOptions {
+            chunk_size: 4096,
+            ..ReadOptions::default()
+        };
+        let got = pool.install(|| tables_of(&real(&opts)));
+        assert_eq!(got, reference, "{threads} threads");
+    }
+}
+
+#[test]
+fn star_schema_is_the_same_whatever_the_file_order() {
+    let opts = ReadOptions::default();
+    let reference = real(&opts);
+    let mut events = source::discover(fixtures().join("sparkify/log_data").to_str().unwrap())
+        .unwrap()
+        .files;
+    let mut songs = source::discover(fixtures().join("sparkify/song_data").to_str().unwrap())
+        .unwrap()
+        .files;
+    events.reverse();
+    songs.reverse();
+    let ev = source::read_files(&events, &STAGING_EVENTS.schema(), &opts).unwrap();
+    let so = source::read_files(&songs, &STAGING_SONGS.schema(), &opts).unwrap();
+    assert_ne!(
+        ev.batch, reference.events.batch,
+        "the staging order did change"
+    );
+    let star = model::build(&ev.batch, &so.batch, SongplaysMode::Matched).unwrap();
+    for ((t, a), (_, b)) in star.tables().iter().zip(reference.star.tables().iter()) {
+        assert_eq!(a, b, "{}", t.name);
+    }
+}
+
+#[test]
+fn snapshot_of_each_table() {
+    let r = real(&ReadOptions::default());
+    let mut out = String::new();
+    for (t, b) in r.star.tables() {
+        let head = b.slice(0, b.num_rows().min(5));
+        out += &format!(
+            "{} ({} rows)\n{}\n",
+            t.name,
+            b.num_rows(),
+            pretty_format_batches(&[head]).unwrap()
+        );
+    }
+    let e = &r.events.batch;
+    out += &format!(
+        "staging_events\n{}\n",
+        pretty_format_batches(&[e.slice(0, 2)]).unwrap()
+    );
+    let s = &r.songs.batch;
+    out += &format!(
+        "staging_songs\n{}\n",
+        pretty_format_batches(&[s.slice(0, 3)]).unwrap()
+    );
+    insta::assert_snapshot!(out);
+}
+
+// ---- crafted bad input -------------------------------------------------------------------
+
+fn bad(name: &str, table: &TableDef) -> (RecordBatch, Vec<Reject>) {
+    let path = fixtures().join("bad").join(name);
+    let found = source::discover(path.to_str().unwrap()).unwrap();
+    let out = source::read_files(&found.files, &table.schema(), &ReadOptions::default()).unwrap();
+    (out.batch, out.rejects)
+}
+
+fn items(batch: &RecordBatch) -> Vec<Option<i32>> {
+    let c = batch
+        .column(STAGING_EVENTS.index_of("itemInSession").unwrap())
+        .as_primitive::<Int32Type>();
+    c.iter().collect()
+}
+
+/// (line, byte offset, column, reason fragment) of each reject.
+fn described(rejects: &[Reject]) -> Vec<(u64, u64, Option<&str>, &str)> {
+    rejects
+        .iter()
+        .map(|r| {
+            (
+                r.line,
+                r.byte_offset,
+                r.column.as_deref(),
+                r.reason.as_str(),
+            )
+        })
+        .collect()
+}
+
+fn assert_rejects(rejects: &[Reject], expected: &[(u64, Option<&str>, &str)]) {
+    assert_eq!(rejects.len(), expected.len(), "{:#?}", described(rejects));
+    for (r, (line, column, reason)) in rejects.iter().zip(expected) {
+        assert_eq!(r.line, *line, "{r}");
+        assert_eq!(r.column.as_deref(), *column, "{r}");
+        assert!(r.reason.contains(reason), "{r} should say {reason:?}");
+        assert!(r.source.ends_with(".json"), "{r}");
+    }
+}
+
+#[test]
+fn not_json_line_is_rejected_and_neighbours_load() {
+    let (b, r) = bad("not_json.json", &STAGING_EVENTS);
+    assert_eq!(items(&b), [Some(0), Some(1)]);
+    assert_rejects(&r, &[(2, None, "invalid JSON")]);
+    assert_eq!(r[0].raw, "this is not json");
+    let first_line_len = std::fs::read(fixtures().join("bad/not_json.json"))
+        .unwrap()
+        .iter()
+        .position(|&c| c == b'\n')
+        .unwrap();
+    assert_eq!(r[0].byte_offset, first_line_len as u64 + 1);
+}
+
+#[test]
+fn truncated_object_costs_only_its_line() {
+    let (b, r) = bad("truncated.json", &STAGING_EVENTS);
+    assert_eq!(items(&b), [Some(0), Some(2)]);
+    assert_rejects(&r, &[(2, None, "JSON")]);
+    assert_eq!(r[0].raw.len(), 60);
+}
+
+#[test]
+fn values_that_are_not_objects_are_rejected() {
+    let (b, r) = bad("non_object.json", &STAGING_EVENTS);
+    assert_eq!(items(&b), [Some(0)]);
+    assert_rejects(
+        &r,
+        &[
+            (1, None, "expected a JSON object, found number 42"),
+            (3, None, "found string \"a string\""),
+            (4, None, "found null"),
+        ],
+    );
+}
+
+#[test]
+fn wrong_types_name_the_field() {
+    let (b, r) = bad("wrong_type.json", &STAGING_EVENTS);
+    assert_eq!(items(&b), [Some(0)]);
+    assert_rejects(
+        &r,
+        &[
+            (
+                2,
+                Some("sessionId"),
+                "expected an integer, found string \"abc\"",
+            ),
+            (3, Some("artist"), "expected text, found an object"),
+        ],
+    );
+}
+
+#[test]
+fn integer_out_of_range_is_rejected() {
+    let (b, r) = bad("out_of_range.json", &STAGING_EVENTS);
+    assert_eq!(items(&b), [Some(0), Some(2)]);
+    assert_rejects(
+        &r,
+        &[(
+            2,
+            Some("itemInSession"),
+            "3000000000 is out of range for INTEGER",
+        )],
+    );
+}
+
+#[test]
+fn invalid_utf8_is_rejected() {
+    let (b, r) = bad("invalid_utf8.json", &STAGING_EVENTS);
+    assert_eq!(items(&b), [Some(0), Some(2)]);
+    assert_rejects(&r, &[(2, None, "invalid UTF-8")]);
+    assert!(r[0].raw.contains('\u{FFFD}'));
+}
+
+#[test]
+fn crlf_lines_are_counted_once() {
+    let (b, r) = bad("crlf.json", &STAGING_EVENTS);
+    assert_eq!(items(&b), [Some(0), Some(2)]);
+    assert_rejects(&r, &[(2, Some("status"), "expected an integer")]);
+    assert!(!r[0].raw.ends_with('\r'));
+}
+
+#[test]
+fn byte_order_mark_gzip_blank_lines_and_empty_files_load() {
+    assert_eq!(
+        items(&bad("bom.json", &STAGING_EVENTS).0),
+        [Some(0), Some(1)]
+    );
+    assert_eq!(
+        items(&bad("gzipped.json.gz", &STAGING_EVENTS).0),
+        [Some(0), Some(1)]
+    );
+    let (b, r) = bad("blank_lines.json", &STAGING_EVENTS);
+    assert_eq!((items(&b), r.len()), (vec![Some(0), Some(1)], 0));
+    let (b, r) = bad("empty.json", &STAGING_EVENTS);
+    assert_eq!((b.num_rows(), r.len()), (0, 0));
+}
+
+#[test]
+fn pretty_printed_concatenated_and_array_input_load() {
+    let (b, r) = bad("pretty.json", &STAGING_EVENTS);
+    assert!(r.is_empty(), "{r:?}");
+    assert_eq!(items(&b), [Some(0), Some(1), Some(2), Some(3)]);
+    let (b, r) = bad("array.json", &STAGING_EVENTS);
+    assert!(r.is_empty(), "{r:?}");
+    assert_eq!(items(&b), [Some(0), Some(1), Some(2)]);
+}
+
+#[test]
+fn numbers_in_text_fields_keep_their_text() {
+    let (b, r) = bad("numbers_in_text.json", &STAGING_SONGS);
+    assert!(r.is_empty(), "{r:?}");
+    let text = |n: &str| {
+        b.column(STAGING_SONGS.index_of(n).unwrap())
+            .as_string::<i32>()
+            .value(0)
+            .to_owned()
+    };
+    assert_eq!(text("title"), "4.60");
+    assert_eq!(text("artist_name"), "883");
+    let int = |n: &str| {
+        b.column(STAGING_SONGS.index_of(n).unwrap())
+            .as_primitive::<Int32Type>()
+            .value(0)
+    };
+    assert_eq!((int("year"), int("num_songs")), (2004, 1));
+}
+
+#[test]
+fn folder_read_skips_files_that_are_not_json() {
+    let found = source::discover(fixtures().join("bad").to_str().unwrap()).unwrap();
+    assert_eq!(found.skipped.len(), 1);
+    assert!(found.skipped[0].ends_with("README.txt"));
+    assert!(
+        found
+            .files
+            .iter()
+            .any(|f| f.path.ends_with("gzipped.json.gz"))
+    );
+}
+
+#[test]
+fn empty_user_id_is_null_and_double_encoded_names_stay() {
+    let json = br#"{"userId":"","firstName":"Bj\u00c3\u0083\u00c2\u00b6rk","ts":1541990000000,"registration":1540919166796.0}"#;
+    let mut reader = ReaderBuilder::new(STAGING_EVENTS.schema())
+        .build(&json[..])
+        .unwrap();
+    let b = reader.next().unwrap().unwrap();
+    assert!(reader.take_rejects().is_empty());
+    assert!(
+        b.column(STAGING_EVENTS.index_of("userId").unwrap())
+            .is_null(0)
+    );
+    let name = b
+        .column(STAGING_EVENTS.index_of("firstName").unwrap())
+        .as_string::<i32>()
+        .value(0);
+    assert_eq!(name, "Bj\u{c3}\u{83}\u{c2}\u{b6}rk");
+}
+
+// ---- properties ---------------------------------------------------------------------------
+
+fn stream(data: &[u8], piece: usize, batch_size: usize) -> (RecordBatch, Vec<Reject>) {
+    let schema = STAGING_EVENTS.schema();
+    let mut reader = ReaderBuilder::new(Arc::clone(&schema))
+        .with_batch_size(batch_size)
+        .with_source("prop.json")
+        .build(Pieces { data, piece, at: 0 })
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.by_ref().map(Result::unwrap).collect();
+    (
+        concat_batches(&schema, &batches).unwrap(),
+        reader.take_rejects(),
+    )
+}
+
+/// A `Read` that hands out at most `piece` bytes at a time.
+struct Pieces<'a> {
+    data: &'a [u8],
+    piece: usize,
+    at: usize,
+}
+
+impl std::io::Read for Pieces<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.piece.min(buf.len()).min(self.data.len() - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+fn line() -> impl Strategy<Value = (bool, String)> {
+    prop_oneof![
+        (0i32..1000, "[a-z ]{0,12}")
+            .prop_map(|(i, s)| (true, format!(r#"{{"itemInSession":{i},"song":"{s}"}}"#))),
+        "[a-z ]{1,12}".prop_map(|s| (false, format!("junk {s}"))),
+        (0i32..1000).prop_map(|i| (false, format!(r#"{{"itemInSession":{i},"song":"#))),
+        (0i32..1000).prop_map(|i| (false, format!(r#"{{"itemInSession":"x{i}"}}"#))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn no_input_panics(data in proptest::collection::vec(any::<u8>(), 0..400), piece in 1usize..64) {
+        let (b, r) = stream(&data, piece, 7);
+        let whole = source::decode_bytes(&data, "prop.json", &STAGING_EVENTS.schema(), &ReadOptions::default()).unwrap();
+        let whole_rows: usize = whole.0.iter().map(RecordBatch::num_rows).sum();
+        prop_assert_eq!(b.num_rows(), whole_rows);
+        prop_assert_eq!(r, whole.1);
+    }
+
+    #[test]
+    fn every_good_line_loads_and_bad_ones_are_reported(
+        lines in proptest::collection::vec(line(), 0..40),
+        crlf in any::<bool>(),
+        piece in 1usize..200,
+        batch_size in 1usize..10,
+    ) {
+        let sep = if crlf { "\r\n" } else { "\n" };
+        let text = lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join(sep);
+        let (b, r) = stream(text.as_bytes(), piece, batch_size);
+        let good: Vec<Option<i32>> = lines
+            .iter()
+            .filter(|(ok, _)| *ok)
+            .map(|(_, l)| l[17..].split(',').next().unwrap().parse().ok())
+            .collect();
+        prop_assert_eq!(items(&b), good);
+        let bad_lines: Vec<u64> = lines.iter().enumerate().filter(|(_, (ok, _))| !ok).map(|(i, _)| i as u64 + 1).collect();
+        // Each bad line is reported, alone or inside the reject of the line before it.
+        for line in &bad_lines {
+            prop_assert!(r.iter().any(|rej| rej.line <= *line && rej.line + rej.raw.matches('\n').count() as u64 >= *line));
+        }
+        prop_assert!(r.len() <= bad_lines.len());
+        prop_assert_eq!(r.is_empty(), bad_lines.is_empty());
+    }
+}

@@ -1,0 +1,137 @@
+//! sparkify-sink-duckdb: loads a run's tables into a DuckDB file through DuckDB's Arrow
+//! appender, all in one transaction, replacing what the file held before.
+//!
+//! ```no_run
+//! use sparkify_core::Sink;
+//! use sparkify_sink_duckdb::DuckDbSink;
+//!
+//! let mut sink = DuckDbSink::new("sparkify.duckdb");
+//! sink.check()?;
+//! # Ok::<(), sparkify_sink_duckdb::Error>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMillisecondType};
+use duckdb::Connection;
+use sparkify_core::sql::{self, Dialect};
+use sparkify_core::{Load, Sink};
+
+/// What can go wrong loading DuckDB.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database file could not be opened or created.
+    #[error("cannot open DuckDB database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: duckdb::Error,
+    },
+    /// A statement or an append failed; nothing of the run was committed.
+    #[error("DuckDB {path}: {context}: {source}")]
+    Sql {
+        path: String,
+        context: String,
+        #[source]
+        source: duckdb::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A DuckDB database file.
+#[derive(Debug, Clone)]
+pub struct DuckDbSink {
+    path: PathBuf,
+}
+
+impl DuckDbSink {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        DuckDbSink { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn open(&self) -> Result<Connection> {
+        Connection::open(&self.path).map_err(|source| Error::Open {
+            path: self.path.display().to_string(),
+            source,
+        })
+    }
+
+    fn sql_error(&self, context: impl Into<String>) -> impl FnOnce(duckdb::Error) -> Error {
+        let path = self.path.display().to_string();
+        let context = context.into();
+        move |source| Error::Sql {
+            path,
+            context,
+            source,
+        }
+    }
+}
+
+impl Sink for DuckDbSink {
+    type Error = Error;
+
+    fn describe(&self) -> String {
+        format!("duckdb:{}", self.path.display())
+    }
+
+    fn check(&mut self) -> Result<()> {
+        let conn = self.open()?;
+        conn.execute_batch("SELECT 1")
+            .map_err(self.sql_error("checking the connection"))
+    }
+
+    fn load(&mut self, load: &Load<'_>) -> Result<()> {
+        let mut conn = self.open()?;
+        let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
+        for (table, batch) in load.tables() {
+            let drop = format!("DROP TABLE IF EXISTS {}", table.name);
+            tx.execute_batch(&drop).map_err(self.sql_error(drop))?;
+            let create = sql::create_table(table, &Dialect::DuckDb);
+            tx.execute_batch(&create).map_err(self.sql_error(create))?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let context = || format!("appending {} rows to {}", batch.num_rows(), table.name);
+            let mut appender = tx.appender(table.name).map_err(self.sql_error(context()))?;
+            appender
+                .append_record_batch(for_duckdb(batch))
+                .map_err(self.sql_error(context()))?;
+            appender.flush().map_err(self.sql_error(context()))?;
+        }
+        // Dropping the transaction without commit rolls everything back.
+        tx.commit().map_err(self.sql_error("COMMIT"))?;
+        tracing::info!(path = %self.path.display(), "committed");
+        Ok(())
+    }
+}
+
+/// The batch with millisecond timestamps widened to DuckDB's microsecond `TIMESTAMP`.
+fn for_duckdb(batch: &RecordBatch) -> RecordBatch {
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(fields.capacity());
+    for (field, col) in schema.fields().iter().zip(batch.columns()) {
+        if let DataType::Timestamp(TimeUnit::Millisecond, None) = field.data_type() {
+            let ms = col.as_primitive::<TimestampMillisecondType>();
+            let us: TimestampMicrosecondArray = ms.unary(|v| v * 1000);
+            fields.push(Field::new(
+                field.name(),
+                us.data_type().clone(),
+                field.is_nullable(),
+            ));
+            columns.push(Arc::new(us));
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(Arc::clone(col));
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .expect("same columns, same lengths")
+}

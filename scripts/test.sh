@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need when it is missing
+# (the DuckDB Python package, in a virtual environment of its own), then runs every test, in
+# the one profile everything here builds in (release; see Cargo.toml).
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -p sparkify-core  # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cache="${SPARKIFY_CACHE:-$HOME/.cache/sparkify}"
+mkdir -p "$cache"
+
+# The DuckDB Python package: the end-to-end tests open our output file with it.
+venv="$cache/venv"
+if ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
+    echo "test.sh: installing the duckdb Python package into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet duckdb
+fi
+export SPARKIFY_PYTHON="$venv/bin/python"
+
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+cargo test --release --workspace "$@"
