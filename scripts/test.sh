@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need when it is missing
-# (the DuckDB Python package, in a virtual environment of its own), then runs every test, in
+# (a PostgreSQL server; the DuckDB Python package, in a virtual environment of its own), then
+# runs every test, in
 # the one profile everything here builds in (release; see Cargo.toml).
 #
 #   scripts/test.sh                 # everything
@@ -10,6 +11,17 @@ cd "$(dirname "$0")/.."
 
 cache="${SPARKIFY_CACHE:-$HOME/.cache/sparkify}"
 mkdir -p "$cache"
+
+# A PostgreSQL server: the warehouse sink's tests start their own temporary ones with it.
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && [ -z "${SPARKIFY_PG_BIN:-}" ]; then
+    echo "test.sh: installing PostgreSQL (Debian package postgresql)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+    # PostgreSQL refuses to run as root; the tests run it as this user.
+    useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
 
 # The DuckDB Python package: the end-to-end tests open our output file with it.
 venv="$cache/venv"

@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use duckdb::Connection;
+use sparkify_sink_redshift::{Flavor, Target, WarehouseSink};
+
+#[path = "../crates/sink-redshift/tests/support/mod.rs"]
+mod pg;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -325,5 +329,166 @@ fn songplays_all_keeps_unmatched_plays_and_threads_do_not_matter() {
     assert_eq!(
         without_runtime(dump(&a)),
         without_runtime(dump(&dir.path().join("four.duckdb")))
+    );
+}
+
+fn pg_count(url: &str, table: &str) -> i64 {
+    let sink = WarehouseSink::new(
+        Some(Target::from_url(url).unwrap()),
+        Flavor::Postgres,
+        Default::default(),
+    );
+    let r = sink
+        .query(&format!("SELECT count(*) FROM {table}"))
+        .unwrap();
+    r.rows[0][0].as_deref().unwrap().parse().unwrap()
+}
+
+#[test]
+fn etl_into_postgres_and_into_duckdb_with_sql_transforms() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fx = repo().join("fixtures/sparkify");
+    let (songs, events) = (fx.join("song_data"), fx.join("log_data"));
+    let etl = |sink: &str, extra: &[&str]| {
+        let mut args = vec![
+            "etl",
+            "--songs",
+            songs.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "--sink",
+            sink,
+        ];
+        args.extend_from_slice(extra);
+        sparkify(dir.path(), &args)
+    };
+    let url = server.url();
+    let out = etl(&url, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("committed"),
+        "{}",
+        text(&out)
+    );
+    let out = etl("duckdb:sql.duckdb", &["--transform", "sql"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let db = dir.path().join("sql.duckdb");
+    for (table, rows) in [
+        ("ft_songplays", 333),
+        ("dm_users", 97),
+        ("dm_songs", 14896),
+        ("dm_artists", 9553),
+        ("dm_time", 6813),
+        ("staging_events", 8056),
+    ] {
+        assert_eq!(pg_count(&url, table), rows, "postgres {table}");
+        assert_eq!(count(&db, table), rows, "duckdb --transform sql {table}");
+    }
+    // tables drop, then create: empty tables, all there.
+    let out = sparkify(dir.path(), &["tables", "drop", "--sink", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = sparkify(dir.path(), &["tables", "create", "--sink", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(pg_count(&url, "ft_songplays"), 0);
+}
+
+#[test]
+fn dry_run_prints_every_statement_without_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = repo().join("fixtures/sparkify");
+    let out = sparkify(
+        dir.path(),
+        &[
+            "etl",
+            "--songs",
+            fx.join("song_data").to_str().unwrap(),
+            "--events",
+            fx.join("log_data").to_str().unwrap(),
+            "--sink",
+            "postgres://nobody@127.0.0.1:1/nowhere",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let order = [
+        "BEGIN;",
+        "CREATE TABLE staging_events",
+        "COPY staging_events (",
+        "INSERT INTO ft_songplays",
+        "COPY load_errors (",
+        "COMMIT;",
+    ];
+    let mut at = 0;
+    for s in order {
+        let found = stdout[at..]
+            .find(s)
+            .unwrap_or_else(|| panic!("{s} missing or out of order:\n{stdout}"));
+        at += found;
+    }
+
+    let config = dir.path().join("sparkify.toml");
+    std::fs::write(
+        &config,
+        "[redshift]\nhost = \"example.redshift.amazonaws.com\"\ndatabase = \"dev\"\nuser = \"awsuser\"\npassword = \"hunter2\"\n\
+         [s3]\nevents = \"s3://udacity-dend/log_data\"\nsongs = \"s3://udacity-dend/song_data\"\n\
+         jsonpaths = \"s3://udacity-dend/log_json_path.json\"\nregion = \"us-west-2\"\n\
+         [iam]\nrole_arn = \"arn:aws:iam::123456789012:role/dwh'Role\"\n",
+    )
+    .unwrap();
+    let out = sparkify(dir.path(), &["etl", "--sink", "redshift", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("COPY staging_events FROM 's3://udacity-dend/log_data'\nIAM_ROLE 'arn:aws:iam::123456789012:role/dwh''Role'"), "{stdout}");
+    assert!(
+        stdout.contains("DISTSTYLE KEY DISTKEY (song_id)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2"));
+    let out = sparkify(
+        dir.path(),
+        &["tables", "create", "--sink", "redshift", "--dry-run"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("songplay_id BIGINT IDENTITY(0,1) NOT NULL")
+    );
+}
+
+#[test]
+fn passwords_are_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = repo().join("fixtures/sparkify");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://sparkify:hunter2@127.0.0.1:{port}/db");
+    let out = Command::new(env!("CARGO_BIN_EXE_sparkify"))
+        .args([
+            "etl",
+            "--songs",
+            fx.join("song_data/A/A/A").to_str().unwrap(),
+            "--events",
+            fx.join("log_data").to_str().unwrap(),
+            "--sink",
+            &url,
+        ])
+        .env("PGPASSWORD", "s3cr3t-env")
+        .env("RUST_LOG", "trace")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains(&format!("sparkify@127.0.0.1:{port}/db")),
+        "{all}"
+    );
+    assert!(
+        !all.contains("hunter2") && !all.contains("s3cr3t-env"),
+        "{all}"
     );
 }

@@ -5,15 +5,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sparkify_core::Load;
 use sparkify_core::model::{self, SongplaysMode};
 use sparkify_core::reject::rejects_batch;
 use sparkify_core::source::{self, Discovery, ReadOptions, ReadOutput};
 use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS};
-use sparkify_core::{Load, Sink};
-use sparkify_sink_duckdb::DuckDbSink;
 
+use crate::config::Config;
+use crate::sinks::{self, AnySink, SinkOptions};
 use crate::summary::Summary;
 
 /// An error with the exit status it ends the process with.
@@ -50,16 +51,15 @@ pub struct EtlArgs {
     pub threads: Option<usize>,
     pub batch_size: usize,
     pub summary_json: Option<PathBuf>,
+    pub sql_transform: bool,
+    pub dry_run: bool,
+    pub config: Config,
 }
 
-/// A parsed `--sink`.
-fn open_sink(spec: &str) -> Result<DuckDbSink, Failure> {
-    match spec.split_once(':') {
-        Some(("duckdb", path)) if !path.is_empty() => Ok(DuckDbSink::new(path)),
-        _ => Err(Failure {
-            code: USAGE,
-            error: anyhow!("unknown sink {spec:?}: expected duckdb:PATH"),
-        }),
+fn single_s3(specs: &[String]) -> Option<&str> {
+    match specs {
+        [one] if one.starts_with("s3://") => Some(one),
+        _ => None,
     }
 }
 
@@ -84,14 +84,40 @@ fn discover_all(specs: &[String]) -> Result<Discovery, Failure> {
 pub fn run(args: EtlArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let run_started_at = chrono::Utc::now().timestamp_millis();
-    let mut sink = open_sink(&args.sink)?;
+    let mut sink = sinks::parse(
+        &args.sink,
+        SinkOptions {
+            mode: args.songplays,
+            sql_transform: args.sql_transform,
+            dry_run: args.dry_run,
+            config: &args.config,
+            s3_songs: single_s3(&args.songs),
+            s3_events: single_s3(&args.events),
+        },
+    )?;
+    if args.dry_run {
+        for statement in sink.plan_text() {
+            println!("{statement};\n");
+        }
+        return Ok(());
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
         .build()
         .or_exit(USAGE)?;
-    sink.check()
-        .with_context(|| format!("sink {}", sink.describe()))
-        .or_exit(SOURCE_OR_SINK)?;
+    if sink.stages_from_s3() {
+        sink.check().or_exit(SOURCE_OR_SINK)?;
+        return load_from_s3(&mut sink, &args, started, run_started_at);
+    }
+    for (what, specs) in [("--songs", &args.songs), ("--events", &args.events)] {
+        if specs.is_empty() {
+            return Err(Failure {
+                code: USAGE,
+                error: anyhow!("{what} is required for {}", sink.describe()),
+            });
+        }
+    }
+    sink.check().or_exit(SOURCE_OR_SINK)?;
 
     let songs = discover_all(&args.songs)?;
     let events = discover_all(&args.events)?;
@@ -163,6 +189,41 @@ pub fn run(args: EtlArgs) -> Result<(), Failure> {
         .with_context(|| format!("loading {}", sink.describe()));
     summary.committed = loaded.is_ok();
     summary.seconds = started.elapsed().as_secs_f64();
+    summary
+        .finish(args.summary_json.as_deref())
+        .or_exit(USAGE)?;
+    loaded.or_exit(SOURCE_OR_SINK)
+}
+
+/// Redshift: the cluster reads the input from S3 itself; nothing is read here.
+fn load_from_s3(
+    sink: &mut AnySink,
+    args: &EtlArgs,
+    started: Instant,
+    run_started_at: i64,
+) -> Result<(), Failure> {
+    let empty =
+        |t: &sparkify_core::table::TableDef| arrow::array::RecordBatch::new_empty(t.schema());
+    let events = empty(&STAGING_EVENTS);
+    let songs = empty(&STAGING_SONGS);
+    let star = model::build(&events, &songs, args.songplays).or_exit(SOURCE_OR_SINK)?;
+    let load_errors = rejects_batch(&[], run_started_at);
+    let loaded = sink.load(&Load {
+        staging_events: &events,
+        staging_songs: &songs,
+        star: &star,
+        load_errors: &load_errors,
+    });
+    let summary = Summary {
+        files_read: 0,
+        files_skipped: 0,
+        bytes_read: 0,
+        rows: Vec::new(),
+        rejects: Vec::new(),
+        committed: loaded.is_ok(),
+        sink: sink.describe(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
     summary
         .finish(args.summary_json.as_deref())
         .or_exit(USAGE)?;

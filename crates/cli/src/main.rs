@@ -9,7 +9,9 @@
 //! configuration; 3 more rejects than `--max-errors` (nothing committed); 4 a source or sink
 //! failed (nothing committed).
 
+mod config;
 mod etl;
+mod sinks;
 mod summary;
 
 use std::path::PathBuf;
@@ -45,18 +47,72 @@ enum Command {
     },
     /// Extract, transform and load: song files and event logs into a sink.
     Etl {
-        /// Song files: a folder (walked recursively), a file or a glob.
-        #[arg(long, required = true, num_args = 1..)]
+        /// Song files: a folder (walked recursively), a file or a glob; for Redshift, s3://…
+        #[arg(long, num_args = 1..)]
         songs: Vec<String>,
-        /// Event logs: a folder (walked recursively), a file or a glob.
-        #[arg(long, required = true, num_args = 1..)]
+        /// Event logs: a folder (walked recursively), a file or a glob; for Redshift, s3://…
+        #[arg(long, num_args = 1..)]
         events: Vec<String>,
-        /// Where the tables go: duckdb:PATH.
+        /// Where the tables go: duckdb:PATH, postgres://user@host:port/db, or redshift.
         #[arg(long)]
         sink: String,
         #[command(flatten)]
         common: Common,
     },
+    /// Generate a realistic data set of any size in the real layout.
+    Gen {
+        /// Where to write song_data/ and log_data/.
+        #[arg(long)]
+        out: PathBuf,
+        /// Song files.
+        #[arg(long, default_value_t = 14896)]
+        songs: usize,
+        /// Days of logs, from 2018-11-01.
+        #[arg(long, default_value_t = 30)]
+        days: usize,
+        /// Distinct users.
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Events per day.
+        #[arg(long, default_value_t = 270)]
+        events_per_day: usize,
+        /// The fraction of plays whose song is in the song files.
+        #[arg(long, default_value_t = 0.05)]
+        match_fraction: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Write every file gzipped (`.json.gz`).
+        #[arg(long)]
+        gzip: bool,
+    },
+    /// Create (drop, then create) or drop every table in a sink.
+    Tables {
+        #[arg(value_enum)]
+        action: TablesAction,
+        /// duckdb:PATH, postgres://user@host:port/db, or redshift.
+        #[arg(long)]
+        sink: String,
+        /// Print the statements instead of running them.
+        #[arg(long)]
+        dry_run: bool,
+        /// The config file (Redshift connection, S3 paths, IAM role).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TablesAction {
+    Create,
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum TransformArg {
+    /// Build the star schema in memory and append it (DuckDB's default).
+    Memory,
+    /// Stage only; the sink builds the star schema with the shared SQL.
+    Sql,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +132,15 @@ struct Common {
     /// Also write the run summary as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// Where the star schema is built (PostgreSQL and Redshift always use SQL).
+    #[arg(long, value_enum, default_value_t = TransformArg::Memory)]
+    transform: TransformArg,
+    /// Print every SQL statement the load would run, in order, without connecting.
+    #[arg(long)]
+    dry_run: bool,
+    /// The config file (Redshift connection, S3 paths, IAM role).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -110,8 +175,97 @@ fn main() -> ExitCode {
     }
 }
 
+fn config(path: Option<PathBuf>) -> Result<config::Config, Failure> {
+    let explicit = path.is_some();
+    let path = path.unwrap_or_else(|| PathBuf::from("sparkify.toml"));
+    config::Config::load(&path, explicit).map_err(|error| Failure {
+        code: etl::USAGE,
+        error,
+    })
+}
+
 fn dispatch(cli: Cli) -> Result<(), Failure> {
     let (songs, events, sink, common) = match cli.command {
+        Command::Gen {
+            out,
+            songs,
+            days,
+            users,
+            events_per_day,
+            match_fraction,
+            seed,
+            gzip,
+        } => {
+            if !(0.0..=1.0).contains(&match_fraction) {
+                return Err(Failure {
+                    code: etl::USAGE,
+                    error: anyhow::anyhow!("--match-fraction must be between 0 and 1"),
+                });
+            }
+            let started = std::time::Instant::now();
+            let opts = sparkify_core::generate::GenOptions {
+                out,
+                songs,
+                days,
+                users,
+                events_per_day,
+                seed,
+                match_fraction,
+                gzip,
+            };
+            let r = sparkify_core::generate::generate(&opts).map_err(|e| Failure {
+                code: etl::SOURCE_OR_SINK,
+                error: e.into(),
+            })?;
+            println!(
+                "{} song files, {} log files ({} events, {} plays), {} bytes in {:.2} s",
+                r.song_files,
+                r.log_files,
+                r.events,
+                r.plays,
+                r.bytes,
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        Command::Tables {
+            action,
+            sink,
+            dry_run,
+            config: path,
+        } => {
+            let config = config(path)?;
+            let opts = sinks::SinkOptions {
+                mode: sparkify_core::model::SongplaysMode::Matched,
+                sql_transform: false,
+                dry_run,
+                config: &config,
+                s3_songs: None,
+                s3_events: None,
+            };
+            let sink = sinks::parse(&sink, opts)?;
+            let statements = sink.tables_sql(matches!(action, TablesAction::Create));
+            if dry_run {
+                for s in &statements {
+                    println!("{s};\n");
+                }
+                return Ok(());
+            }
+            sink.execute(&statements).map_err(|error| Failure {
+                code: etl::SOURCE_OR_SINK,
+                error,
+            })?;
+            println!(
+                "{} tables {} in {}",
+                statements.len().div_ceil(2).max(1),
+                match action {
+                    TablesAction::Create => "created",
+                    TablesAction::Drop => "dropped",
+                },
+                sink.describe()
+            );
+            return Ok(());
+        }
         Command::Run {
             fixtures,
             sink,
@@ -145,6 +299,9 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         threads: common.threads,
         batch_size: common.batch_size,
         summary_json: common.summary_json,
+        sql_transform: common.transform == TransformArg::Sql,
+        dry_run: common.dry_run,
+        config: config(common.config)?,
     })
 }
 

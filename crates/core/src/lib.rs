@@ -16,6 +16,7 @@
 //! ```
 
 pub mod error;
+pub mod generate;
 pub mod model;
 pub mod reader;
 pub mod reject;
@@ -23,6 +24,7 @@ pub mod sink;
 pub mod source;
 pub mod sql;
 pub mod table;
+pub mod text;
 
 pub use error::{Error, Result};
 pub use reject::Reject;

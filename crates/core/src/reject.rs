@@ -65,7 +65,9 @@ impl fmt::Display for Reject {
 fn truncate_raw(raw: &[u8]) -> String {
     let raw = raw.trim_ascii_end();
     let text = String::from_utf8_lossy(&raw[..raw.len().min(RAW_LIMIT)]);
-    let mut text = text.into_owned();
+    // NUL is valid JSON text (as \u0000 it is not raw, but a raw NUL byte can be in bad
+    // input) and no SQL sink stores it in a text column.
+    let mut text = text.replace('\0', "\u{FFFD}");
     // Cutting at RAW_LIMIT may split a character; its replacement char is left as a marker.
     text.truncate(text.len().min(RAW_LIMIT + 3));
     text

@@ -242,10 +242,15 @@ WHERE p.rn = 1{matched_only}"
     vec![songplays, users, songs, artists, time]
 }
 
-/// `s` as a SQL string literal, quotes doubled. Redshift and PostgreSQL (with
-/// `standard_conforming_strings`, the default) read backslashes literally.
-pub fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+/// `s` as a SQL string literal: quotes doubled; on Redshift, which reads a backslash as an
+/// escape in string literals, backslashes doubled too. (PostgreSQL, with its default
+/// `standard_conforming_strings`, and DuckDB read backslashes literally.)
+pub fn literal(s: &str, dialect: &Dialect) -> String {
+    let s = s.replace('\'', "''");
+    match dialect {
+        Dialect::Redshift(_) => format!("'{}'", s.replace('\\', "\\\\")),
+        Dialect::DuckDb | Dialect::Postgres => format!("'{s}'"),
+    }
 }
 
 #[cfg(test)]
@@ -270,9 +275,12 @@ mod tests {
 
     #[test]
     fn literals_double_quotes() {
+        let rs = Dialect::Redshift(RedshiftKeys::default());
         assert_eq!(
-            literal("arn:aws:iam::1:role/it's"),
+            literal("arn:aws:iam::1:role/it's", &rs),
             "'arn:aws:iam::1:role/it''s'"
         );
+        assert_eq!(literal(r"a\'b", &rs), r"'a\\''b'");
+        assert_eq!(literal(r"a\'b", &Dialect::Postgres), r"'a\''b'");
     }
 }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMillisecondType};
 use duckdb::Connection;
+use sparkify_core::model::SongplaysMode;
 use sparkify_core::sql::{self, Dialect};
+use sparkify_core::table::{ALL_TABLES, STAR_TABLES, TableDef};
 use sparkify_core::{Load, Sink};
 
 /// What can go wrong loading DuckDB.
@@ -41,15 +43,69 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Where the star schema is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transform {
+    /// The core builds it in memory and the sink appends the batches (the default).
+    #[default]
+    Memory,
+    /// The sink stages only, and DuckDB builds it with the shared SQL transforms.
+    Sql(SongplaysMode),
+}
+
 /// A DuckDB database file.
 #[derive(Debug, Clone)]
 pub struct DuckDbSink {
     path: PathBuf,
+    transform: Transform,
 }
 
 impl DuckDbSink {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        DuckDbSink { path: path.into() }
+        DuckDbSink {
+            path: path.into(),
+            transform: Transform::Memory,
+        }
+    }
+
+    /// Builds the star schema in SQL inside DuckDB instead of appending the core's tables.
+    pub fn with_transform(mut self, transform: Transform) -> Self {
+        self.transform = transform;
+        self
+    }
+
+    /// Every statement a load runs, in order (appends shown as comments), for `--dry-run`.
+    pub fn plan_text(&self) -> Vec<String> {
+        let mut out = vec!["BEGIN".to_owned()];
+        for table in ALL_TABLES {
+            out.push(sql::drop_table(table));
+            out.push(sql::create_table(table, &Dialect::DuckDb));
+            if self.appends(table) {
+                out.push(format!(
+                    "-- append the run's {} rows (Arrow appender)",
+                    table.name
+                ));
+            }
+        }
+        if let Transform::Sql(mode) = self.transform {
+            out.extend(sql::transforms(&Dialect::DuckDb, mode));
+        }
+        out.push("COMMIT".to_owned());
+        out
+    }
+
+    fn appends(&self, table: &TableDef) -> bool {
+        self.transform == Transform::Memory || !STAR_TABLES.iter().any(|t| t.name == table.name)
+    }
+
+    /// Runs `statements` in one transaction.
+    pub fn execute(&self, statements: &[String]) -> Result<()> {
+        let mut conn = self.open()?;
+        let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
+        for s in statements {
+            tx.execute_batch(s).map_err(self.sql_error(s.clone()))?;
+        }
+        tx.commit().map_err(self.sql_error("COMMIT"))
     }
 
     pub fn path(&self) -> &Path {
@@ -91,11 +147,11 @@ impl Sink for DuckDbSink {
         let mut conn = self.open()?;
         let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
         for (table, batch) in load.tables() {
-            let drop = format!("DROP TABLE IF EXISTS {}", table.name);
+            let drop = sql::drop_table(table);
             tx.execute_batch(&drop).map_err(self.sql_error(drop))?;
             let create = sql::create_table(table, &Dialect::DuckDb);
             tx.execute_batch(&create).map_err(self.sql_error(create))?;
-            if batch.num_rows() == 0 {
+            if batch.num_rows() == 0 || !self.appends(table) {
                 continue;
             }
             let context = || format!("appending {} rows to {}", batch.num_rows(), table.name);
@@ -104,6 +160,12 @@ impl Sink for DuckDbSink {
                 .append_record_batch(for_duckdb(batch))
                 .map_err(self.sql_error(context()))?;
             appender.flush().map_err(self.sql_error(context()))?;
+        }
+        if let Transform::Sql(mode) = self.transform {
+            for statement in sql::transforms(&Dialect::DuckDb, mode) {
+                tx.execute_batch(&statement)
+                    .map_err(self.sql_error(statement.clone()))?;
+            }
         }
         // Dropping the transaction without commit rolls everything back.
         tx.commit().map_err(self.sql_error("COMMIT"))?;

@@ -1,0 +1,208 @@
+"""Side-by-side: sparkify, DuckDB (read_json + the same star schema in SQL) and Polars
+(read_ndjson + the same transforms), measured in the same run on the same data.
+
+Run through `benches/compare`, which prepares the virtual environment. Scales: 1x is the real
+data (fixtures/sparkify); Nx keeps the 14,896 song files and multiplies the events by N
+(written by `sparkify gen`), since a hundred times more one-object song files would measure
+the file system more than any engine.
+
+Prints a markdown table and writes benches/results/compare.md and compare.png.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benches" / "results"
+
+
+def run_measured(cmd, env=None):
+    """Runs cmd; returns (wall seconds, peak RSS in MiB, stdout)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{cmd[0]} failed:\n{out.decode()}\n{err.decode()}")
+    return wall, usage.ru_maxrss / 1024, out.decode()
+
+
+def data_bytes(root):
+    return sum(p.stat().st_size for p in Path(root).rglob("*.json"))
+
+
+DUCKDB = r"""
+import duckdb, sys, json
+root, db, plan = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))
+con = duckdb.connect(db)
+con.execute("BEGIN")
+for s in plan["ddl"]:
+    con.execute(s)
+con.execute(f'''INSERT INTO staging_songs SELECT num_songs, artist_id, artist_latitude, artist_longitude,
+    artist_location, CAST(artist_name AS VARCHAR), song_id, CAST(title AS VARCHAR), duration, year
+    FROM read_json('{root}/song_data/**/*.json', format='newline_delimited', columns={{
+      num_songs:'INTEGER', artist_id:'VARCHAR', artist_latitude:'DOUBLE', artist_longitude:'DOUBLE',
+      artist_location:'VARCHAR', artist_name:'VARCHAR', song_id:'VARCHAR', title:'VARCHAR',
+      duration:'DOUBLE', year:'INTEGER'}})''')
+con.execute(f'''INSERT INTO staging_events SELECT artist, auth, firstName, gender, itemInSession, lastName,
+    length, level, location, method, page, registration, sessionId, song, status,
+    make_timestamp(ts * 1000), userAgent, CAST(NULLIF(userId, '') AS INTEGER)
+    FROM read_json('{root}/log_data/**/*.json', format='newline_delimited', columns={{
+      artist:'VARCHAR', auth:'VARCHAR', firstName:'VARCHAR', gender:'VARCHAR', itemInSession:'INTEGER',
+      lastName:'VARCHAR', length:'DOUBLE', level:'VARCHAR', location:'VARCHAR', method:'VARCHAR',
+      page:'VARCHAR', registration:'DOUBLE', sessionId:'INTEGER', song:'VARCHAR', status:'INTEGER',
+      ts:'BIGINT', userAgent:'VARCHAR', userId:'VARCHAR'}})''')
+for s in plan["transforms"]:
+    con.execute(s)
+con.execute("COMMIT")
+print(json.dumps({t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ["ft_songplays", "dm_users", "dm_songs", "dm_artists", "dm_time"]}))
+"""
+
+POLARS = r"""
+import polars as pl, sys, json, glob
+root = sys.argv[1]
+songs = pl.concat([pl.read_ndjson(f, schema={
+    "num_songs": pl.Int32, "artist_id": pl.Utf8, "artist_latitude": pl.Float64,
+    "artist_longitude": pl.Float64, "artist_location": pl.Utf8, "artist_name": pl.Utf8,
+    "song_id": pl.Utf8, "title": pl.Utf8, "duration": pl.Float64, "year": pl.Int32})
+    for f in glob.glob(f"{root}/song_data/**/*.json", recursive=True)])
+events = pl.read_ndjson(sorted(glob.glob(f"{root}/log_data/**/*.json", recursive=True)), schema={
+    "artist": pl.Utf8, "auth": pl.Utf8, "firstName": pl.Utf8, "gender": pl.Utf8,
+    "itemInSession": pl.Int32, "lastName": pl.Utf8, "length": pl.Float64, "level": pl.Utf8,
+    "location": pl.Utf8, "method": pl.Utf8, "page": pl.Utf8, "registration": pl.Float64,
+    "sessionId": pl.Int32, "song": pl.Utf8, "status": pl.Int32, "ts": pl.Int64,
+    "userAgent": pl.Utf8, "userId": pl.Utf8})
+events = events.with_columns(
+    pl.from_epoch("ts", time_unit="ms").alias("ts"),
+    pl.col("userId").replace("", None).cast(pl.Int32))
+users = (events.filter(pl.col("userId").is_not_null())
+    .sort(["ts", "itemInSession", "sessionId"], descending=True, nulls_last=True)
+    .unique("userId", keep="first"))
+dm_songs = (songs.filter(pl.col("song_id").is_not_null())
+    .with_columns(((pl.col("year").is_null()) | (pl.col("year") == 0)).alias("_noyear"))
+    .sort(["_noyear", "duration", "artist_id", "title"], descending=[False, True, False, False], nulls_last=True)
+    .unique("song_id", keep="first"))
+dm_artists = (songs.filter(pl.col("artist_id").is_not_null())
+    .with_columns(pl.col("artist_latitude").is_null().alias("_nolat"),
+                  ((pl.col("artist_location").is_null()) | (pl.col("artist_location") == "")).alias("_noloc"),
+                  pl.col("artist_name").str.len_chars().alias("_len"))
+    .sort(["_nolat", "_noloc", "_len", "artist_name", "song_id"], nulls_last=True)
+    .unique("artist_id", keep="first"))
+plays = (events.filter((pl.col("page") == "NextSong") & pl.col("ts").is_not_null()
+                       & pl.col("sessionId").is_not_null() & pl.col("itemInSession").is_not_null())
+    .sort(["ts", "userId"], nulls_last=True).unique(["sessionId", "itemInSession"], keep="first"))
+matched = (plays.join(songs, left_on=["song", "artist"], right_on=["title", "artist_name"])
+    .with_columns((pl.col("duration") - pl.col("length")).abs().alias("_d"))
+    .sort(["_d", "song_id"], nulls_last=True).unique(["sessionId", "itemInSession"], keep="first"))
+songplays = matched.with_columns(pl.col("userAgent").str.strip_prefix('"').str.strip_suffix('"'))
+dm_time = plays.select(pl.col("ts").unique().alias("start_time")).with_columns(
+    pl.col("start_time").dt.hour().alias("hour"), pl.col("start_time").dt.day().alias("day"),
+    pl.col("start_time").dt.week().alias("week"), pl.col("start_time").dt.month().alias("month"),
+    pl.col("start_time").dt.year().alias("year"), pl.col("start_time").dt.weekday().alias("weekday"))
+print(json.dumps({"ft_songplays": songplays.height, "dm_users": users.height, "dm_songs": dm_songs.height,
+                  "dm_artists": dm_artists.height, "dm_time": dm_time.height}))
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sparkify", required=True, help="the sparkify binary")
+    ap.add_argument("--scales", default="1,10,100")
+    ap.add_argument("--work", default=None, help="where generated data goes (default: a temp dir)")
+    ap.add_argument("--tools", default="sparkify,duckdb,polars")
+    args = ap.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="sparkify-compare-"))
+    work.mkdir(parents=True, exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    tools = args.tools.split(",")
+
+    plan_dir = work / "plan"
+    plan_dir.mkdir(exist_ok=True)
+    dry = subprocess.run([args.sparkify, "etl", "--songs", str(ROOT / "fixtures/sparkify/song_data"),
+                          "--events", str(ROOT / "fixtures/sparkify/log_data"), "--sink",
+                          f"duckdb:{plan_dir}/x.duckdb", "--transform", "sql", "--dry-run"],
+                         check=True, capture_output=True, text=True).stdout
+    statements = [s.strip() for s in dry.split(";\n\n") if s.strip()]
+    statements = [s.rstrip(";") for s in statements if not s.startswith("--")]
+    ddl = [s for s in statements if s.startswith(("DROP", "CREATE"))]
+    transforms = [s for s in statements if s.startswith("INSERT")]
+    (plan_dir / "plan.json").write_text(json.dumps({"ddl": ddl, "transforms": transforms}))
+    (plan_dir / "duckdb_job.py").write_text(DUCKDB)
+    (plan_dir / "polars_job.py").write_text(POLARS)
+
+    rows = []
+    for scale in [int(s) for s in args.scales.split(",")]:
+        if scale == 1:
+            root = ROOT / "fixtures/sparkify"
+        else:
+            root = work / f"x{scale}"
+            if not (root / "log_data").exists():
+                shutil.copytree(ROOT / "fixtures/sparkify/song_data", root / "song_data")
+                subprocess.run([args.sparkify, "gen", "--out", str(root / "gen"), "--songs", "1",
+                                "--days", "30", "--users", "100", "--events-per-day", str(270 * scale),
+                                "--seed", str(scale)], check=True, capture_output=True)
+                shutil.move(str(root / "gen" / "log_data"), str(root / "log_data"))
+                shutil.rmtree(root / "gen")
+        size = data_bytes(root)
+        results = {}
+        for tool in tools:
+            db = work / f"{tool}-{scale}.duckdb"
+            for p in [db, Path(str(db) + ".wal")]:
+                if p.exists():
+                    p.unlink()
+            if tool == "sparkify":
+                cmd = [args.sparkify, "etl", "--songs", str(root / "song_data"), "--events",
+                       str(root / "log_data"), "--sink", f"duckdb:{db}", "--max-errors", "1000000"]
+            elif tool == "duckdb":
+                cmd = [sys.executable, str(plan_dir / "duckdb_job.py"), str(root), str(db), str(plan_dir / "plan.json")]
+            else:
+                cmd = [sys.executable, str(plan_dir / "polars_job.py"), str(root)]
+            # Warm the page cache once, then measure.
+            run_measured(cmd)
+            wall, rss, _ = run_measured(cmd)
+            results[tool] = (wall, rss)
+            print(f"{scale}x {tool}: {wall:.2f} s, {size / wall / 1e6:.1f} MB/s, {rss:.0f} MiB", flush=True)
+        for tool, (wall, rss) in results.items():
+            ratio = results["sparkify"][0] / wall if "sparkify" in results else float("nan")
+            rows.append((scale, size, tool, wall, size / wall / 1e6, rss, ratio))
+
+    lines = ["| scale | input MB | tool | wall s | MB/s | peak RSS MiB | sparkify time / tool time |",
+             "|---:|---:|---|---:|---:|---:|---:|"]
+    for scale, size, tool, wall, mbs, rss, ratio in rows:
+        lines.append(f"| {scale}x | {size / 1e6:.1f} | {tool} | {wall:.2f} | {mbs:.1f} | {rss:.0f} | {ratio:.2f} |")
+    table = "\n".join(lines)
+    print(table)
+    (OUT / "compare.md").write_text(table + "\n")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 4))
+        scales = sorted({r[0] for r in rows})
+        width = 0.8 / len(tools)
+        for i, tool in enumerate(tools):
+            vals = [next((r[4] for r in rows if r[0] == s and r[2] == tool), 0) for s in scales]
+            ax.bar([x + i * width for x in range(len(scales))], vals, width, label=tool)
+        ax.set_xticks([x + width * (len(tools) - 1) / 2 for x in range(len(scales))])
+        ax.set_xticklabels([f"{s}x" for s in scales])
+        ax.set_ylabel("MB/s (higher is better)")
+        ax.set_title("JSON to star schema in DuckDB, 2 cores")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(OUT / "compare.png", dpi=100)
+    except ImportError:
+        print("matplotlib missing: no chart", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+//! The DuckDB sink: both ways of building the star schema agree, and a failed load leaves
+//! the previous tables as they were.
+#![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
+
+use std::path::Path;
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use duckdb::Connection;
+use sparkify_core::model::{self, SongplaysMode, StarSchema};
+use sparkify_core::reject::rejects_batch;
+use sparkify_core::source::{self, ReadOptions};
+use sparkify_core::table::{ALL_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef};
+use sparkify_core::{Load, Sink, text};
+use sparkify_sink_duckdb::{DuckDbSink, Transform};
+
+struct Staged {
+    events: RecordBatch,
+    songs: RecordBatch,
+}
+
+fn staged() -> Staged {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sparkify");
+    let read = |sub: &str, t: &TableDef| {
+        let found = source::discover(root.join(sub).to_str().unwrap()).unwrap();
+        source::read_files(&found.files, &t.schema(), &ReadOptions::default())
+            .unwrap()
+            .batch
+    };
+    Staged {
+        events: read("log_data", &STAGING_EVENTS),
+        songs: read("song_data", &STAGING_SONGS),
+    }
+}
+
+fn load<'a>(s: &'a Staged, star: &'a StarSchema, errors: &'a RecordBatch) -> Load<'a> {
+    Load {
+        staging_events: &s.events,
+        staging_songs: &s.songs,
+        star,
+        load_errors: errors,
+    }
+}
+
+/// A table's rows as text, in key order; timestamps printed like PostgreSQL's.
+fn db_rows(db: &Path, table: &TableDef) -> Vec<Vec<Option<String>>> {
+    let conn = Connection::open(db).unwrap();
+    let cols: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| match c.ty {
+            sparkify_core::table::SqlType::Timestamp => {
+                format!("CAST(epoch_ms({0}) AS BIGINT) AS {0}", c.name)
+            }
+            _ => format!("CAST({0} AS VARCHAR) AS {0}", c.name),
+        })
+        .collect();
+    let order = if table.primary_key.is_empty() {
+        "ALL".to_owned()
+    } else {
+        table.primary_key.join(", ")
+    };
+    let sql = format!(
+        "SELECT {} FROM {} ORDER BY {order}",
+        cols.join(", "),
+        table.name
+    );
+    let mut stmt = conn.prepare(&sql).unwrap();
+    let n = table.columns.len();
+    let rows = stmt
+        .query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    if table.columns[i].ty == sparkify_core::table::SqlType::Timestamp {
+                        r.get::<_, Option<i64>>(i)
+                            .map(|v| v.map(text::timestamp_ms))
+                    } else {
+                        r.get::<_, Option<String>>(i)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn sql_transform_in_duckdb_gives_the_in_memory_tables() {
+    let s = staged();
+    let dir = tempfile::tempdir().unwrap();
+    let errors = rejects_batch(&[], 0);
+    for mode in [SongplaysMode::Matched, SongplaysMode::All] {
+        let star = model::build(&s.events, &s.songs, mode).unwrap();
+        let db = dir.path().join(format!("sql-{mode:?}.duckdb"));
+        let mut sink = DuckDbSink::new(&db).with_transform(Transform::Sql(mode));
+        sink.load(&load(&s, &star, &errors)).unwrap();
+        for (table, batch) in star.tables() {
+            assert_eq!(
+                db_rows(&db, table),
+                text::rows(batch),
+                "{} ({mode:?})",
+                table.name
+            );
+        }
+        // And the in-memory path writes exactly what it built.
+        let db = dir.path().join(format!("memory-{mode:?}.duckdb"));
+        DuckDbSink::new(&db)
+            .load(&load(&s, &star, &errors))
+            .unwrap();
+        for (table, batch) in star.tables() {
+            assert_eq!(
+                db_rows(&db, table),
+                text::rows(batch),
+                "{} ({mode:?})",
+                table.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_load_leaves_the_previous_tables() {
+    let s = staged();
+    let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
+    let errors = rejects_batch(&[], 0);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.duckdb");
+    let mut sink = DuckDbSink::new(&db);
+    sink.load(&load(&s, &star, &errors)).unwrap();
+    let before: Vec<_> = ALL_TABLES.iter().map(|t| db_rows(&db, t)).collect();
+
+    // dm_users twice over: its primary key fails half-way through the load.
+    let mut broken = star.clone();
+    broken.dm_users =
+        concat_batches(&star.dm_users.schema(), [&star.dm_users, &star.dm_users]).unwrap();
+    let err = sink
+        .load(&load(&s, &broken, &errors))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dm_users"), "{err}");
+    let after: Vec<_> = ALL_TABLES.iter().map(|t| db_rows(&db, t)).collect();
+    assert!(before == after, "the previous tables changed");
+    assert_eq!(STAR_TABLES.len(), 5);
+}
+
+#[test]
+fn plan_lists_every_statement() {
+    let plan = DuckDbSink::new("x.duckdb")
+        .with_transform(Transform::Sql(SongplaysMode::Matched))
+        .plan_text();
+    assert_eq!(plan.first().map(String::as_str), Some("BEGIN"));
+    assert_eq!(plan.last().map(String::as_str), Some("COMMIT"));
+    assert!(
+        plan.iter()
+            .any(|s| s.starts_with("INSERT INTO ft_songplays"))
+    );
+    assert!(!plan.iter().any(|s| s.contains("append the run's dm_users")));
+}

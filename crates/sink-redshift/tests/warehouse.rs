@@ -1,0 +1,342 @@
+//! The warehouse sink against a real PostgreSQL server the test starts, and the Redshift SQL
+//! checked exactly (no cluster can run here).
+#![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use sparkify_core::model::{self, SongplaysMode, StarSchema};
+use sparkify_core::reject::rejects_batch;
+use sparkify_core::source::{self, ReadOptions};
+use sparkify_core::sql::RedshiftKeys;
+use sparkify_core::table::{ALL_TABLES, STAGING_EVENTS, STAGING_SONGS, SqlType, TableDef};
+use sparkify_core::{Load, Reject, Sink, text};
+use sparkify_sink_redshift::{Flavor, RedshiftCopy, Target, WarehouseSink};
+use support::PgServer;
+
+struct Staged {
+    events: RecordBatch,
+    songs: RecordBatch,
+}
+
+fn staged() -> Staged {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sparkify");
+    let read = |sub: &str, t: &TableDef| {
+        let found = source::discover(root.join(sub).to_str().unwrap()).unwrap();
+        source::read_files(&found.files, &t.schema(), &ReadOptions::default())
+            .unwrap()
+            .batch
+    };
+    Staged {
+        events: read("log_data", &STAGING_EVENTS),
+        songs: read("song_data", &STAGING_SONGS),
+    }
+}
+
+fn load<'a>(s: &'a Staged, star: &'a StarSchema, errors: &'a RecordBatch) -> Load<'a> {
+    Load {
+        staging_events: &s.events,
+        staging_songs: &s.songs,
+        star,
+        load_errors: errors,
+    }
+}
+
+fn sink(pg: &PgServer, mode: SongplaysMode) -> WarehouseSink {
+    WarehouseSink::new(
+        Some(Target::from_url(&pg.url()).unwrap()),
+        Flavor::Postgres,
+        mode,
+    )
+}
+
+/// A table from the server, rows in key order (text keys by bytes).
+fn server_rows(sink: &WarehouseSink, table: &TableDef) -> Vec<Vec<Option<String>>> {
+    let cols: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+    let order: Vec<String> = table
+        .primary_key
+        .iter()
+        .map(|k| {
+            let text = table
+                .columns
+                .iter()
+                .any(|c| c.name == *k && c.ty == SqlType::Text);
+            if text {
+                format!("{k} COLLATE \"C\"")
+            } else {
+                (*k).to_owned()
+            }
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        cols.join(", "),
+        table.name,
+        order.join(", ")
+    );
+    sink.query(&sql).unwrap().rows
+}
+
+fn count(sink: &WarehouseSink, table: &str) -> i64 {
+    let r = sink
+        .query(&format!("SELECT count(*) FROM {table}"))
+        .unwrap();
+    r.rows[0][0].as_deref().unwrap().parse().unwrap()
+}
+
+#[test]
+fn postgres_builds_the_same_star_schema_as_the_in_memory_model() {
+    let pg = PgServer::start();
+    let s = staged();
+    let rejects = vec![Reject {
+        source: Arc::from("log_data/bad.json"),
+        line: 7,
+        byte_offset: 1234,
+        column: Some("sessionId".into()),
+        reason: "expected an integer, found string \"abc\"".into(),
+        raw: r#"{"sessionId":"abc","note":"it's a \ backslash"}"#.into(),
+    }];
+    let errors = rejects_batch(&rejects, 1_700_000_000_123);
+    for mode in [SongplaysMode::Matched, SongplaysMode::All] {
+        let star = model::build(&s.events, &s.songs, mode).unwrap();
+        let mut sink = sink(&pg, mode);
+        sink.check().unwrap();
+        // Twice: a second load of the same data gives the same tables.
+        for _ in 0..2 {
+            sink.load(&load(&s, &star, &errors)).unwrap();
+            for (table, batch) in star.tables() {
+                assert_eq!(
+                    server_rows(&sink, table),
+                    text::rows(batch),
+                    "{} ({mode:?})",
+                    table.name
+                );
+            }
+        }
+        let expected_plays = if mode == SongplaysMode::Matched {
+            333
+        } else {
+            6820
+        };
+        for (table, rows) in [
+            ("staging_events", 8056),
+            ("staging_songs", 14896),
+            ("ft_songplays", expected_plays),
+            ("dm_users", 97),
+            ("dm_songs", 14896),
+            ("dm_artists", 9553),
+            ("dm_time", 6813),
+            ("load_errors", 1),
+        ] {
+            assert_eq!(count(&sink, table), rows, "{table}");
+        }
+        let le = sink.query("SELECT source, line, byte_offset, column_name, raw, run_started_at FROM load_errors").unwrap();
+        assert_eq!(
+            le.rows[0],
+            [
+                Some("log_data/bad.json".into()),
+                Some("7".into()),
+                Some("1234".into()),
+                Some("sessionId".into()),
+                Some(rejects[0].raw.clone()),
+                Some("2023-11-14 22:13:20.123".into())
+            ]
+        );
+    }
+    let sink = sink(&pg, SongplaysMode::Matched);
+    let top = sink
+        .query(
+            "SELECT s.title, a.name, count(*) FROM ft_songplays p JOIN dm_songs s USING (song_id)
+             JOIN dm_artists a ON a.artist_id = p.artist_id GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1",
+        )
+        .unwrap();
+    assert_eq!(
+        top.rows[0],
+        [
+            Some("You're The One".into()),
+            Some("Dwight Yoakam".into()),
+            Some("37".into())
+        ]
+    );
+}
+
+#[test]
+fn tables_create_and_drop() {
+    let pg = PgServer::start();
+    let sink = sink(&pg, SongplaysMode::Matched);
+    sink.execute(&sink.create_tables_sql()).unwrap();
+    let names = sink
+        .query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
+        .unwrap();
+    let mut expected: Vec<Option<String>> =
+        ALL_TABLES.iter().map(|t| Some(t.name.to_owned())).collect();
+    expected.sort();
+    assert_eq!(
+        names
+            .rows
+            .into_iter()
+            .map(|mut r| r.remove(0))
+            .collect::<Vec<_>>(),
+        expected
+    );
+    // Staging columns keep the JSON key names, folded to lower case as Redshift does.
+    let cols = sink.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'staging_events' AND column_name = 'iteminsession'").unwrap();
+    assert_eq!(cols.rows.len(), 1);
+    sink.execute(&sink.drop_tables_sql()).unwrap();
+    let left = sink
+        .query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        .unwrap();
+    assert_eq!(left.rows[0][0].as_deref(), Some("0"));
+}
+
+#[test]
+fn killing_the_backend_during_the_transform_leaves_the_previous_tables() {
+    let pg = PgServer::start();
+    let s = staged();
+    let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
+    let errors = rejects_batch(&[], 0);
+    let mut good = sink(&pg, SongplaysMode::Matched);
+    good.load(&load(&s, &star, &errors)).unwrap();
+    let before: Vec<_> = ALL_TABLES
+        .iter()
+        .map(|t| {
+            sink(&pg, SongplaysMode::Matched)
+                .query(&format!("SELECT * FROM {} ORDER BY 1, 2, 3", t.name))
+                .unwrap()
+        })
+        .collect();
+
+    // Many copies of the logs make the transform run long enough to be caught in the act.
+    let copies: Vec<RecordBatch> = (0..40).map(|_| s.events.clone()).collect();
+    let big = Staged {
+        events: concat_batches(&STAGING_EVENTS.schema(), &copies).unwrap(),
+        songs: s.songs.clone(),
+    };
+    let url = pg.url();
+    let loader = std::thread::spawn(move || {
+        let mut victim = WarehouseSink::new(
+            Some(Target::from_url(&url).unwrap()),
+            Flavor::Postgres,
+            SongplaysMode::Matched,
+        );
+        let star = model::build(&big.events, &big.songs, SongplaysMode::Matched).unwrap();
+        victim.load(&load(&big, &star, &rejects_batch(&[], 0)))
+    });
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let killed = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let rows = client
+                .query(
+                    "SELECT pid, query FROM pg_stat_activity WHERE application_name = 'sparkify'
+                     AND state = 'active' AND query LIKE 'INSERT INTO%' AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            if let Some(row) = rows.first() {
+                let pid: i32 = row.get(0);
+                let query: String = row.get(1);
+                client.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
+                return Some(query);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        None
+    });
+    let result = loader.join().unwrap();
+    let query = killed.expect("the transform was never seen running");
+    assert!(query.starts_with("INSERT INTO"), "{query}");
+    let err = result.expect_err("the killed load must fail").to_string();
+    assert!(
+        err.contains("INSERT INTO"),
+        "the error names the statement: {err}"
+    );
+    assert!(err.contains("failed:"), "{err}");
+
+    let after: Vec<_> = ALL_TABLES
+        .iter()
+        .map(|t| {
+            sink(&pg, SongplaysMode::Matched)
+                .query(&format!("SELECT * FROM {} ORDER BY 1, 2, 3", t.name))
+                .unwrap()
+        })
+        .collect();
+    assert!(before == after, "the previous tables changed");
+    assert_eq!(
+        count(&sink(&pg, SongplaysMode::Matched), "staging_events"),
+        8056
+    );
+}
+
+fn redshift_copy() -> RedshiftCopy {
+    RedshiftCopy {
+        events: "s3://udacity-dend/log_data".into(),
+        songs: "s3://udacity-dend/song_data".into(),
+        jsonpaths: "s3://udacity-dend/log_json_path.json".into(),
+        iam_role: "arn:aws:iam::123456789012:role/dwhRole".into(),
+        region: "us-west-2".into(),
+        serverless: false,
+        keys: RedshiftKeys::default(),
+        expected_events: Some(8056),
+        expected_songs: Some(14896),
+    }
+}
+
+#[test]
+fn redshift_statements_are_exactly_these() {
+    let sink = WarehouseSink::new(
+        None,
+        Flavor::Redshift(redshift_copy()),
+        SongplaysMode::Matched,
+    );
+    insta::assert_snapshot!("redshift_load_plan", sink.plan_text().join(";\n\n"));
+    insta::assert_snapshot!(
+        "redshift_stl_load_errors",
+        sparkify_sink_redshift::load_errors_query(false)
+    );
+    insta::assert_snapshot!(
+        "redshift_serverless_load_errors",
+        sparkify_sink_redshift::load_errors_query(true)
+    );
+    let pg = WarehouseSink::new(None, Flavor::Postgres, SongplaysMode::All);
+    insta::assert_snapshot!("postgres_load_plan", pg.plan_text().join(";\n\n"));
+}
+
+#[test]
+fn quotes_in_the_iam_role_and_s3_paths_are_escaped() {
+    let copy = RedshiftCopy {
+        events: "s3://bucket/o'brien/log_data".into(),
+        iam_role: "arn:aws:iam::1:role/it's\\x".into(),
+        ..redshift_copy()
+    };
+    let events = sparkify_sink_redshift::copy_events_sql(&copy);
+    assert!(
+        events.starts_with("COPY staging_events FROM 's3://bucket/o''brien/log_data'\n"),
+        "{events}"
+    );
+    assert!(
+        events.contains("\nIAM_ROLE 'arn:aws:iam::1:role/it''s\\\\x'\n"),
+        "{events}"
+    );
+    let songs = sparkify_sink_redshift::copy_songs_sql(&copy);
+    assert!(
+        songs.contains("IAM_ROLE 'arn:aws:iam::1:role/it''s\\\\x'"),
+        "{songs}"
+    );
+    // No literal ends early: every quote in the statement is doubled or a delimiter.
+    for sql in [&events, &songs] {
+        assert_eq!(sql.matches('\'').count() % 2, 0, "{sql}");
+    }
+}
