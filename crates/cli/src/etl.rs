@@ -58,7 +58,7 @@ pub struct EtlArgs {
 
 fn single_s3(specs: &[String]) -> Option<&str> {
     match specs {
-        [one] if one.starts_with("s3://") => Some(one),
+        [one] if one.starts_with("s3://") => Some(one.as_str()),
         _ => None,
     }
 }

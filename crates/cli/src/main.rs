@@ -257,7 +257,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             })?;
             println!(
                 "{} tables {} in {}",
-                statements.len().div_ceil(2).max(1),
+                sparkify_core::table::ALL_TABLES.len(),
                 match action {
                     TablesAction::Create => "created",
                     TablesAction::Drop => "dropped",

@@ -131,8 +131,8 @@ impl AnySink {
     pub fn check(&mut self) -> anyhow::Result<()> {
         let what = self.describe();
         match self {
-            AnySink::DuckDb(s) => s.check().map_err(Into::into),
-            AnySink::Warehouse(s) => s.check().map_err(Into::into),
+            AnySink::DuckDb(s) => s.check().map_err(anyhow::Error::from),
+            AnySink::Warehouse(s) => s.check().map_err(anyhow::Error::from),
         }
         .with_context(|| format!("sink {what}"))
     }
@@ -140,8 +140,8 @@ impl AnySink {
     pub fn load(&mut self, load: &Load<'_>) -> anyhow::Result<()> {
         let what = self.describe();
         match self {
-            AnySink::DuckDb(s) => s.load(load).map_err(Into::into),
-            AnySink::Warehouse(s) => s.load(load).map_err(Into::into),
+            AnySink::DuckDb(s) => s.load(load).map_err(anyhow::Error::from),
+            AnySink::Warehouse(s) => s.load(load).map_err(anyhow::Error::from),
         }
         .with_context(|| format!("loading {what}"))
     }
@@ -170,8 +170,8 @@ impl AnySink {
 
     pub fn execute(&self, statements: &[String]) -> anyhow::Result<()> {
         match self {
-            AnySink::DuckDb(s) => s.execute(statements).map_err(Into::into),
-            AnySink::Warehouse(s) => s.execute(statements).map_err(Into::into),
+            AnySink::DuckDb(s) => s.execute(statements).map_err(anyhow::Error::from),
+            AnySink::Warehouse(s) => s.execute(statements).map_err(anyhow::Error::from),
         }
     }
 }

@@ -156,21 +156,46 @@ pub struct ReadOutput {
     pub bytes_read: u64,
 }
 
-/// Reads `files` into one batch of `schema`, in parallel on the current rayon pool.
+/// Reads `files` into one batch of `schema`, in parallel on the current rayon pool: small
+/// files in groups that share one decoder (so thousands of one-object files do not make
+/// thousands of batches), large ones split in chunks.
 pub fn read_files(
     files: &[InputFile],
     schema: &SchemaRef,
     opts: &ReadOptions,
 ) -> Result<ReadOutput> {
-    let parts: Vec<(Vec<RecordBatch>, Vec<Reject>)> = files
+    let mut groups: Vec<&[InputFile]> = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, f) in files.iter().enumerate() {
+        let big = f.len as usize > opts.chunk_size;
+        if i > start && (big || bytes + f.len as usize > opts.chunk_size || i - start >= 256) {
+            groups.push(&files[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += f.len as usize;
+        if big {
+            groups.push(&files[start..=i]);
+            start = i + 1;
+            bytes = 0;
+        }
+    }
+    if start < files.len() {
+        groups.push(&files[start..]);
+    }
+    let parts: Vec<(Vec<RecordBatch>, Vec<Reject>)> = groups
         .par_iter()
-        .map(|file| {
-            let data = load(&file.path)?;
-            let out = decode_bytes(&data, &file.path.display().to_string(), schema, opts)?;
-            if let Some(cb) = &opts.on_file {
-                cb(file.len);
+        .map(|group| match group {
+            [one] if one.len as usize > opts.chunk_size => {
+                let data = load(&one.path)?;
+                let out = decode_bytes(&data, &one.path.display().to_string(), schema, opts)?;
+                if let Some(cb) = &opts.on_file {
+                    cb(one.len);
+                }
+                Ok(out)
             }
-            Ok(out)
+            _ => decode_group(group, schema, opts),
         })
         .collect::<Result<_>>()?;
     let mut batches = Vec::new();
@@ -185,6 +210,37 @@ pub fn read_files(
         files_read: files.len(),
         bytes_read: files.iter().map(|f| f.len).sum(),
     })
+}
+
+/// Decodes small files one after another with one decoder.
+fn decode_group(
+    files: &[InputFile],
+    schema: &SchemaRef,
+    opts: &ReadOptions,
+) -> Result<(Vec<RecordBatch>, Vec<Reject>)> {
+    let mut decoder = ReaderBuilder::new(Arc::clone(schema))
+        .with_batch_size(opts.batch_size)
+        .build_decoder()?;
+    let mut batches = Vec::new();
+    for file in files {
+        let data = load(&file.path)?;
+        decoder.next_stream(Arc::from(file.path.display().to_string()), &mut batches)?;
+        let mut pos = 0;
+        while pos < data.len() {
+            pos += decoder.decode(&data[pos..])?;
+            if decoder.is_full() {
+                batches.extend(decoder.flush()?);
+            }
+        }
+        if let Some(cb) = &opts.on_file {
+            cb(file.len);
+        }
+    }
+    decoder.finish();
+    while let Some(batch) = decoder.flush()? {
+        batches.push(batch);
+    }
+    Ok((batches, decoder.take_rejects()))
 }
 
 /// A file's bytes, decompressed when its name ends `.gz`.

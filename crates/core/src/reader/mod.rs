@@ -502,6 +502,29 @@ impl Decoder {
         std::mem::take(&mut self.rejects)
     }
 
+    /// Ends the current stream (as [`Decoder::finish`] would) and readies the decoder for the
+    /// next one, named `source`, keeping the rows decoded so far: many small files then fill
+    /// one batch. Batches that fill up on the way are pushed to `full`.
+    pub fn next_stream(&mut self, source: Arc<str>, full: &mut Vec<RecordBatch>) -> Result<()> {
+        self.finished = true;
+        while !self.pending.is_empty() {
+            if self.is_full() {
+                full.extend(self.flush()?);
+            }
+            self.process_pending(true);
+        }
+        if self.is_full() {
+            full.extend(self.flush()?);
+        }
+        self.source = source;
+        self.line = 1;
+        self.offset = 0;
+        self.started = false;
+        self.in_array = false;
+        self.finished = false;
+        Ok(())
+    }
+
     /// The schema of the batches.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
