@@ -184,9 +184,7 @@ pub fn run(args: EtlArgs) -> Result<(), Failure> {
         .iter()
         .map(|(t, b)| (t.name.to_owned(), b.num_rows()))
         .collect();
-    let loaded = sink
-        .load(&load)
-        .with_context(|| format!("loading {}", sink.describe()));
+    let loaded = sink.load(&load);
     summary.committed = loaded.is_ok();
     summary.seconds = started.elapsed().as_secs_f64();
     summary

@@ -14,7 +14,7 @@ use crate::etl::{Failure, USAGE};
 #[derive(Debug)]
 pub enum AnySink {
     DuckDb(DuckDbSink),
-    Warehouse(WarehouseSink),
+    Warehouse(Box<WarehouseSink>),
 }
 
 /// What the sink needs besides `--sink`.
@@ -50,11 +50,11 @@ pub fn parse(spec: &str, opts: SinkOptions<'_>) -> Result<AnySink, Failure> {
     }
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         let target = Target::from_url(spec).map_err(|e| usage(e.to_string()))?;
-        return Ok(AnySink::Warehouse(WarehouseSink::new(
+        return Ok(AnySink::Warehouse(Box::new(WarehouseSink::new(
             Some(target),
             Flavor::Postgres,
             opts.mode,
-        )));
+        ))));
     }
     if spec == "redshift" {
         return redshift(opts);
@@ -108,11 +108,11 @@ fn redshift(opts: SinkOptions<'_>) -> Result<AnySink, Failure> {
             tls,
         ))
     };
-    Ok(AnySink::Warehouse(WarehouseSink::new(
+    Ok(AnySink::Warehouse(Box::new(WarehouseSink::new(
         target,
         Flavor::Redshift(copy),
         opts.mode,
-    )))
+    ))))
 }
 
 impl AnySink {

@@ -57,7 +57,7 @@ impl Summary {
     fn table(&self) -> Table {
         let mut table = Table::new();
         table
-            .load_preset(UTF8_FULL_CONDENSED)
+            .load_style(UTF8_FULL_CONDENSED)
             .set_header(vec!["table", "rows"]);
         for (name, rows) in &self.rows {
             table.add_row(vec![

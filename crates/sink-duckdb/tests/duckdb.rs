@@ -50,9 +50,9 @@ fn db_rows(db: &Path, table: &TableDef) -> Vec<Vec<Option<String>>> {
         .iter()
         .map(|c| match c.ty {
             sparkify_core::table::SqlType::Timestamp => {
-                format!("CAST(epoch_ms({0}) AS BIGINT) AS {0}", c.name)
+                format!("CAST(epoch_ms({0}) AS BIGINT)", c.name)
             }
-            _ => format!("CAST({0} AS VARCHAR) AS {0}", c.name),
+            _ => format!("CAST({0} AS VARCHAR)", c.name),
         })
         .collect();
     let order = if table.primary_key.is_empty() {
