@@ -136,6 +136,7 @@ pub fn run(args: EtlArgs) -> Result<(), Failure> {
         )
     });
     progress.finish_and_clear();
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "read");
     let songs_out: ReadOutput = songs_out.or_exit(SOURCE_OR_SINK)?;
     let events_out: ReadOutput = events_out.or_exit(SOURCE_OR_SINK)?;
 
@@ -172,6 +173,7 @@ pub fn run(args: EtlArgs) -> Result<(), Failure> {
     let star = pool
         .install(|| model::build(&events_out.batch, &songs_out.batch, args.songplays))
         .or_exit(SOURCE_OR_SINK)?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "model built");
     let load_errors = rejects_batch(&rejects, run_started_at);
     let load = Load {
         staging_events: &events_out.batch,
@@ -185,6 +187,7 @@ pub fn run(args: EtlArgs) -> Result<(), Failure> {
         .map(|(t, b)| (t.name.to_owned(), b.num_rows()))
         .collect();
     let loaded = sink.load(&load);
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "sink done");
     summary.committed = loaded.is_ok();
     summary.seconds = started.elapsed().as_secs_f64();
     summary
