@@ -17,9 +17,8 @@ fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sparkify");
     let opts = ReadOptions::default();
     let read = |sub: &str, schema| {
-        let found =
-            source::discover(root.join(sub).to_str().expect("utf-8 path")).expect("fixtures");
-        source::read_files(&found.files, &schema, &opts).expect("read")
+        source::read_path(root.join(sub).to_str().expect("utf-8 path"), &schema, &opts)
+            .expect("fixtures")
     };
     let events = read("log_data", STAGING_EVENTS.schema());
     let songs = read("song_data", STAGING_SONGS.schema());

@@ -389,46 +389,38 @@ fn day_log(
             out.push_str("{\"artist\":");
             if play {
                 plays += 1;
-                if r.chance(opts.match_fraction) {
+                let (artist, title, song_length) = if r.chance(opts.match_fraction) {
                     let song = &songs[r.skewed(songs.len())];
-                    json_str(&mut out, &artists[song.artist].name);
-                    out.push_str(",\"auth\":\"Logged In\"");
-                    length = Some(song.duration);
-                    push_user(&mut out, user);
-                    finish_event(
-                        &mut out,
-                        item,
-                        length,
-                        level,
-                        user,
-                        page,
-                        method,
-                        session,
-                        Some(&song.title),
-                        ts,
-                        false,
-                    );
+                    (
+                        artists[song.artist].name.clone(),
+                        song.title.clone(),
+                        song.duration,
+                    )
                 } else {
                     // Songs outside the catalogue: names the catalogue never uses.
-                    let _ = write!(out, "\"Unsigned Band {}\"", r.below(50_000));
-                    out.push_str(",\"auth\":\"Logged In\"");
-                    length = Some(60.0 + (r.unit() * 400_000.0).round() / 1000.0);
-                    push_user(&mut out, user);
-                    let title = format!("Demo Tape {}", r.below(200_000));
-                    finish_event(
-                        &mut out,
-                        item,
-                        length,
-                        level,
-                        user,
-                        page,
-                        method,
-                        session,
-                        Some(&title),
-                        ts,
-                        false,
-                    );
-                }
+                    (
+                        format!("Unsigned Band {}", r.below(50_000)),
+                        format!("Demo Tape {}", r.below(200_000)),
+                        60.0 + (r.unit() * 400_000.0).round() / 1000.0,
+                    )
+                };
+                json_str(&mut out, &artist);
+                out.push_str(",\"auth\":\"Logged In\"");
+                length = Some(song_length);
+                push_user(&mut out, user);
+                finish_event(
+                    &mut out,
+                    item,
+                    length,
+                    level,
+                    user,
+                    page,
+                    method,
+                    session,
+                    Some(&title),
+                    ts,
+                    false,
+                );
             } else if logged_out {
                 out.push_str("null,\"auth\":\"Logged Out\",\"firstName\":null,\"gender\":null");
                 finish_event(

@@ -212,6 +212,12 @@ pub fn read_files(
     })
 }
 
+/// Discovers the files at `spec` (folder, file or glob) and reads them: [`discover`], then
+/// [`read_files`].
+pub fn read_path(spec: &str, schema: &SchemaRef, opts: &ReadOptions) -> Result<ReadOutput> {
+    read_files(&discover(spec)?.files, schema, opts)
+}
+
 /// Decodes small files one after another with one decoder.
 fn decode_group(
     files: &[InputFile],

@@ -20,8 +20,12 @@ fn fixtures() -> PathBuf {
 }
 
 fn read(sub: &str, table: &TableDef, opts: &ReadOptions) -> ReadOutput {
-    let found = source::discover(fixtures().join(sub).to_str().unwrap()).unwrap();
-    source::read_files(&found.files, &table.schema(), opts).unwrap()
+    source::read_path(
+        fixtures().join(sub).to_str().unwrap(),
+        &table.schema(),
+        opts,
+    )
+    .unwrap()
 }
 
 struct Real {
@@ -578,6 +582,5 @@ fn generator_is_deterministic_loads_cleanly_and_matches_as_asked() {
 }
 
 fn read_dir(dir: &Path, table: &TableDef, opts: &ReadOptions) -> ReadOutput {
-    let found = source::discover(dir.to_str().unwrap()).unwrap();
-    source::read_files(&found.files, &table.schema(), opts).unwrap()
+    source::read_path(dir.to_str().unwrap(), &table.schema(), opts).unwrap()
 }

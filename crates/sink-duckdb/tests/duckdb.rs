@@ -22,10 +22,13 @@ struct Staged {
 fn staged() -> Staged {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sparkify");
     let read = |sub: &str, t: &TableDef| {
-        let found = source::discover(root.join(sub).to_str().unwrap()).unwrap();
-        source::read_files(&found.files, &t.schema(), &ReadOptions::default())
-            .unwrap()
-            .batch
+        source::read_path(
+            root.join(sub).to_str().unwrap(),
+            &t.schema(),
+            &ReadOptions::default(),
+        )
+        .unwrap()
+        .batch
     };
     Staged {
         events: read("log_data", &STAGING_EVENTS),
