@@ -98,7 +98,26 @@ enum Command {
         /// The config file (Redshift connection, S3 paths, IAM role).
         #[arg(long)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        redshift: RedshiftArgs,
     },
+}
+
+/// Redshift connection settings; each overrides `[redshift]` of the config file.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct RedshiftArgs {
+    /// The cluster's endpoint host.
+    #[arg(long)]
+    redshift_host: Option<String>,
+    /// The cluster's port (default 5439).
+    #[arg(long)]
+    redshift_port: Option<u16>,
+    /// The database.
+    #[arg(long)]
+    redshift_database: Option<String>,
+    /// The user (the password comes from PGPASSWORD or the config file).
+    #[arg(long)]
+    redshift_user: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -141,6 +160,8 @@ struct Common {
     /// The config file (Redshift connection, S3 paths, IAM role).
     #[arg(long)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    redshift: RedshiftArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -175,13 +196,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn config(path: Option<PathBuf>) -> Result<config::Config, Failure> {
+fn config(path: Option<PathBuf>, flags: RedshiftArgs) -> Result<config::Config, Failure> {
     let explicit = path.is_some();
     let path = path.unwrap_or_else(|| PathBuf::from("sparkify.toml"));
-    config::Config::load(&path, explicit).map_err(|error| Failure {
+    let mut config = config::Config::load(&path, explicit).map_err(|error| Failure {
         code: etl::USAGE,
         error,
-    })
+    })?;
+    let r = &mut config.redshift;
+    r.host = flags.redshift_host.or(r.host.take());
+    r.port = flags.redshift_port.or(r.port);
+    r.database = flags.redshift_database.or(r.database.take());
+    r.user = flags.redshift_user.or(r.user.take());
+    Ok(config)
 }
 
 fn dispatch(cli: Cli) -> Result<(), Failure> {
@@ -233,8 +260,9 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             sink,
             dry_run,
             config: path,
+            redshift,
         } => {
-            let config = config(path)?;
+            let config = config(path, redshift)?;
             let opts = sinks::SinkOptions {
                 mode: sparkify_core::model::SongplaysMode::Matched,
                 sql_transform: false,
@@ -301,7 +329,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         summary_json: common.summary_json,
         sql_transform: common.transform == TransformArg::Sql,
         dry_run: common.dry_run,
-        config: config(common.config)?,
+        config: config(common.config, common.redshift)?,
     })
 }
 
