@@ -154,12 +154,19 @@ impl Sink for DuckDbSink {
             if batch.num_rows() == 0 || !self.appends(table) {
                 continue;
             }
+            let appending = std::time::Instant::now();
             let context = || format!("appending {} rows to {}", batch.num_rows(), table.name);
             let mut appender = tx.appender(table.name).map_err(self.sql_error(context()))?;
             appender
                 .append_record_batch(for_duckdb(batch))
                 .map_err(self.sql_error(context()))?;
             appender.flush().map_err(self.sql_error(context()))?;
+            tracing::debug!(
+                table = table.name,
+                rows = batch.num_rows(),
+                seconds = appending.elapsed().as_secs_f64(),
+                "appended"
+            );
         }
         if let Transform::Sql(mode) = self.transform {
             for statement in sql::transforms(&Dialect::DuckDb, mode) {
@@ -168,7 +175,9 @@ impl Sink for DuckDbSink {
             }
         }
         // Dropping the transaction without commit rolls everything back.
+        let committing = std::time::Instant::now();
         tx.commit().map_err(self.sql_error("COMMIT"))?;
+        tracing::debug!(seconds = committing.elapsed().as_secs_f64(), "commit");
         tracing::info!(path = %self.path.display(), "committed");
         Ok(())
     }
