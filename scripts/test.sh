@@ -7,6 +7,8 @@
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -p sparkify-core  # extra arguments go to `cargo test`
 set -euo pipefail
+: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export HOME
 cd "$(dirname "$0")/.."
 
 cache="${SPARKIFY_CACHE:-$HOME/.cache/sparkify}"
