@@ -95,17 +95,17 @@ enum Command {
         /// Print the statements instead of running them.
         #[arg(long)]
         dry_run: bool,
-        /// The config file (Redshift connection, S3 paths, IAM role).
-        #[arg(long)]
-        config: Option<PathBuf>,
         #[command(flatten)]
-        redshift: RedshiftArgs,
+        settings: Settings,
     },
 }
 
-/// Redshift connection settings; each overrides `[redshift]` of the config file.
+/// The config file, and Redshift connection settings that override its `[redshift]`.
 #[derive(Debug, Clone, Default, clap::Args)]
-struct RedshiftArgs {
+struct Settings {
+    /// The config file (Redshift connection, S3 paths, IAM role); default ./sparkify.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// The cluster's endpoint host.
     #[arg(long)]
     redshift_host: Option<String>,
@@ -157,11 +157,8 @@ struct Common {
     /// Print every SQL statement the load would run, in order, without connecting.
     #[arg(long)]
     dry_run: bool,
-    /// The config file (Redshift connection, S3 paths, IAM role).
-    #[arg(long)]
-    config: Option<PathBuf>,
     #[command(flatten)]
-    redshift: RedshiftArgs,
+    settings: Settings,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -196,9 +193,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn config(path: Option<PathBuf>, flags: RedshiftArgs) -> Result<config::Config, Failure> {
-    let explicit = path.is_some();
-    let path = path.unwrap_or_else(|| PathBuf::from("sparkify.toml"));
+fn config(flags: Settings) -> Result<config::Config, Failure> {
+    let explicit = flags.config.is_some();
+    let path = flags
+        .config
+        .unwrap_or_else(|| PathBuf::from("sparkify.toml"));
     let mut config = config::Config::load(&path, explicit).map_err(|error| Failure {
         code: etl::USAGE,
         error,
@@ -259,10 +258,9 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             action,
             sink,
             dry_run,
-            config: path,
-            redshift,
+            settings,
         } => {
-            let config = config(path, redshift)?;
+            let config = config(settings)?;
             let opts = sinks::SinkOptions {
                 mode: sparkify_core::model::SongplaysMode::Matched,
                 sql_transform: false,
@@ -329,7 +327,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         summary_json: common.summary_json,
         sql_transform: common.transform == TransformArg::Sql,
         dry_run: common.dry_run,
-        config: config(common.config, common.redshift)?,
+        config: config(common.settings)?,
     })
 }
 
