@@ -36,6 +36,9 @@ def run_measured(cmd, env=None):
     return wall, usage.ru_maxrss / 1024, out.decode()
 
 
+STAR = ["ft_songplays", "dm_users", "dm_songs", "dm_artists", "dm_time"]
+
+
 def data_bytes(root):
     return sum(p.stat().st_size for p in Path(root).rglob("*.json"))
 
@@ -160,26 +163,33 @@ def main():
             for p in [db, Path(str(db) + ".wal")]:
                 if p.exists():
                     p.unlink()
+            summary = work / f"{tool}-{scale}.json"
             if tool == "sparkify":
                 cmd = [args.sparkify, "etl", "--songs", str(root / "song_data"), "--events",
-                       str(root / "log_data"), "--sink", f"duckdb:{db}", "--max-errors", "1000000"]
+                       str(root / "log_data"), "--sink", f"duckdb:{db}", "--max-errors", "1000000",
+                       "--summary-json", str(summary)]
             elif tool == "duckdb":
                 cmd = [sys.executable, str(plan_dir / "duckdb_job.py"), str(root), str(db), str(plan_dir / "plan.json")]
             else:
                 cmd = [sys.executable, str(plan_dir / "polars_job.py"), str(root)]
             # Warm the page cache once, then measure.
             run_measured(cmd)
-            wall, rss, _ = run_measured(cmd)
-            results[tool] = (wall, rss)
+            wall, rss, out = run_measured(cmd)
+            if tool == "sparkify":
+                counts = json.loads(summary.read_text())["rows"]
+            else:
+                counts = json.loads(out.strip().splitlines()[-1])
+            results[tool] = (wall, rss, {t: counts[t] for t in STAR})
             print(f"{scale}x {tool}: {wall:.2f} s, {size / wall / 1e6:.1f} MB/s, {rss:.0f} MiB", flush=True)
-        for tool, (wall, rss) in results.items():
+        for tool, (wall, rss, counts) in results.items():
             ratio = results["sparkify"][0] / wall if "sparkify" in results else float("nan")
-            rows.append((scale, size, tool, wall, size / wall / 1e6, rss, ratio))
+            same = "yes" if "sparkify" not in results or counts == results["sparkify"][2] else f"no: {counts}"
+            rows.append((scale, size, tool, wall, size / wall / 1e6, rss, ratio, same))
 
-    lines = ["| scale | input MB | tool | wall s | MB/s | peak RSS MiB | sparkify time / tool time |",
-             "|---:|---:|---|---:|---:|---:|---:|"]
-    for scale, size, tool, wall, mbs, rss, ratio in rows:
-        lines.append(f"| {scale}x | {size / 1e6:.1f} | {tool} | {wall:.2f} | {mbs:.1f} | {rss:.0f} | {ratio:.2f} |")
+    lines = ["| scale | input MB | tool | wall s | MB/s | peak RSS MiB | sparkify time / tool time | star-schema row counts equal sparkify's |",
+             "|---:|---:|---|---:|---:|---:|---:|---|"]
+    for scale, size, tool, wall, mbs, rss, ratio, same in rows:
+        lines.append(f"| {scale}x | {size / 1e6:.1f} | {tool} | {wall:.2f} | {mbs:.1f} | {rss:.0f} | {ratio:.2f} | {same} |")
     table = "\n".join(lines)
     print(table)
     (OUT / "compare.md").write_text(table + "\n")
