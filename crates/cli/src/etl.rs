@@ -140,22 +140,27 @@ pub fn run(args: EtlArgs) -> Result<(), Failure> {
     let songs_out: ReadOutput = songs_out.or_exit(SOURCE_OR_SINK)?;
     let events_out: ReadOutput = events_out.or_exit(SOURCE_OR_SINK)?;
 
-    let mut rejects = songs_out.rejects.clone();
-    rejects.extend(events_out.rejects.iter().cloned());
+    let rejects: Vec<_> = songs_out
+        .rejects
+        .iter()
+        .chain(&events_out.rejects)
+        .cloned()
+        .collect();
     let mut summary = Summary {
         files_read: songs_out.files_read + events_out.files_read,
         files_skipped: songs.skipped.len() + events.skipped.len(),
         bytes_read: songs_out.bytes_read + events_out.bytes_read,
         rows: Vec::new(),
-        rejects: rejects.clone(),
+        rejects,
         committed: false,
         sink: sink.describe(),
         seconds: 0.0,
     };
-    for r in &rejects {
+    for r in &summary.rejects {
         eprintln!("reject: {r}");
     }
-    if rejects.len() as u64 > args.max_errors {
+    let rejected = summary.rejects.len();
+    if rejected as u64 > args.max_errors {
         summary.seconds = started.elapsed().as_secs_f64();
         summary
             .finish(args.summary_json.as_deref())
@@ -163,8 +168,7 @@ pub fn run(args: EtlArgs) -> Result<(), Failure> {
         return Err(Failure {
             code: TOO_MANY_REJECTS,
             error: anyhow!(
-                "{} rejected records, more than --max-errors {}: nothing was committed",
-                rejects.len(),
+                "{rejected} rejected records, more than --max-errors {}: nothing was committed",
                 args.max_errors
             ),
         });
@@ -174,7 +178,7 @@ pub fn run(args: EtlArgs) -> Result<(), Failure> {
         .install(|| model::build(&events_out.batch, &songs_out.batch, args.songplays))
         .or_exit(SOURCE_OR_SINK)?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "model built");
-    let load_errors = rejects_batch(&rejects, run_started_at);
+    let load_errors = rejects_batch(&summary.rejects, run_started_at);
     let load = Load {
         staging_events: &events_out.batch,
         staging_songs: &songs_out.batch,

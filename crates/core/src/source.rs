@@ -316,7 +316,7 @@ pub fn decode_bytes(
 fn chunk_starts(data: &[u8], chunk_size: usize) -> Vec<usize> {
     let mut starts = vec![0];
     let body = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
-    let first = body.iter().find(|b| !crate::reader::is_json_ws(**b));
+    let first = body.iter().find(|b| !crate::reader::is_ws(**b));
     if data.len() <= chunk_size || first != Some(&b'{') {
         return starts;
     }

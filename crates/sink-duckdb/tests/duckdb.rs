@@ -2,48 +2,19 @@
 //! the previous tables as they were.
 #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
 
+#[path = "../../../tests/support/staged.rs"]
+mod staged;
+
 use std::path::Path;
 
-use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use duckdb::Connection;
-use sparkify_core::model::{self, SongplaysMode, StarSchema};
+use sparkify_core::model::{self, SongplaysMode};
 use sparkify_core::reject::rejects_batch;
-use sparkify_core::source::{self, ReadOptions};
-use sparkify_core::table::{ALL_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef};
-use sparkify_core::{Load, Sink, text};
+use sparkify_core::table::{ALL_TABLES, STAR_TABLES, TableDef};
+use sparkify_core::{Sink, text};
 use sparkify_sink_duckdb::{DuckDbSink, Transform};
-
-struct Staged {
-    events: RecordBatch,
-    songs: RecordBatch,
-}
-
-fn staged() -> Staged {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sparkify");
-    let read = |sub: &str, t: &TableDef| {
-        source::read_path(
-            root.join(sub).to_str().unwrap(),
-            &t.schema(),
-            &ReadOptions::default(),
-        )
-        .unwrap()
-        .batch
-    };
-    Staged {
-        events: read("log_data", &STAGING_EVENTS),
-        songs: read("song_data", &STAGING_SONGS),
-    }
-}
-
-fn load<'a>(s: &'a Staged, star: &'a StarSchema, errors: &'a RecordBatch) -> Load<'a> {
-    Load {
-        staging_events: &s.events,
-        staging_songs: &s.songs,
-        star,
-        load_errors: errors,
-    }
-}
+use staged::{load, staged};
 
 /// A table's rows as text, in key order; timestamps printed like PostgreSQL's.
 fn db_rows(db: &Path, table: &TableDef) -> Vec<Vec<Option<String>>> {
@@ -94,29 +65,21 @@ fn sql_transform_in_duckdb_gives_the_in_memory_tables() {
     let errors = rejects_batch(&[], 0);
     for mode in [SongplaysMode::Matched, SongplaysMode::All] {
         let star = model::build(&s.events, &s.songs, mode).unwrap();
-        let db = dir.path().join(format!("sql-{mode:?}.duckdb"));
-        let mut sink = DuckDbSink::new(&db).with_transform(Transform::Sql(mode));
-        sink.load(&load(&s, &star, &errors)).unwrap();
-        for (table, batch) in star.tables() {
-            assert_eq!(
-                db_rows(&db, table),
-                text::rows(batch),
-                "{} ({mode:?})",
-                table.name
-            );
-        }
-        // And the in-memory path writes exactly what it built.
-        let db = dir.path().join(format!("memory-{mode:?}.duckdb"));
-        DuckDbSink::new(&db)
-            .load(&load(&s, &star, &errors))
-            .unwrap();
-        for (table, batch) in star.tables() {
-            assert_eq!(
-                db_rows(&db, table),
-                text::rows(batch),
-                "{} ({mode:?})",
-                table.name
-            );
+        // The SQL transforms inside DuckDB, and the in-memory path writing what it built.
+        for (name, transform) in [("sql", Transform::Sql(mode)), ("memory", Transform::Memory)] {
+            let db = dir.path().join(format!("{name}-{mode:?}.duckdb"));
+            DuckDbSink::new(&db)
+                .with_transform(transform)
+                .load(&load(&s, &star, &errors))
+                .unwrap();
+            for (table, batch) in star.tables() {
+                assert_eq!(
+                    db_rows(&db, table),
+                    text::rows(batch),
+                    "{} ({name}, {mode:?})",
+                    table.name
+                );
+            }
         }
     }
 }

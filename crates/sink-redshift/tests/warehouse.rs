@@ -2,53 +2,24 @@
 //! checked exactly (no cluster can run here).
 #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
 
+#[path = "../../../tests/support/staged.rs"]
+mod staged;
+
 mod support;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
-use sparkify_core::model::{self, SongplaysMode, StarSchema};
+use sparkify_core::model::{self, SongplaysMode};
 use sparkify_core::reject::rejects_batch;
-use sparkify_core::source::{self, ReadOptions};
 use sparkify_core::sql::RedshiftKeys;
-use sparkify_core::table::{ALL_TABLES, STAGING_EVENTS, STAGING_SONGS, SqlType, TableDef};
-use sparkify_core::{Load, Reject, Sink, text};
-use sparkify_sink_redshift::{Flavor, RedshiftCopy, Target, WarehouseSink};
+use sparkify_core::table::{ALL_TABLES, STAGING_EVENTS, SqlType, TableDef};
+use sparkify_core::{Reject, Sink, text};
+use sparkify_sink_redshift::{Flavor, QueryResult, RedshiftCopy, Target, WarehouseSink};
+use staged::{Staged, load, staged};
 use support::PgServer;
-
-struct Staged {
-    events: RecordBatch,
-    songs: RecordBatch,
-}
-
-fn staged() -> Staged {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sparkify");
-    let read = |sub: &str, t: &TableDef| {
-        source::read_path(
-            root.join(sub).to_str().unwrap(),
-            &t.schema(),
-            &ReadOptions::default(),
-        )
-        .unwrap()
-        .batch
-    };
-    Staged {
-        events: read("log_data", &STAGING_EVENTS),
-        songs: read("song_data", &STAGING_SONGS),
-    }
-}
-
-fn load<'a>(s: &'a Staged, star: &'a StarSchema, errors: &'a RecordBatch) -> Load<'a> {
-    Load {
-        staging_events: &s.events,
-        staging_songs: &s.songs,
-        star,
-        load_errors: errors,
-    }
-}
 
 fn sink(pg: &PgServer, mode: SongplaysMode) -> WarehouseSink {
     WarehouseSink::new(
@@ -205,14 +176,7 @@ fn killing_the_backend_during_the_transform_leaves_the_previous_tables() {
     let errors = rejects_batch(&[], 0);
     let mut good = sink(&pg, SongplaysMode::Matched);
     good.load(&load(&s, &star, &errors)).unwrap();
-    let before: Vec<_> = ALL_TABLES
-        .iter()
-        .map(|t| {
-            sink(&pg, SongplaysMode::Matched)
-                .query(&format!("SELECT * FROM {} ORDER BY 1, 2, 3", t.name))
-                .unwrap()
-        })
-        .collect();
+    let before = every_table(&pg);
 
     // Many copies of the logs make the transform run long enough to be caught in the act.
     let copies: Vec<RecordBatch> = (0..40).map(|_| s.events.clone()).collect();
@@ -268,19 +232,24 @@ fn killing_the_backend_during_the_transform_leaves_the_previous_tables() {
     );
     assert!(err.contains("failed:"), "{err}");
 
-    let after: Vec<_> = ALL_TABLES
-        .iter()
-        .map(|t| {
-            sink(&pg, SongplaysMode::Matched)
-                .query(&format!("SELECT * FROM {} ORDER BY 1, 2, 3", t.name))
-                .unwrap()
-        })
-        .collect();
+    let after = every_table(&pg);
     assert!(before == after, "the previous tables changed");
     assert_eq!(
         count(&sink(&pg, SongplaysMode::Matched), "staging_events"),
         8056
     );
+}
+
+/// Every table's rows, in a stable order, for before/after comparisons.
+fn every_table(pg: &PgServer) -> Vec<QueryResult> {
+    let sink = sink(pg, SongplaysMode::Matched);
+    ALL_TABLES
+        .iter()
+        .map(|t| {
+            sink.query(&format!("SELECT * FROM {} ORDER BY 1, 2, 3", t.name))
+                .unwrap()
+        })
+        .collect()
 }
 
 fn redshift_copy() -> RedshiftCopy {

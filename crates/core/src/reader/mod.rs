@@ -32,7 +32,8 @@ use simd_json::{Buffers, INPUT_PADDING, Node, StaticNode, Tape};
 
 use crate::error::{Error, Result};
 use crate::reject::Reject;
-use scan::{is_ws, raw_member, resync_point, value_end};
+pub(crate) use scan::is_ws;
+use scan::{raw_member, resync_point, value_end};
 
 /// Rows per batch unless told otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
@@ -709,9 +710,4 @@ impl<R: Read> Iterator for Reader<R> {
     fn next(&mut self) -> Option<Self::Item> {
         self.next_batch().transpose()
     }
-}
-
-/// Whether `b` is JSON whitespace.
-pub fn is_json_ws(b: u8) -> bool {
-    is_ws(b)
 }
