@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need when it is missing
-# (a PostgreSQL server; the DuckDB Python package, in a virtual environment of its own), then
+# (a PostgreSQL server; moto's local S3 server and the DuckDB Python package, in a virtual
+# environment of their own), then
 # runs every test, in
 # the one profile everything here builds in (release; see Cargo.toml).
 #
@@ -33,6 +34,21 @@ if ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
     "$venv/bin/pip" install --quiet duckdb
 fi
 export SPARKIFY_PYTHON="$venv/bin/python"
+
+# A local S3-compatible server (moto_server): the S3 tests start one on a free loopback port
+# and a watchdog stops it when the test process ends.
+if [ -z "${SPARKIFY_MOTO:-}" ]; then
+    if command -v moto_server >/dev/null 2>&1 && moto_server --help >/dev/null 2>&1; then
+        SPARKIFY_MOTO="$(command -v moto_server)"
+    else
+        if [ ! -x "$venv/bin/moto_server" ]; then
+            echo "test.sh: installing moto[server] into $venv" >&2
+            "$venv/bin/pip" install --quiet 'moto[server]'
+        fi
+        SPARKIFY_MOTO="$venv/bin/moto_server"
+    fi
+fi
+export SPARKIFY_MOTO
 
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings

@@ -10,6 +10,9 @@ use sparkify_sink_redshift::{Flavor, Target, WarehouseSink};
 #[path = "../crates/sink-redshift/tests/support/mod.rs"]
 mod pg;
 
+#[path = "support/moto.rs"]
+mod moto;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -20,6 +23,16 @@ fn repo() -> PathBuf {
 fn sparkify(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sparkify"))
         .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the binary runs")
+}
+
+/// `sparkify` with `env` added to its environment (an S3 endpoint and credentials).
+fn sparkify_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sparkify"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
         .output()
         .expect("the binary runs")
@@ -491,4 +504,315 @@ fn passwords_are_never_printed() {
         !all.contains("hunter2") && !all.contains("s3cr3t-env"),
         "{all}"
     );
+}
+
+/// The real fixtures from disk into `db`.
+fn local_run(dir: &Path, db: &Path) {
+    let fx = repo().join("fixtures/sparkify");
+    let out = sparkify(
+        dir,
+        &[
+            "etl",
+            "--songs",
+            fx.join("song_data").to_str().unwrap(),
+            "--events",
+            fx.join("log_data").to_str().unwrap(),
+            "--sink",
+            &format!("duckdb:{}", db.display()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn s3_input_gives_the_same_tables_as_the_local_run() {
+    let moto = moto::Moto::shared();
+    let fixtures = moto.fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local.duckdb");
+    local_run(dir.path(), &local);
+    let remote = dir.path().join("s3.duckdb");
+    let json = dir.path().join("summary.json");
+    let out = sparkify_env(
+        dir.path(),
+        &[
+            "etl",
+            "--songs",
+            &format!("s3://{}/song_data", fixtures),
+            "--events",
+            &format!("s3://{}/log_data/", fixtures),
+            "--sink",
+            &format!("duckdb:{}", remote.display()),
+            "--s3-concurrency",
+            "16",
+            "--summary-json",
+            json.to_str().unwrap(),
+        ],
+        &moto.env(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(dump(&remote), dump(&local));
+    assert_eq!(count(&remote, "ft_songplays"), 333);
+    assert_eq!(count(&remote, "dm_songs"), 14896);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--songs: listed 14896 objects"), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(summary["s3"]["objects_listed"], 14926);
+    assert_eq!(summary["s3"]["objects_fetched"], 14926);
+    assert_eq!(summary["s3"]["bytes_fetched"], 3716227 + 3755598);
+    assert_eq!(summary["files_read"], 14926);
+}
+
+#[test]
+fn rejects_from_s3_name_the_key_and_match_the_local_ones() {
+    let moto = moto::Moto::shared();
+    let bucket = moto.bucket("bad-input");
+    let s3 = moto.s3();
+    let bad = repo().join("fixtures/bad");
+    for name in [
+        "not_json.json",
+        "wrong_type.json",
+        "gzipped.json.gz",
+        "README.txt",
+    ] {
+        let url = sparkify_s3::S3Url::parse(&format!("s3://{bucket}/events/{name}")).unwrap();
+        s3.put(&url, std::fs::read(bad.join(name)).unwrap())
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let songs = repo().join("fixtures/sparkify/song_data");
+    let run = |events: &str, tag: &str| -> serde_json::Value {
+        let json = dir.path().join(format!("{tag}.json"));
+        let out = sparkify_env(
+            dir.path(),
+            &[
+                "etl",
+                "--songs",
+                songs.to_str().unwrap(),
+                "--events",
+                events,
+                "--sink",
+                &format!(
+                    "duckdb:{}",
+                    dir.path().join(format!("{tag}.duckdb")).display()
+                ),
+                "--max-errors",
+                "100",
+                "--summary-json",
+                json.to_str().unwrap(),
+            ],
+            &moto.env(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+    };
+    let remote = run(&format!("s3://{bucket}/events"), "s3");
+    let local = local_of(&bad, dir.path());
+    let remote_rejects = remote["reject_details"].as_array().unwrap();
+    assert!(!remote_rejects.is_empty());
+    for r in remote_rejects {
+        let source = r["source"].as_str().unwrap();
+        assert!(
+            source.starts_with(&format!("s3://{bucket}/events/")),
+            "{source}"
+        );
+    }
+    // The same rejects (file name, line, field, reason) as the same files from disk.
+    let strip = |v: &serde_json::Value| -> Vec<(String, u64, String, String)> {
+        v["reject_details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let source = r["source"].as_str().unwrap();
+                let name = source.rsplit('/').next().unwrap().to_owned();
+                (
+                    name,
+                    r["line"].as_u64().unwrap(),
+                    r["column"].to_string(),
+                    r["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(&remote), strip(&local));
+    assert_eq!(remote["rows"], local["rows"]);
+    assert_eq!(
+        remote["s3"]["objects_listed"], 3,
+        "README.txt is not JSON by name"
+    );
+    assert_eq!(remote["files_skipped"], 1);
+}
+
+/// The summary of the three bad files read from disk, in name order.
+fn local_of(bad: &Path, dir: &Path) -> serde_json::Value {
+    let json = dir.join("local-ordered.json");
+    let songs = repo().join("fixtures/sparkify/song_data");
+    let mut args = vec![
+        "etl".to_owned(),
+        "--songs".into(),
+        songs.display().to_string(),
+        "--events".into(),
+    ];
+    for n in ["gzipped.json.gz", "not_json.json", "wrong_type.json"] {
+        args.push(bad.join(n).display().to_string());
+    }
+    args.extend([
+        "--sink".into(),
+        format!("duckdb:{}", dir.join("ordered.duckdb").display()),
+        "--max-errors".into(),
+        "100".into(),
+        "--summary-json".into(),
+        json.display().to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = sparkify(dir, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+}
+
+#[test]
+fn s3_faults_exit_4_name_the_place_and_commit_nothing() {
+    let moto = moto::Moto::shared();
+    let fixtures = moto.fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kept.duckdb");
+    local_run(dir.path(), &db);
+    let before = dump(&db);
+    let sink = format!("duckdb:{}", db.display());
+    let songs = format!("s3://{}/song_data", fixtures);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut refused = moto.env();
+    refused[0].1 = format!("http://127.0.0.1:{closed}");
+    for (events, env, expect) in [
+        (
+            "s3://no-such-bucket/log_data".to_owned(),
+            moto.env(),
+            "bucket \"no-such-bucket\" does not exist".to_owned(),
+        ),
+        (
+            format!("s3://{}/no_such_prefix/", fixtures),
+            moto.env(),
+            format!("no objects under s3://{}/no_such_prefix/", fixtures),
+        ),
+        (
+            format!("s3://{}/log_data", fixtures),
+            refused,
+            format!("listing s3://{}/song_data failed", fixtures),
+        ),
+    ] {
+        let out = sparkify_env(
+            dir.path(),
+            &[
+                "etl", "--songs", &songs, "--events", &events, "--sink", &sink,
+            ],
+            &env,
+        );
+        assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&expect), "{expect}:\n{}", text(&out));
+        assert_eq!(dump(&db), before, "nothing was committed");
+    }
+}
+
+#[test]
+fn parquet_sink_from_s3_to_a_folder_and_to_s3() {
+    let moto = moto::Moto::shared();
+    let fixtures = moto.fixtures();
+    let bucket = moto.bucket("lake-out");
+    let dir = tempfile::tempdir().unwrap();
+    // One song folder (a key prefix, not a whole "folder"): dm_songs makes a partition per
+    // (year, artist), and thousands of tiny objects would only time moto.
+    let songs = format!("s3://{}/song_data/A/A/A", fixtures);
+    let events = format!("s3://{}/log_data", fixtures);
+    for sink in [
+        format!("parquet:{}", dir.path().join("lake").display()),
+        format!("parquet:s3://{bucket}/lake"),
+    ] {
+        let out = sparkify_env(
+            dir.path(),
+            &[
+                "etl",
+                "--songs",
+                &songs,
+                "--events",
+                &events,
+                "--sink",
+                &sink,
+                "--with-staging",
+                "--compression",
+                "snappy",
+                "--songplays",
+                "all",
+            ],
+            &moto.env(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let lake = dir.path().join("lake");
+    assert!(lake.join("_SUCCESS").is_file());
+    assert!(
+        lake.join("ft_songplays/year=2018/month=11/part-00000.parquet")
+            .is_file()
+    );
+    assert!(lake.join("staging_events/part-00000.parquet").is_file());
+    let s3 = moto.s3();
+    let lake_url = sparkify_s3::S3Url::parse(&format!("s3://{bucket}/lake/")).unwrap();
+    let keys: Vec<String> = s3
+        .list(&lake_url)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.url.key)
+        .collect();
+    assert!(keys.contains(&"lake/_SUCCESS".to_owned()));
+    assert!(keys.contains(&"lake/ft_songplays/year=2018/month=11/part-00000.parquet".to_owned()));
+    // The same files, byte for byte, as the folder.
+    let mut local = Vec::new();
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(format!("lake/{}", p.strip_prefix(root).unwrap().display()));
+            }
+        }
+    }
+    walk(&lake, &lake, &mut local);
+    local.sort();
+    let mut remote = keys.clone();
+    remote.sort();
+    assert_eq!(remote, local);
+    let part = "ft_songplays/year=2018/month=11/part-00000.parquet";
+    assert_eq!(
+        s3.get(&lake_url.join(part)).unwrap(),
+        std::fs::read(lake.join(part)).unwrap()
+    );
+}
+
+#[test]
+fn redshift_parquet_staging_dry_run_needs_no_json_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sparkify.toml"),
+        "[redshift]\nstaging = \"parquet\"\n[s3]\nstaging_prefix = \"s3://stage-bucket/sparkify\"\n\
+         [iam]\nrole_arn = \"arn:aws:iam::123456789012:role/dwhRole\"\n",
+    )
+    .unwrap();
+    let out = sparkify(dir.path(), &["etl", "--sink", "redshift", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "COPY staging_events FROM 's3://stage-bucket/sparkify/staging_events.manifest'\n\
+             IAM_ROLE 'arn:aws:iam::123456789012:role/dwhRole'\nFORMAT AS PARQUET\nMANIFEST"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("REGION"), "{stdout}");
 }

@@ -29,6 +29,11 @@ pub struct Redshift {
     pub serverless: bool,
     /// TLS, on unless turned off here.
     pub tls: Option<bool>,
+    /// What COPY reads: `json` (the input where it lies in S3) or `parquet` (the parsed
+    /// staging tables, uploaded to `[s3] staging_prefix`).
+    pub staging: Option<String>,
+    /// The cluster's slices: Parquet staging cuts a multiple of this many parts.
+    pub slices: Option<usize>,
 }
 
 impl std::fmt::Debug for Redshift {
@@ -50,6 +55,10 @@ pub struct S3 {
     pub songs: Option<String>,
     pub jsonpaths: Option<String>,
     pub region: Option<String>,
+    /// An S3-compatible endpoint (else `AWS_ENDPOINT_URL`); path-style addressing with it.
+    pub endpoint: Option<String>,
+    /// Where Parquet staging for Redshift uploads its parts.
+    pub staging_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -13,9 +13,13 @@ use sparkify_core::reject::rejects_batch;
 use sparkify_core::source::{self, Discovery, ReadOptions, ReadOutput};
 use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS};
 
+use sparkify_core::source::Blob;
+use sparkify_sink_parquet::Compression;
+
 use crate::config::Config;
+use crate::s3::{LazyS3, Listing};
 use crate::sinks::{self, AnySink, SinkOptions};
-use crate::summary::Summary;
+use crate::summary::{S3Counts, Summary};
 
 /// An error with the exit status it ends the process with.
 #[derive(Debug)]
@@ -54,6 +58,91 @@ pub struct EtlArgs {
     pub sql_transform: bool,
     pub dry_run: bool,
     pub config: Config,
+    pub s3: LazyS3,
+    /// S3 requests at a time.
+    pub s3_concurrency: usize,
+    /// Parquet sink: also write the staging tables; the codec.
+    pub with_staging: bool,
+    pub compression: Compression,
+    /// Redshift: `json` or `parquet`, and where Parquet staging uploads.
+    pub staging: Option<String>,
+    pub staging_prefix: Option<String>,
+}
+
+/// The inputs of one table: files on disk, or objects in S3.
+enum Inputs {
+    Local(Discovery),
+    S3(Listing),
+}
+
+impl Inputs {
+    fn find(what: &str, specs: &[String], s3: &LazyS3) -> Result<Inputs, Failure> {
+        let remote = specs.iter().filter(|s| s.starts_with("s3://")).count();
+        if remote == 0 {
+            return discover_all(specs).map(Inputs::Local);
+        }
+        if remote < specs.len() {
+            return Err(Failure {
+                code: USAGE,
+                error: anyhow!("{what}: all s3:// or all local, not both"),
+            });
+        }
+        let listing = crate::s3::list(&*s3.get()?, specs)?;
+        let bytes: u64 = listing.objects.iter().map(|o| o.size).sum();
+        eprintln!(
+            "{what}: listed {} objects ({bytes} bytes) under {}",
+            listing.objects.len(),
+            specs.join(" ")
+        );
+        Ok(Inputs::S3(listing))
+    }
+
+    fn bytes(&self) -> u64 {
+        match self {
+            Inputs::Local(d) => d.files.iter().map(|f| f.len).sum(),
+            Inputs::S3(l) => l.objects.iter().map(|o| o.size).sum(),
+        }
+    }
+
+    fn skipped(&self) -> usize {
+        match self {
+            Inputs::Local(d) => d.skipped.len(),
+            Inputs::S3(l) => l.skipped,
+        }
+    }
+
+    fn listed(&self) -> usize {
+        match self {
+            Inputs::Local(_) => 0,
+            Inputs::S3(l) => l.objects.len(),
+        }
+    }
+
+    /// Reads them: files on the pool; objects fetched `concurrency` at a time, each group
+    /// decoded on the pool while the next downloads.
+    fn read(
+        &self,
+        schema: &arrow::datatypes::SchemaRef,
+        opts: &ReadOptions,
+        pool: &rayon::ThreadPool,
+        s3: &LazyS3,
+        concurrency: usize,
+    ) -> Result<ReadOutput, Failure> {
+        match self {
+            Inputs::Local(d) => pool
+                .install(|| source::read_files(&d.files, schema, opts))
+                .or_exit(SOURCE_OR_SINK),
+            Inputs::S3(l) => {
+                let fetched = s3.get()?.fetch(l.objects.clone(), concurrency).map(|f| {
+                    f.map(|f| Blob {
+                        name: f.url.to_string(),
+                        data: f.body,
+                    })
+                });
+                source::read_stream(fetched, schema, opts, pool).or_exit(SOURCE_OR_SINK)
+            }
+        }
+    }
 }
 
 fn single_s3(specs: &[String]) -> Option<&str> {
@@ -93,6 +182,12 @@ pub fn run(args: EtlArgs) -> Result<(), Failure> {
             config: &args.config,
             s3_songs: single_s3(&args.songs),
             s3_events: single_s3(&args.events),
+            s3: &args.s3,
+            with_staging: args.with_staging,
+            compression: args.compression,
+            staging: args.staging.as_deref(),
+            staging_prefix: args.staging_prefix.as_deref(),
+            concurrency: args.s3_concurrency,
         },
     )?;
     if args.dry_run {
@@ -119,26 +214,58 @@ pub fn run(args: EtlArgs) -> Result<(), Failure> {
     }
     sink.check().or_exit(SOURCE_OR_SINK)?;
 
-    let songs = discover_all(&args.songs)?;
-    let events = discover_all(&args.events)?;
-    let total: u64 = songs.files.iter().chain(&events.files).map(|f| f.len).sum();
-    let progress = progress_bar(total);
+    let songs = Inputs::find("--songs", &args.songs, &args.s3)?;
+    let events = Inputs::find("--events", &args.events, &args.s3)?;
+    let progress = progress_bar(songs.bytes() + events.bytes());
     let bar = progress.clone();
     let opts = ReadOptions {
         batch_size: args.batch_size.max(1),
         on_file: Some(Arc::new(move |n| bar.inc(n))),
         ..ReadOptions::default()
     };
-    let (songs_out, events_out) = pool.install(|| {
-        rayon::join(
-            || source::read_files(&songs.files, &STAGING_SONGS.schema(), &opts),
-            || source::read_files(&events.files, &STAGING_EVENTS.schema(), &opts),
-        )
-    });
+    let (songs_out, events_out) = match (&songs, &events) {
+        (Inputs::Local(s), Inputs::Local(e)) => {
+            let (s, e) = pool.install(|| {
+                rayon::join(
+                    || source::read_files(&s.files, &STAGING_SONGS.schema(), &opts),
+                    || source::read_files(&e.files, &STAGING_EVENTS.schema(), &opts),
+                )
+            });
+            (s.or_exit(SOURCE_OR_SINK), e.or_exit(SOURCE_OR_SINK))
+        }
+        _ => {
+            let c = args.s3_concurrency;
+            let s = songs.read(&STAGING_SONGS.schema(), &opts, &pool, &args.s3, c);
+            // Nothing more is fetched once one side has failed.
+            let e = match &s {
+                Ok(_) => events.read(&STAGING_EVENTS.schema(), &opts, &pool, &args.s3, c),
+                Err(_) => Ok(ReadOutput {
+                    batch: arrow::array::RecordBatch::new_empty(STAGING_EVENTS.schema()),
+                    rejects: Vec::new(),
+                    files_read: 0,
+                    bytes_read: 0,
+                }),
+            };
+            (s, e)
+        }
+    };
     progress.finish_and_clear();
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "read");
-    let songs_out: ReadOutput = songs_out.or_exit(SOURCE_OR_SINK)?;
-    let events_out: ReadOutput = events_out.or_exit(SOURCE_OR_SINK)?;
+    let songs_out: ReadOutput = songs_out?;
+    let events_out: ReadOutput = events_out?;
+    let s3_counts = (songs.listed() + events.listed() > 0).then(|| {
+        let fetched = |i: &Inputs, o: &ReadOutput| match i {
+            Inputs::S3(_) => (o.files_read, o.bytes_read),
+            Inputs::Local(_) => (0, 0),
+        };
+        let (sf, sb) = fetched(&songs, &songs_out);
+        let (ef, eb) = fetched(&events, &events_out);
+        S3Counts {
+            objects_listed: songs.listed() + events.listed(),
+            objects_fetched: sf + ef,
+            bytes_fetched: sb + eb,
+        }
+    });
 
     let rejects: Vec<_> = songs_out
         .rejects
@@ -148,7 +275,8 @@ pub fn run(args: EtlArgs) -> Result<(), Failure> {
         .collect();
     let mut summary = Summary {
         files_read: songs_out.files_read + events_out.files_read,
-        files_skipped: songs.skipped.len() + events.skipped.len(),
+        files_skipped: songs.skipped() + events.skipped(),
+        s3: s3_counts,
         bytes_read: songs_out.bytes_read + events_out.bytes_read,
         rows: Vec::new(),
         rejects,
@@ -222,6 +350,7 @@ fn load_from_s3(
     let summary = Summary {
         files_read: 0,
         files_skipped: 0,
+        s3: None,
         bytes_read: 0,
         rows: Vec::new(),
         rejects: Vec::new(),

@@ -11,6 +11,7 @@
 
 mod config;
 mod etl;
+mod s3;
 mod sinks;
 mod summary;
 
@@ -47,13 +48,14 @@ enum Command {
     },
     /// Extract, transform and load: song files and event logs into a sink.
     Etl {
-        /// Song files: a folder (walked recursively), a file or a glob; for Redshift, s3://…
+        /// Song files: a folder (walked recursively), a file, a glob or s3://bucket/prefix.
         #[arg(long, num_args = 1..)]
         songs: Vec<String>,
-        /// Event logs: a folder (walked recursively), a file or a glob; for Redshift, s3://…
+        /// Event logs: a folder (walked recursively), a file, a glob or s3://bucket/prefix.
         #[arg(long, num_args = 1..)]
         events: Vec<String>,
-        /// Where the tables go: duckdb:PATH, postgres://user@host:port/db, or redshift.
+        /// Where the tables go: duckdb:PATH, postgres://user@host:port/db, redshift,
+        /// parquet:DIR or parquet:s3://bucket/prefix.
         #[arg(long)]
         sink: String,
         #[command(flatten)]
@@ -157,8 +159,39 @@ struct Common {
     /// Print every SQL statement the load would run, in order, without connecting.
     #[arg(long)]
     dry_run: bool,
+    /// S3 GETs (and uploads) at a time.
+    #[arg(long, default_value_t = 64)]
+    s3_concurrency: usize,
+    /// Send S3 requests unsigned, for public buckets.
+    #[arg(long)]
+    no_sign_request: bool,
+    /// An S3-compatible endpoint (default: [s3] endpoint, else AWS_ENDPOINT_URL).
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// The S3 region (default: [s3] region, else the AWS chain, else us-east-1).
+    #[arg(long)]
+    s3_region: Option<String>,
+    /// Parquet sink: also write staging_events and staging_songs.
+    #[arg(long)]
+    with_staging: bool,
+    /// Parquet sink: the codec.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Zstd)]
+    compression: CompressionArg,
+    /// Redshift: what COPY reads, json (the input in S3) or parquet (the parsed staging tables,
+    /// uploaded to --staging-prefix). Default: [redshift] staging, else json.
+    #[arg(long)]
+    staging: Option<String>,
+    /// Redshift Parquet staging: where the parts go (default: [s3] staging_prefix).
+    #[arg(long)]
+    staging_prefix: Option<String>,
     #[command(flatten)]
     settings: Settings,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    Zstd,
+    Snappy,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -268,9 +301,20 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 config: &config,
                 s3_songs: None,
                 s3_events: None,
+                s3: &s3::LazyS3::new(sparkify_s3::S3Options::default()),
+                with_staging: false,
+                compression: sparkify_sink_parquet::Compression::default(),
+                staging: None,
+                staging_prefix: None,
+                concurrency: 1,
             };
             let sink = sinks::parse(&sink, opts)?;
-            let statements = sink.tables_sql(matches!(action, TablesAction::Create));
+            let statements = sink
+                .tables_sql(matches!(action, TablesAction::Create))
+                .map_err(|error| Failure {
+                    code: etl::USAGE,
+                    error,
+                })?;
             if dry_run {
                 for s in &statements {
                     println!("{s};\n");
@@ -313,6 +357,13 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             common,
         } => (songs, events, sink, common),
     };
+    let config = config(common.settings)?;
+    let s3_opts = sparkify_s3::S3Options {
+        endpoint_url: common.s3_endpoint.or(config.s3.endpoint.clone()),
+        region: common.s3_region.or(config.s3.region.clone()),
+        no_sign_request: common.no_sign_request,
+        ..sparkify_s3::S3Options::default()
+    };
     etl::run(EtlArgs {
         songs,
         events,
@@ -327,7 +378,16 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         summary_json: common.summary_json,
         sql_transform: common.transform == TransformArg::Sql,
         dry_run: common.dry_run,
-        config: config(common.settings)?,
+        config,
+        s3: s3::LazyS3::new(s3_opts),
+        s3_concurrency: common.s3_concurrency.max(1),
+        with_staging: common.with_staging,
+        compression: match common.compression {
+            CompressionArg::Zstd => sparkify_sink_parquet::Compression::Zstd,
+            CompressionArg::Snappy => sparkify_sink_parquet::Compression::Snappy,
+        },
+        staging: common.staging,
+        staging_prefix: common.staging_prefix,
     })
 }
 

@@ -11,6 +11,8 @@ use sparkify_core::Reject;
 pub struct Summary {
     pub files_read: usize,
     pub files_skipped: usize,
+    /// What came from S3, when anything did.
+    pub s3: Option<S3Counts>,
     pub bytes_read: u64,
     /// Rows per table, in report order (empty when nothing was built).
     pub rows: Vec<(String, usize)>,
@@ -18,6 +20,14 @@ pub struct Summary {
     pub committed: bool,
     pub sink: String,
     pub seconds: f64,
+}
+
+/// Objects listed under the `s3://` inputs, and fetched (with their bytes as stored).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct S3Counts {
+    pub objects_listed: usize,
+    pub objects_fetched: usize,
+    pub bytes_fetched: u64,
 }
 
 #[derive(Serialize)]
@@ -33,6 +43,8 @@ struct JsonReject<'a> {
 struct JsonSummary<'a> {
     files_read: usize,
     files_skipped: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    s3: Option<S3Counts>,
     bytes_read: u64,
     rows: serde_json::Map<String, serde_json::Value>,
     rejects: usize,
@@ -70,14 +82,21 @@ impl Summary {
         } else {
             "nothing committed"
         };
-        for (k, v) in [
+        let mut lines = vec![
             ("rejects", self.rejects.len().to_string()),
             ("files read", self.files_read.to_string()),
             ("files skipped", self.files_skipped.to_string()),
             ("bytes read", self.bytes_read.to_string()),
-            ("sink", format!("{} ({status})", self.sink)),
-            ("seconds", format!("{:.3}", self.seconds)),
-        ] {
+        ];
+        if let Some(s3) = &self.s3 {
+            lines.push((
+                "s3 objects listed / fetched",
+                format!("{} / {}", s3.objects_listed, s3.objects_fetched),
+            ));
+        }
+        lines.push(("sink", format!("{} ({status})", self.sink)));
+        lines.push(("seconds", format!("{:.3}", self.seconds)));
+        for (k, v) in lines {
             table.add_row(vec![
                 Cell::new(k),
                 Cell::new(v).set_alignment(CellAlignment::Right),
@@ -90,6 +109,7 @@ impl Summary {
         JsonSummary {
             files_read: self.files_read,
             files_skipped: self.files_skipped,
+            s3: self.s3,
             bytes_read: self.bytes_read,
             rows: self
                 .rows

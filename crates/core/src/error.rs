@@ -21,6 +21,9 @@ pub enum Error {
     /// A schema the reader cannot decode, or a decoder used out of order.
     #[error("schema: {0}")]
     Schema(String),
+    /// An input from elsewhere (S3, say) could not be fetched.
+    #[error(transparent)]
+    Fetch(Box<dyn std::error::Error + Send + Sync>),
     /// Arrow refused to build a batch.
     #[error(transparent)]
     Arrow(#[from] ArrowError),

@@ -40,10 +40,6 @@ pub fn is_json_name(path: &Path) -> bool {
         .any(|ext| name.ends_with(ext))
 }
 
-fn is_gzip(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "gz")
-}
-
 /// Expands `spec` (a folder, walked recursively; a file, read whatever its name; or a glob)
 /// into the JSON files it names.
 pub fn discover(spec: &str) -> Result<Discovery> {
@@ -156,38 +152,86 @@ pub struct ReadOutput {
     pub bytes_read: u64,
 }
 
+/// How inputs are grouped for decoding: small ones together (up to `chunk_size` bytes or 256
+/// inputs a group, so thousands of one-object files do not make thousands of batches), a large
+/// one alone (it is split in chunks itself).
+#[derive(Debug)]
+struct Grouper {
+    chunk_size: usize,
+    bytes: usize,
+    count: usize,
+}
+
+impl Grouper {
+    fn new(chunk_size: usize) -> Self {
+        Grouper {
+            chunk_size,
+            bytes: 0,
+            count: 0,
+        }
+    }
+
+    fn is_big(&self, len: u64) -> bool {
+        len as usize > self.chunk_size
+    }
+
+    /// Whether the open group must close before an input of `len` bytes joins it; a big input
+    /// always closes it (and then goes alone, without joining).
+    fn closes_before(&mut self, len: u64) -> bool {
+        let len = len as usize;
+        let close = self.count > 0
+            && (len > self.chunk_size || self.bytes + len > self.chunk_size || self.count >= 256);
+        if close || len > self.chunk_size {
+            self.bytes = 0;
+            self.count = 0;
+        }
+        if len <= self.chunk_size {
+            self.bytes += len;
+            self.count += 1;
+        }
+        close
+    }
+}
+
+type Part = (Vec<RecordBatch>, Vec<Reject>);
+
+fn gather(parts: Vec<Part>, schema: &SchemaRef) -> Result<(RecordBatch, Vec<Reject>)> {
+    let mut batches = Vec::new();
+    let mut rejects = Vec::new();
+    for (b, r) in parts {
+        batches.extend(b);
+        rejects.extend(r);
+    }
+    Ok((concat_batches(schema, &batches)?, rejects))
+}
+
 /// Reads `files` into one batch of `schema`, in parallel on the current rayon pool: small
-/// files in groups that share one decoder (so thousands of one-object files do not make
-/// thousands of batches), large ones split in chunks.
+/// files in groups that share one decoder, large ones split in chunks.
 pub fn read_files(
     files: &[InputFile],
     schema: &SchemaRef,
     opts: &ReadOptions,
 ) -> Result<ReadOutput> {
     let mut groups: Vec<&[InputFile]> = Vec::new();
+    let mut grouper = Grouper::new(opts.chunk_size);
     let mut start = 0;
-    let mut bytes = 0;
     for (i, f) in files.iter().enumerate() {
-        let big = f.len as usize > opts.chunk_size;
-        if i > start && (big || bytes + f.len as usize > opts.chunk_size || i - start >= 256) {
+        if grouper.closes_before(f.len) {
             groups.push(&files[start..i]);
             start = i;
-            bytes = 0;
         }
-        bytes += f.len as usize;
-        if big {
+        if grouper.is_big(f.len) {
             groups.push(&files[start..=i]);
             start = i + 1;
-            bytes = 0;
         }
     }
     if start < files.len() {
         groups.push(&files[start..]);
     }
-    let parts: Vec<(Vec<RecordBatch>, Vec<Reject>)> = groups
+    let parts: Vec<Part> = groups
         .par_iter()
         .map(|group| match group {
-            [one] if one.len as usize > opts.chunk_size => {
+            [one] if grouper.is_big(one.len) => {
                 let data = load(&one.path)?;
                 let out = decode_bytes(&data, &one.path.display().to_string(), schema, opts)?;
                 if let Some(cb) = &opts.on_file {
@@ -195,21 +239,131 @@ pub fn read_files(
                 }
                 Ok(out)
             }
-            _ => decode_group(group, schema, opts),
+            _ => decode_group(
+                group
+                    .iter()
+                    .map(|f| Ok((f.path.display().to_string(), f.len, load(&f.path)?))),
+                schema,
+                opts,
+            ),
         })
         .collect::<Result<_>>()?;
-    let mut batches = Vec::new();
-    let mut rejects = Vec::new();
-    for (b, r) in parts {
-        batches.extend(b);
-        rejects.extend(r);
-    }
+    let (batch, rejects) = gather(parts, schema)?;
     Ok(ReadOutput {
-        batch: concat_batches(schema, &batches)?,
+        batch,
         rejects,
         files_read: files.len(),
         bytes_read: files.iter().map(|f| f.len).sum(),
     })
+}
+
+/// One input already in memory, as fetched from S3, say.
+#[derive(Debug)]
+pub struct Blob {
+    /// What rejects name it by (`s3://bucket/key`).
+    pub name: String,
+    /// Its bytes as stored: gzip when `name` ends `.gz`.
+    pub data: Vec<u8>,
+}
+
+/// Reads inputs that arrive one by one, in order (from a network fetch, say), into one batch
+/// of `schema`: grouped as [`read_files`] groups files, each group decoded on `pool` while the
+/// next arrives. At most a few groups per thread wait to be decoded, so memory stays bounded
+/// by the pool's pace, not by the number of inputs. The result is the same as for the same
+/// files on disk, read in the same order. Call it from outside `pool`.
+pub fn read_stream<I, E>(
+    blobs: I,
+    schema: &SchemaRef,
+    opts: &ReadOptions,
+    pool: &rayon::ThreadPool,
+) -> Result<ReadOutput>
+where
+    I: Iterator<Item = std::result::Result<Blob, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let parts: std::sync::Mutex<Vec<(usize, Result<Part>)>> = Default::default();
+    // Tokens bound the groups fetched but not yet decoded.
+    let in_flight = 2 * pool.current_num_threads() + 1;
+    let (give, take) = std::sync::mpsc::sync_channel::<()>(in_flight);
+    for _ in 0..in_flight {
+        let _ = give.send(());
+    }
+    let mut grouper = Grouper::new(opts.chunk_size);
+    let mut files_read = 0;
+    let mut bytes_read = 0;
+    let fetched: Result<()> = pool.in_place_scope(|scope| {
+        let mut group: Vec<Blob> = Vec::new();
+        let mut index = 0;
+        let mut dispatch = |work: Work| {
+            let _ = take.recv();
+            let (parts, give, i) = (&parts, give.clone(), index);
+            index += 1;
+            scope.spawn(move |_| {
+                let out = match work {
+                    Work::Group(blobs) => decode_group(
+                        blobs.into_iter().map(|b| {
+                            let len = b.data.len() as u64;
+                            let data = unzip(&b.name, b.data)?;
+                            Ok((b.name, len, data))
+                        }),
+                        schema,
+                        opts,
+                    ),
+                    Work::Big(b) => {
+                        let len = b.data.len() as u64;
+                        unzip(&b.name, b.data).and_then(|data| {
+                            let out = decode_bytes(&data, &b.name, schema, opts);
+                            if let Some(cb) = &opts.on_file {
+                                cb(len);
+                            }
+                            out
+                        })
+                    }
+                };
+                if let Ok(mut p) = parts.lock() {
+                    p.push((i, out));
+                }
+                let _ = give.send(());
+            });
+        };
+        for blob in blobs {
+            let blob = blob.map_err(|e| Error::Fetch(e.into()))?;
+            let len = blob.data.len() as u64;
+            files_read += 1;
+            bytes_read += len;
+            if grouper.closes_before(len) {
+                dispatch(Work::Group(std::mem::take(&mut group)));
+            }
+            if grouper.is_big(len) {
+                dispatch(Work::Big(blob));
+            } else {
+                group.push(blob);
+            }
+        }
+        if !group.is_empty() {
+            dispatch(Work::Group(group));
+        }
+        Ok(())
+    });
+    fetched?;
+    let mut parts = parts.into_inner().unwrap_or_default();
+    parts.sort_by_key(|(i, _)| *i);
+    let parts = parts
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect::<Result<Vec<_>>>()?;
+    let (batch, rejects) = gather(parts, schema)?;
+    Ok(ReadOutput {
+        batch,
+        rejects,
+        files_read,
+        bytes_read,
+    })
+}
+
+enum Work {
+    Group(Vec<Blob>),
+    Big(Blob),
 }
 
 /// Discovers the files at `spec` (folder, file or glob) and reads them: [`discover`], then
@@ -218,19 +372,19 @@ pub fn read_path(spec: &str, schema: &SchemaRef, opts: &ReadOptions) -> Result<R
     read_files(&discover(spec)?.files, schema, opts)
 }
 
-/// Decodes small files one after another with one decoder.
+/// Decodes small inputs (name, stored size, bytes) one after another with one decoder.
 fn decode_group(
-    files: &[InputFile],
+    inputs: impl Iterator<Item = Result<(String, u64, Vec<u8>)>>,
     schema: &SchemaRef,
     opts: &ReadOptions,
-) -> Result<(Vec<RecordBatch>, Vec<Reject>)> {
+) -> Result<Part> {
     let mut decoder = ReaderBuilder::new(Arc::clone(schema))
         .with_batch_size(opts.batch_size)
         .build_decoder()?;
     let mut batches = Vec::new();
-    for file in files {
-        let data = load(&file.path)?;
-        decoder.next_stream(Arc::from(file.path.display().to_string()), &mut batches)?;
+    for input in inputs {
+        let (name, len, data) = input?;
+        decoder.next_stream(Arc::from(name), &mut batches)?;
         let mut pos = 0;
         while pos < data.len() {
             pos += decoder.decode(&data[pos..])?;
@@ -239,7 +393,7 @@ fn decode_group(
             }
         }
         if let Some(cb) = &opts.on_file {
-            cb(file.len);
+            cb(len);
         }
     }
     decoder.finish();
@@ -252,13 +406,21 @@ fn decode_group(
 /// A file's bytes, decompressed when its name ends `.gz`.
 fn load(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    if !is_gzip(path) {
+    unzip(&path.display().to_string(), raw)
+}
+
+/// `raw` decompressed when `name` ends `.gz`, else as it is.
+fn unzip(name: &str, raw: Vec<u8>) -> Result<Vec<u8>> {
+    if !name.ends_with(".gz") {
         return Ok(raw);
     }
     let mut out = Vec::with_capacity(raw.len() * 6);
     flate2::read::MultiGzDecoder::new(&raw[..])
         .read_to_end(&mut out)
-        .map_err(|e| io_error(path, e))?;
+        .map_err(|source| Error::Io {
+            path: name.to_owned(),
+            source,
+        })?;
     Ok(out)
 }
 

@@ -584,3 +584,68 @@ fn generator_is_deterministic_loads_cleanly_and_matches_as_asked() {
 fn read_dir(dir: &Path, table: &TableDef, opts: &ReadOptions) -> ReadOutput {
     source::read_path(dir.to_str().unwrap(), &table.schema(), opts).unwrap()
 }
+
+/// What a network source would hand `read_stream`: each file's bytes as stored, in order.
+fn blobs(files: &[source::InputFile]) -> Vec<Result<source::Blob, std::io::Error>> {
+    files
+        .iter()
+        .map(|f| {
+            Ok(source::Blob {
+                name: f.path.display().to_string(),
+                data: std::fs::read(&f.path)?,
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_stream_of_inputs_reads_exactly_as_the_files_do() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for (sub, table) in [
+        ("sparkify/log_data", &STAGING_EVENTS),
+        ("sparkify/song_data", &STAGING_SONGS),
+        ("bad", &STAGING_EVENTS),
+    ] {
+        let files = source::discover(fixtures().join(sub).to_str().unwrap())
+            .unwrap()
+            .files;
+        // 4 KiB chunks: log files go alone and are split; song files are grouped.
+        for chunk_size in [4096, ReadOptions::default().chunk_size] {
+            let opts = ReadOptions {
+                chunk_size,
+                ..ReadOptions::default()
+            };
+            let want = source::read_files(&files, &table.schema(), &opts).unwrap();
+            let got = source::read_stream(blobs(&files).into_iter(), &table.schema(), &opts, &pool)
+                .unwrap();
+            assert_eq!(got.batch, want.batch, "{sub} at {chunk_size}");
+            assert_eq!(got.rejects, want.rejects, "{sub} at {chunk_size}");
+            assert_eq!(got.files_read, want.files_read);
+            assert_eq!(got.bytes_read, want.bytes_read);
+        }
+    }
+}
+
+#[test]
+fn a_failed_fetch_stops_the_stream_with_its_error() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let files = source::discover(fixtures().join("sparkify/log_data").to_str().unwrap())
+        .unwrap()
+        .files;
+    let mut inputs = blobs(&files);
+    inputs.insert(3, Err(std::io::Error::other("GET s3://b/k failed: 503")));
+    let err = source::read_stream(
+        inputs.into_iter(),
+        &STAGING_EVENTS.schema(),
+        &ReadOptions::default(),
+        &pool,
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "GET s3://b/k failed: 503");
+}

@@ -18,16 +18,22 @@
 
 mod copy;
 mod plan;
+pub mod stage;
 
 use std::fmt;
+use std::sync::Arc;
 
 use sparkify_core::model::SongplaysMode;
 use sparkify_core::{Load, Sink};
 use tokio_postgres::{Client, NoTls};
 
 pub use plan::{
-    QueryResult, RedshiftCopy, Step, copy_events_sql, copy_songs_sql, load_errors_query,
+    QueryResult, RedshiftCopy, Staging, Step, copy_events_sql, copy_parquet_sql, copy_songs_sql,
+    load_errors_query,
 };
+use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS};
+use sparkify_s3::{S3, S3Url};
+use stage::StageOptions;
 
 /// What can go wrong loading the warehouse. Messages never include a password.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +65,10 @@ pub enum Error {
         expected: u64,
         got: u64,
     },
+    #[error("Parquet staging: {0}")]
+    Stage(#[from] sparkify_sink_parquet::Error),
+    #[error(transparent)]
+    S3(#[from] sparkify_s3::Error),
     #[error("no connection settings: this sink was built for --dry-run only")]
     NoTarget,
     #[error("cannot start the async runtime: {0}")]
@@ -188,6 +198,8 @@ impl Target {
 
 /// Which warehouse, and how it stages.
 #[derive(Debug, Clone)]
+// Made once per run; not worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Flavor {
     /// PostgreSQL: `COPY … FROM STDIN` of the core's staging batches; no DIST/SORT keys.
     Postgres,
@@ -201,6 +213,8 @@ pub struct WarehouseSink {
     target: Option<Target>,
     flavor: Flavor,
     mode: SongplaysMode,
+    s3: Option<Arc<S3>>,
+    stage: StageOptions,
 }
 
 impl WarehouseSink {
@@ -210,7 +224,16 @@ impl WarehouseSink {
             target,
             flavor,
             mode,
+            s3: None,
+            stage: StageOptions::default(),
         }
+    }
+
+    /// The S3 client Parquet staging uploads with, and how it cuts the parts.
+    pub fn with_s3(mut self, s3: Arc<S3>, stage: StageOptions) -> Self {
+        self.s3 = Some(s3);
+        self.stage = stage;
+        self
     }
 
     /// Every statement a load runs, in order, as text (for `--dry-run`).
@@ -231,9 +254,46 @@ impl WarehouseSink {
         plan::dialect(&self.flavor)
     }
 
-    /// Whether this is Redshift, which stages by `COPY` from S3.
+    /// Whether this is Redshift.
     pub fn is_redshift(&self) -> bool {
         matches!(self.flavor, Flavor::Redshift(_))
+    }
+
+    /// Whether the cluster reads the JSON input from S3 itself (Redshift with JSON staging):
+    /// then sparkify reads nothing.
+    pub fn copies_json_from_s3(&self) -> bool {
+        matches!(&self.flavor, Flavor::Redshift(c) if c.staging == Staging::Json)
+    }
+
+    /// With Parquet staging, uploads `load`'s staging tables and returns the flavor with the
+    /// row counts COPY must load; otherwise the flavor as it is.
+    fn staged_flavor(&self, load: &Load<'_>) -> Result<Flavor> {
+        let mut flavor = self.flavor.clone();
+        if let Flavor::Redshift(c) = &mut flavor
+            && let Staging::Parquet { prefix } = &c.staging
+        {
+            let s3 = self.s3.as_ref().ok_or_else(|| {
+                Error::Config("Parquet staging needs an S3 client (with_s3)".into())
+            })?;
+            let prefix = S3Url::parse(prefix)?;
+            let events = stage::stage_table(
+                s3,
+                &prefix,
+                &STAGING_EVENTS,
+                load.staging_events,
+                &self.stage,
+            )?;
+            let songs =
+                stage::stage_table(s3, &prefix, &STAGING_SONGS, load.staging_songs, &self.stage)?;
+            tracing::info!(
+                events_parts = events.parts.len(),
+                songs_parts = songs.parts.len(),
+                "staged as Parquet"
+            );
+            c.expected_events = Some(events.rows);
+            c.expected_songs = Some(songs.rows);
+        }
+        Ok(flavor)
     }
 
     /// The statements of `sparkify tables drop`.
@@ -304,7 +364,7 @@ impl Sink for WarehouseSink {
     }
 
     fn load(&mut self, load: &Load<'_>) -> Result<()> {
-        let steps = plan::load_plan(&self.flavor, self.mode);
+        let steps = plan::load_plan(&self.staged_flavor(load)?, self.mode);
         self.block_on(async {
             let client = self.client().await?;
             plan::run(&client, &steps, Some(load)).await

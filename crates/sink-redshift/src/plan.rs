@@ -11,10 +11,24 @@ use tokio_postgres::Client;
 
 use crate::{Error, Flavor, Result, copy};
 
+/// What Redshift's `COPY` reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Staging {
+    /// The JSON input itself, where it lies in S3 ([`RedshiftCopy::events`], `songs`,
+    /// `jsonpaths`); bad records are Redshift's to find.
+    #[default]
+    Json,
+    /// The core's parsed staging tables, uploaded as Parquet parts under this `s3://` prefix
+    /// with a manifest ([`crate::stage`]); bad records were already reported by the core.
+    Parquet { prefix: String },
+}
+
 /// How Redshift stages: `COPY` from S3 with an IAM role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedshiftCopy {
-    /// `s3://bucket/log_data`: the event logs.
+    pub staging: Staging,
+    /// `s3://bucket/log_data`: the event logs (JSON staging only, as are `songs` and
+    /// `jsonpaths`).
     pub events: String,
     /// `s3://bucket/song_data`: the song files.
     pub songs: String,
@@ -90,18 +104,22 @@ pub(crate) fn load_plan(flavor: &Flavor, mode: SongplaysMode) -> Vec<Step> {
             });
         }
         Flavor::Redshift(c) => {
-            steps.push(Step::CopyS3 {
-                table: &STAGING_EVENTS,
-                sql: copy_events_sql(c),
-                expected: c.expected_events,
-                serverless: c.serverless,
-            });
-            steps.push(Step::CopyS3 {
-                table: &STAGING_SONGS,
-                sql: copy_songs_sql(c),
-                expected: c.expected_songs,
-                serverless: c.serverless,
-            });
+            let sql = |table: &TableDef| match &c.staging {
+                Staging::Json if table.name == STAGING_EVENTS.name => copy_events_sql(c),
+                Staging::Json => copy_songs_sql(c),
+                Staging::Parquet { prefix } => copy_parquet_sql(c, table, prefix),
+            };
+            for (table, expected) in [
+                (&STAGING_EVENTS, c.expected_events),
+                (&STAGING_SONGS, c.expected_songs),
+            ] {
+                steps.push(Step::CopyS3 {
+                    table,
+                    sql: sql(table),
+                    expected,
+                    serverless: c.serverless,
+                });
+            }
         }
     }
     steps.extend(sql::transforms(&d, mode).into_iter().map(Step::Sql));
@@ -156,6 +174,19 @@ pub fn copy_songs_sql(c: &RedshiftCopy) -> String {
         literal(&c.songs, &d),
         literal(&c.iam_role, &d),
         literal(&c.region, &d),
+    )
+}
+
+/// A staging table from the Parquet parts its manifest names (columns in table order). COPY
+/// from Parquet takes no REGION or COMPUPDATE: the bucket must be in the cluster's region.
+pub fn copy_parquet_sql(c: &RedshiftCopy, table: &TableDef, prefix: &str) -> String {
+    let d = redshift(c);
+    let manifest = format!("{}/{}.manifest", prefix.trim_end_matches('/'), table.name);
+    format!(
+        "COPY {} FROM {}\nIAM_ROLE {}\nFORMAT AS PARQUET\nMANIFEST\nSTATUPDATE OFF",
+        table.name,
+        literal(&manifest, &d),
+        literal(&c.iam_role, &d),
     )
 }
 

@@ -7,6 +7,9 @@ mod staged;
 
 mod support;
 
+#[path = "../../../tests/support/moto.rs"]
+mod moto;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +20,8 @@ use sparkify_core::reject::rejects_batch;
 use sparkify_core::sql::RedshiftKeys;
 use sparkify_core::table::{ALL_TABLES, STAGING_EVENTS, SqlType, TableDef};
 use sparkify_core::{Reject, Sink, text};
-use sparkify_sink_redshift::{Flavor, QueryResult, RedshiftCopy, Target, WarehouseSink};
+use sparkify_sink_redshift::stage::{self, StageOptions};
+use sparkify_sink_redshift::{Flavor, QueryResult, RedshiftCopy, Staging, Target, WarehouseSink};
 use staged::{Staged, load, staged};
 use support::PgServer;
 
@@ -263,6 +267,7 @@ fn redshift_copy() -> RedshiftCopy {
         keys: RedshiftKeys::default(),
         expected_events: Some(8056),
         expected_songs: Some(14896),
+        staging: Staging::Json,
     }
 }
 
@@ -284,6 +289,85 @@ fn redshift_statements_are_exactly_these() {
     );
     let pg = WarehouseSink::new(None, Flavor::Postgres, SongplaysMode::All);
     insta::assert_snapshot!("postgres_load_plan", pg.plan_text().join(";\n\n"));
+    let parquet = WarehouseSink::new(
+        None,
+        Flavor::Redshift(RedshiftCopy {
+            staging: Staging::Parquet {
+                prefix: "s3://sparkify-staging/run/".into(),
+            },
+            ..redshift_copy()
+        }),
+        SongplaysMode::Matched,
+    );
+    insta::assert_snapshot!(
+        "redshift_parquet_load_plan",
+        parquet.plan_text().join(";\n\n")
+    );
+}
+
+#[test]
+fn parquet_staging_uploads_parts_a_manifest_and_nothing_stale() {
+    let moto = moto::Moto::shared();
+    let bucket = moto.bucket("redshift-staging");
+    let s3 = moto.s3();
+    let prefix = sparkify_s3::S3Url::parse(&format!("s3://{bucket}/staging")).unwrap();
+    let s = staged();
+    // Small parts: several, a multiple of the slices.
+    let small = StageOptions {
+        part_bytes: 256 << 10,
+        slices: 2,
+        concurrency: 8,
+    };
+    let staged = stage::stage_table(&s3, &prefix, &STAGING_EVENTS, &s.events, &small).unwrap();
+    assert_eq!(staged.rows, 8056);
+    assert!(
+        staged.parts.len() >= 2 && staged.parts.len().is_multiple_of(2),
+        "{}",
+        staged.parts.len()
+    );
+    assert_eq!(
+        staged.manifest.to_string(),
+        format!("s3://{bucket}/staging/staging_events.manifest")
+    );
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&s3.get(&staged.manifest).unwrap()).unwrap();
+    let entries = manifest["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), staged.parts.len());
+    let mut batches = Vec::new();
+    for entry in entries {
+        assert_eq!(entry["mandatory"], serde_json::Value::Bool(true));
+        let url = sparkify_s3::S3Url::parse(entry["url"].as_str().unwrap()).unwrap();
+        let body = s3.get(&url).unwrap();
+        assert_eq!(
+            entry["meta"]["content_length"].as_u64(),
+            Some(body.len() as u64)
+        );
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(body),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        batches.extend(reader.map(|b| b.unwrap()));
+    }
+    // The parts, in manifest order, are the staging table, timestamps in microseconds.
+    let want = sparkify_sink_parquet::for_parquet(&s.events).unwrap();
+    let got = concat_batches(&want.schema(), &batches).unwrap();
+    assert_eq!(got.columns(), want.columns());
+
+    // A second run with one part leaves only that part.
+    let one = stage::stage_table(
+        &s3,
+        &prefix,
+        &STAGING_EVENTS,
+        &s.events,
+        &StageOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(one.parts.len(), 1);
+    let left = s3.list(&prefix.join("staging_events/")).unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
 }
 
 #[test]

@@ -1,0 +1,180 @@
+//! A local S3-compatible server for the tests: moto's `moto_server` on a free loopback port,
+//! one per test binary; the real fixtures are uploaded into the bucket [`FIXTURES`] by the
+//! first test that asks for them.
+//! A watchdog shell stops the server when the test process ends. A missing `moto_server` is
+//! a failure, never a skip (scripts/test.sh installs it).
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use sparkify_s3::{Body, S3, S3Options, S3Url, StaticKeys};
+
+/// The bucket holding `song_data/…` and `log_data/…` of fixtures/sparkify.
+pub const FIXTURES: &str = "sparkify-fixtures";
+
+pub struct Moto {
+    pub endpoint: String,
+    /// The watchdog shell; it outlives the test process by at most half a second.
+    _watchdog: Child,
+    s3: Arc<S3>,
+    fixtures: OnceLock<()>,
+}
+
+fn moto_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SPARKIFY_MOTO") {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("moto_server"))
+        .find(|p| p.exists())
+        .expect(
+            "no moto_server on PATH or in SPARKIFY_MOTO; scripts/test.sh installs it \
+             (pip install 'moto[server]')",
+        )
+}
+
+fn repo() -> PathBuf {
+    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
+    while !dir.join("fixtures/sparkify").is_dir() {
+        assert!(dir.pop(), "no fixtures/sparkify above the crate");
+    }
+    dir
+}
+
+impl Moto {
+    /// The test binary's server, started on first use.
+    pub fn shared() -> &'static Moto {
+        static MOTO: OnceLock<Moto> = OnceLock::new();
+        MOTO.get_or_init(Moto::start)
+    }
+
+    fn start() -> Moto {
+        let bin = moto_bin();
+        let log = std::env::temp_dir().join(format!("sparkify-moto-{}.log", std::process::id()));
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            // The watchdog: runs the server, and stops it once this process is gone.
+            let script = format!(
+                "'{}' -H 127.0.0.1 -p {port} >'{}' 2>&1 & m=$!; trap 'kill $m' EXIT; \
+                 while kill -0 {} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done",
+                bin.display(),
+                log.display(),
+                std::process::id()
+            );
+            let mut watchdog = Command::new("sh")
+                .args(["-c", &script])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("sh runs");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    let endpoint = format!("http://127.0.0.1:{port}");
+                    let s3 = Arc::new(S3::connect(&options(&endpoint)).unwrap());
+                    return Moto {
+                        _watchdog: watchdog,
+                        endpoint,
+                        s3,
+                        fixtures: OnceLock::new(),
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+        panic!(
+            "moto_server did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Uploads fixtures/sparkify into the bucket [`FIXTURES`] (once) and returns its name.
+    pub fn fixtures(&self) -> &'static str {
+        self.fixtures.get_or_init(|| self.upload_fixtures());
+        FIXTURES
+    }
+
+    fn upload_fixtures(&self) {
+        self.s3.create_bucket(FIXTURES).unwrap();
+        let root = repo().join("fixtures/sparkify");
+        let mut uploads = Vec::new();
+        for sub in ["song_data", "log_data"] {
+            collect(&root, &root.join(sub), &mut uploads);
+        }
+        let uploads = uploads
+            .into_iter()
+            .map(|(path, key)| {
+                (
+                    Body::File(path),
+                    S3Url::parse(&format!("s3://{FIXTURES}/{key}")).unwrap(),
+                )
+            })
+            .collect();
+        self.s3.put_many(uploads, 32).unwrap();
+    }
+
+    /// A client of this server.
+    pub fn s3(&self) -> Arc<S3> {
+        Arc::clone(&self.s3)
+    }
+
+    /// A new empty bucket.
+    pub fn bucket(&self, name: &str) -> String {
+        self.s3.create_bucket(name).unwrap();
+        name.to_owned()
+    }
+
+    /// The environment a `sparkify` process needs to reach this server, with signed requests.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+}
+
+/// Options for a client of `endpoint`.
+pub fn options(endpoint: &str) -> S3Options {
+    S3Options {
+        endpoint_url: Some(endpoint.to_owned()),
+        region: Some("us-east-1".into()),
+        static_keys: Some(StaticKeys {
+            access_key_id: "testing".into(),
+            secret_access_key: "testing".into(),
+        }),
+        ..S3Options::default()
+    }
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect(root, &path, out);
+        } else {
+            let key = path
+                .strip_prefix(root)
+                .unwrap()
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((path, key));
+        }
+    }
+}
