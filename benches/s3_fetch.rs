@@ -2,8 +2,15 @@
 //! 127.0.0.1), at concurrency 1, 16 and 64: the ordered, bounded fetch stream sparkify reads
 //! `s3://` inputs with. Not criterion: one pass at concurrency 1 takes tens of seconds.
 //!
+//! moto answers from one Python process (about 350 requests/s here, however many arrive at
+//! once) and from 127.0.0.1 with no round trip, so it shows the client's overhead but not what
+//! concurrency buys against real S3, where each GET waits tens of milliseconds for its first
+//! byte. With `SPARKIFY_BENCH_LATENCY_MS=N`, the fetches go through `latency_proxy.py`, which
+//! adds N ms before each response.
+//!
 //! ```text
-//! cargo bench --workspace --bench s3_fetch            # needs moto_server (scripts/test.sh installs it)
+//! cargo bench --workspace --bench s3_fetch                                # needs moto_server
+//! SPARKIFY_BENCH_LATENCY_MS=20 cargo bench --workspace --bench s3_fetch   # and python3
 //! ```
 #![allow(clippy::unwrap_used)]
 
@@ -12,6 +19,16 @@ mod moto;
 
 use std::time::Instant;
 
+/// Stops the proxy when the bench ends.
+struct Proxy(std::process::Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("s3_fetch: bench");
@@ -19,12 +36,42 @@ fn main() {
     }
     let started = Instant::now();
     let moto = moto::Moto::shared();
+    let bucket = moto.fixtures();
     println!(
         "moto_server started and the fixtures uploaded in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let s3 = moto.s3();
-    let url = sparkify_s3::S3Url::parse(&format!("s3://{}/song_data", moto.fixtures())).unwrap();
+    let _proxy;
+    let s3 = match std::env::var("SPARKIFY_BENCH_LATENCY_MS") {
+        Ok(ms) => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let upstream = moto.endpoint.rsplit(':').next().unwrap().to_owned();
+            let script = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../benches/latency_proxy.py"
+            );
+            _proxy = Proxy(
+                std::process::Command::new("python3")
+                    .args([script, &port.to_string(), &upstream, &ms])
+                    .spawn()
+                    .unwrap(),
+            );
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            println!("through latency_proxy.py: {ms} ms before each response");
+            std::sync::Arc::new(
+                sparkify_s3::S3::connect(&moto::options(&format!("http://127.0.0.1:{port}")))
+                    .unwrap(),
+            )
+        }
+        Err(_) => moto.s3(),
+    };
+    let url = sparkify_s3::S3Url::parse(&format!("s3://{bucket}/song_data")).unwrap();
     let t = Instant::now();
     let objects = s3.list(&url).unwrap();
     let bytes: u64 = objects.iter().map(|o| o.size).sum();
