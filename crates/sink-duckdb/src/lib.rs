@@ -1,5 +1,6 @@
-//! sparkify-sink-duckdb: loads a run's tables into a DuckDB file through DuckDB's Arrow
-//! appender, all in one transaction, replacing what the file held before.
+//! sparkify-sink-duckdb: loads a run's tables into a DuckDB file, each batch handed over as a
+//! table function DuckDB scans and inserts with all its threads, all in one transaction,
+//! replacing what the file held before.
 //!
 //! ```no_run
 //! use sparkify_core::Sink;
@@ -12,6 +13,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+mod scan;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMillisecondType};
@@ -82,7 +85,7 @@ impl DuckDbSink {
             out.push(sql::create_table(table, &Dialect::DuckDb));
             if self.appends(table) {
                 out.push(format!(
-                    "-- append the run's {} rows (Arrow appender)",
+                    "-- INSERT INTO {} SELECT * FROM sparkify_batch(…): the run's rows (parallel Arrow scan)",
                     table.name
                 ));
             }
@@ -101,6 +104,13 @@ impl DuckDbSink {
     /// Runs `statements` in one transaction.
     pub fn execute(&self, statements: &[String]) -> Result<()> {
         let mut conn = self.open()?;
+        // Rows go in through a table function DuckDB scans with all its threads; with the
+        // insertion order free, it appends (and compresses) in parallel too. A table's rows
+        // have no order in SQL; every reader here sorts.
+        conn.register_table_function::<scan::BatchScan>(scan::FUNCTION)
+            .map_err(self.sql_error("registering the batch scan"))?;
+        conn.execute_batch("SET preserve_insertion_order = false")
+            .map_err(self.sql_error("SET preserve_insertion_order = false"))?;
         let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
         for s in statements {
             tx.execute_batch(s).map_err(self.sql_error(s.clone()))?;
@@ -145,6 +155,13 @@ impl Sink for DuckDbSink {
 
     fn load(&mut self, load: &Load<'_>) -> Result<()> {
         let mut conn = self.open()?;
+        // Rows go in through a table function DuckDB scans with all its threads; with the
+        // insertion order free, it appends (and compresses) in parallel too. A table's rows
+        // have no order in SQL; every reader here sorts.
+        conn.register_table_function::<scan::BatchScan>(scan::FUNCTION)
+            .map_err(self.sql_error("registering the batch scan"))?;
+        conn.execute_batch("SET preserve_insertion_order = false")
+            .map_err(self.sql_error("SET preserve_insertion_order = false"))?;
         let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
         for (table, batch) in load.tables() {
             let drop = sql::drop_table(table);
@@ -156,11 +173,14 @@ impl Sink for DuckDbSink {
             }
             let appending = std::time::Instant::now();
             let context = || format!("appending {} rows to {}", batch.num_rows(), table.name);
-            let mut appender = tx.appender(table.name).map_err(self.sql_error(context()))?;
-            appender
-                .append_record_batch(for_duckdb(batch))
+            let registered = scan::Registration::new(for_duckdb(batch));
+            let insert = format!(
+                "INSERT INTO {} SELECT * FROM {}(?)",
+                table.name,
+                scan::FUNCTION
+            );
+            tx.execute(&insert, [registered.0])
                 .map_err(self.sql_error(context()))?;
-            appender.flush().map_err(self.sql_error(context()))?;
             tracing::debug!(
                 table = table.name,
                 rows = batch.num_rows(),
