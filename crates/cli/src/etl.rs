@@ -223,36 +223,26 @@ pub fn run(args: EtlArgs) -> Result<(), Failure> {
         on_file: Some(Arc::new(move |n| bar.inc(n))),
         ..ReadOptions::default()
     };
-    let (songs_out, events_out) = match (&songs, &events) {
-        (Inputs::Local(s), Inputs::Local(e)) => {
+    let read = || -> Result<(ReadOutput, ReadOutput), Failure> {
+        if let (Inputs::Local(s), Inputs::Local(e)) = (&songs, &events) {
             let (s, e) = pool.install(|| {
                 rayon::join(
                     || source::read_files(&s.files, &STAGING_SONGS.schema(), &opts),
                     || source::read_files(&e.files, &STAGING_EVENTS.schema(), &opts),
                 )
             });
-            (s.or_exit(SOURCE_OR_SINK), e.or_exit(SOURCE_OR_SINK))
+            return Ok((s.or_exit(SOURCE_OR_SINK)?, e.or_exit(SOURCE_OR_SINK)?));
         }
-        _ => {
-            let c = args.s3_concurrency;
-            let s = songs.read(&STAGING_SONGS.schema(), &opts, &pool, &args.s3, c);
-            // Nothing more is fetched once one side has failed.
-            let e = match &s {
-                Ok(_) => events.read(&STAGING_EVENTS.schema(), &opts, &pool, &args.s3, c),
-                Err(_) => Ok(ReadOutput {
-                    batch: arrow::array::RecordBatch::new_empty(STAGING_EVENTS.schema()),
-                    rejects: Vec::new(),
-                    files_read: 0,
-                    bytes_read: 0,
-                }),
-            };
-            (s, e)
-        }
+        // One after the other, each at full concurrency; nothing more is fetched once one fails.
+        let c = args.s3_concurrency;
+        let s = songs.read(&STAGING_SONGS.schema(), &opts, &pool, &args.s3, c)?;
+        let e = events.read(&STAGING_EVENTS.schema(), &opts, &pool, &args.s3, c)?;
+        Ok((s, e))
     };
+    let read = read();
     progress.finish_and_clear();
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "read");
-    let songs_out: ReadOutput = songs_out?;
-    let events_out: ReadOutput = events_out?;
+    let (songs_out, events_out) = read?;
     let s3_counts = (songs.listed() + events.listed() > 0).then(|| {
         let fetched = |i: &Inputs, o: &ReadOutput| match i {
             Inputs::S3(_) => (o.files_read, o.bytes_read),

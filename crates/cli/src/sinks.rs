@@ -104,10 +104,10 @@ fn redshift(opts: SinkOptions<'_>) -> Result<AnySink, Failure> {
     let staging = match opts.staging.or(c.redshift.staging.as_deref()) {
         None | Some("json") => Staging::Json,
         Some("parquet") => Staging::Parquet {
-            prefix: need(
+            prefix: crate::s3::url(&need(
                 opts.staging_prefix.or(c.s3.staging_prefix.as_deref()),
                 "--staging-prefix s3://… or [s3] staging_prefix",
-            )?,
+            )?)?,
         },
         Some(other) => {
             return Err(usage(format!(
@@ -135,7 +135,7 @@ fn redshift(opts: SinkOptions<'_>) -> Result<AnySink, Failure> {
         )?,
         jsonpaths: json_need(c.s3.jsonpaths.as_deref(), "[s3] jsonpaths")?,
         region: json_need(c.s3.region.as_deref(), "[s3] region")?,
-        staging: staging.clone(),
+        staging,
         iam_role: need(c.iam.role_arn.as_deref(), "[iam] role_arn")?,
         serverless: c.redshift.serverless,
         keys: RedshiftKeys::default(),

@@ -195,14 +195,36 @@ impl Grouper {
 
 type Part = (Vec<RecordBatch>, Vec<Reject>);
 
-fn gather(parts: Vec<Part>, schema: &SchemaRef) -> Result<(RecordBatch, Vec<Reject>)> {
+/// The parts' batches and rejects, each in the parts' order.
+fn flatten(parts: Vec<Part>) -> Part {
     let mut batches = Vec::new();
     let mut rejects = Vec::new();
     for (b, r) in parts {
         batches.extend(b);
         rejects.extend(r);
     }
+    (batches, rejects)
+}
+
+/// The parts as one batch, and their rejects.
+fn gather(parts: Vec<Part>, schema: &SchemaRef) -> Result<(RecordBatch, Vec<Reject>)> {
+    let (batches, rejects) = flatten(parts);
     Ok((concat_batches(schema, &batches)?, rejects))
+}
+
+/// A large input (`stored` bytes as stored) decoded in chunks, then reported to `on_file`.
+fn decode_big(
+    name: &str,
+    stored: u64,
+    data: &[u8],
+    schema: &SchemaRef,
+    opts: &ReadOptions,
+) -> Result<Part> {
+    let out = decode_bytes(data, name, schema, opts)?;
+    if let Some(cb) = &opts.on_file {
+        cb(stored);
+    }
+    Ok(out)
 }
 
 /// Reads `files` into one batch of `schema`, in parallel on the current rayon pool: small
@@ -232,12 +254,8 @@ pub fn read_files(
         .par_iter()
         .map(|group| match group {
             [one] if grouper.is_big(one.len) => {
-                let data = load(&one.path)?;
-                let out = decode_bytes(&data, &one.path.display().to_string(), schema, opts)?;
-                if let Some(cb) = &opts.on_file {
-                    cb(one.len);
-                }
-                Ok(out)
+                let name = one.path.display().to_string();
+                decode_big(&name, one.len, &load(&one.path)?, schema, opts)
             }
             _ => decode_group(
                 group
@@ -311,13 +329,8 @@ where
                     ),
                     Work::Big(b) => {
                         let len = b.data.len() as u64;
-                        unzip(&b.name, b.data).and_then(|data| {
-                            let out = decode_bytes(&data, &b.name, schema, opts);
-                            if let Some(cb) = &opts.on_file {
-                                cb(len);
-                            }
-                            out
-                        })
+                        unzip(&b.name, b.data)
+                            .and_then(|data| decode_big(&b.name, len, &data, schema, opts))
                     }
                 };
                 if let Ok(mut p) = parts.lock() {
@@ -452,7 +465,7 @@ pub fn decode_bytes(
         origins.push((a, b, first_line));
         first_line += n;
     }
-    let parts: Vec<(Vec<RecordBatch>, Vec<Reject>)> = origins
+    let parts: Vec<Part> = origins
         .par_iter()
         .map(|&(a, b, line)| {
             let decoder = builder
@@ -463,13 +476,7 @@ pub fn decode_bytes(
             decode_all(decoder, &data[a..b])
         })
         .collect::<Result<_>>()?;
-    let mut batches = Vec::new();
-    let mut rejects = Vec::new();
-    for (b, r) in parts {
-        batches.extend(b);
-        rejects.extend(r);
-    }
-    Ok((batches, rejects))
+    Ok(flatten(parts))
 }
 
 /// Where to split `data` for parallel decoding: always 0, then after the first newline past

@@ -21,6 +21,7 @@
 //! # Ok::<(), sparkify_s3::Error>(())
 //! ```
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -359,50 +360,40 @@ impl S3 {
     /// Uploads each `(body, url)`, `concurrency` at a time.
     pub fn put_many(&self, uploads: Vec<(Body, S3Url)>, concurrency: usize) -> Result<()> {
         let client = &self.client;
-        self.rt.block_on(async {
-            let mut puts = futures_util::stream::iter(uploads)
-                .map(|(body, url)| async move {
-                    let body = match body {
-                        Body::Bytes(b) => b,
-                        Body::File(path) => {
-                            tokio::fs::read(&path).await.map_err(|source| Error::Io {
-                                path: path.display().to_string(),
-                                source,
-                            })?
-                        }
-                    };
-                    put(client, &url, body).await
-                })
-                .buffer_unordered(concurrency.max(1));
-            while let Some(done) = puts.next().await {
-                done?;
-            }
-            Ok(())
-        })
+        self.rt.block_on(all(
+            uploads.into_iter().map(|(body, url)| async move {
+                let body = match body {
+                    Body::Bytes(b) => b,
+                    Body::File(path) => {
+                        tokio::fs::read(&path).await.map_err(|source| Error::Io {
+                            path: path.display().to_string(),
+                            source,
+                        })?
+                    }
+                };
+                put(client, &url, body).await
+            }),
+            concurrency,
+        ))
     }
 
     /// Server-side copies each `(from, to)` (same or other bucket), `concurrency` at a time.
     pub fn copy_objects(&self, pairs: Vec<(S3Url, S3Url)>, concurrency: usize) -> Result<()> {
         let client = &self.client;
-        self.rt.block_on(async {
-            let mut copies = futures_util::stream::iter(pairs)
-                .map(|(from, to)| async move {
-                    client
-                        .copy_object()
-                        .copy_source(format!("{}/{}", from.bucket, encode_key(&from.key)))
-                        .bucket(&to.bucket)
-                        .key(&to.key)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| request_error("copying to", &to, e))
-                })
-                .buffer_unordered(concurrency.max(1));
-            while let Some(done) = copies.next().await {
-                done?;
-            }
-            Ok(())
-        })
+        self.rt.block_on(all(
+            pairs.into_iter().map(|(from, to)| async move {
+                client
+                    .copy_object()
+                    .copy_source(format!("{}/{}", from.bucket, encode_key(&from.key)))
+                    .bucket(&to.bucket)
+                    .key(&to.key)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| request_error("copying to", &to, e))
+            }),
+            concurrency,
+        ))
     }
 
     /// Deletes `keys` of `bucket` (1,000 per request). Keys that do not exist are no error.
@@ -457,6 +448,18 @@ impl S3 {
         }
     }
 
+    /// Deletes every object under `prefix` whose key `keep` does not hold: what a previous
+    /// run left that this one did not write.
+    pub fn delete_stale(&self, prefix: &S3Url, keep: &HashSet<&str>) -> Result<()> {
+        let stale = self
+            .list_or_empty(prefix)?
+            .into_iter()
+            .map(|o| o.url.key)
+            .filter(|k| !keep.contains(k.as_str()))
+            .collect();
+        self.delete(&prefix.bucket, stale)
+    }
+
     /// Creates `bucket` (for tests and benchmarks against a local endpoint).
     pub fn create_bucket(&self, bucket: &str) -> Result<()> {
         self.rt.block_on(async {
@@ -478,6 +481,18 @@ impl S3 {
                 })
         })
     }
+}
+
+/// Runs `requests`, `concurrency` at a time, until all succeed or one fails.
+async fn all<F>(requests: impl Iterator<Item = F>, concurrency: usize) -> Result<()>
+where
+    F: std::future::Future<Output = Result<()>>,
+{
+    let mut running = futures_util::stream::iter(requests).buffer_unordered(concurrency.max(1));
+    while let Some(done) = running.next().await {
+        done?;
+    }
+    Ok(())
 }
 
 /// Percent-encodes a key for `x-amz-copy-source` (everything but unreserved characters and `/`).

@@ -85,8 +85,8 @@ impl DuckDbSink {
             out.push(sql::create_table(table, &Dialect::DuckDb));
             if self.appends(table) {
                 out.push(format!(
-                    "-- INSERT INTO {} SELECT * FROM sparkify_batch(…): the run's rows (parallel Arrow scan)",
-                    table.name
+                    "-- {}: the run's rows (parallel Arrow scan)",
+                    insert_sql(table)
                 ));
             }
         }
@@ -104,13 +104,6 @@ impl DuckDbSink {
     /// Runs `statements` in one transaction.
     pub fn execute(&self, statements: &[String]) -> Result<()> {
         let mut conn = self.open()?;
-        // Rows go in through a table function DuckDB scans with all its threads; with the
-        // insertion order free, it appends (and compresses) in parallel too. A table's rows
-        // have no order in SQL; every reader here sorts.
-        conn.register_table_function::<scan::BatchScan>(scan::FUNCTION)
-            .map_err(self.sql_error("registering the batch scan"))?;
-        conn.execute_batch("SET preserve_insertion_order = false")
-            .map_err(self.sql_error("SET preserve_insertion_order = false"))?;
         let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
         for s in statements {
             tx.execute_batch(s).map_err(self.sql_error(s.clone()))?;
@@ -127,6 +120,19 @@ impl DuckDbSink {
             path: self.path.display().to_string(),
             source,
         })
+    }
+
+    /// A connection ready for [`insert_sql`]: rows go in through a table function DuckDB
+    /// scans with all its threads, and with the insertion order free it appends (and
+    /// compresses) in parallel too. A table's rows have no order in SQL; every reader here
+    /// sorts.
+    fn open_for_inserts(&self) -> Result<Connection> {
+        let conn = self.open()?;
+        conn.register_table_function::<scan::BatchScan>(scan::FUNCTION)
+            .map_err(self.sql_error("registering the batch scan"))?;
+        conn.execute_batch("SET preserve_insertion_order = false")
+            .map_err(self.sql_error("SET preserve_insertion_order = false"))?;
+        Ok(conn)
     }
 
     fn sql_error(&self, context: impl Into<String>) -> impl FnOnce(duckdb::Error) -> Error {
@@ -154,14 +160,7 @@ impl Sink for DuckDbSink {
     }
 
     fn load(&mut self, load: &Load<'_>) -> Result<()> {
-        let mut conn = self.open()?;
-        // Rows go in through a table function DuckDB scans with all its threads; with the
-        // insertion order free, it appends (and compresses) in parallel too. A table's rows
-        // have no order in SQL; every reader here sorts.
-        conn.register_table_function::<scan::BatchScan>(scan::FUNCTION)
-            .map_err(self.sql_error("registering the batch scan"))?;
-        conn.execute_batch("SET preserve_insertion_order = false")
-            .map_err(self.sql_error("SET preserve_insertion_order = false"))?;
+        let mut conn = self.open_for_inserts()?;
         let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
         for (table, batch) in load.tables() {
             let drop = sql::drop_table(table);
@@ -174,12 +173,7 @@ impl Sink for DuckDbSink {
             let appending = std::time::Instant::now();
             let context = || format!("appending {} rows to {}", batch.num_rows(), table.name);
             let registered = scan::Registration::new(for_duckdb(batch));
-            let insert = format!(
-                "INSERT INTO {} SELECT * FROM {}(?)",
-                table.name,
-                scan::FUNCTION
-            );
-            tx.execute(&insert, [registered.0])
+            tx.execute(&insert_sql(table), [registered.0])
                 .map_err(self.sql_error(context()))?;
             tracing::debug!(
                 table = table.name,
@@ -201,6 +195,15 @@ impl Sink for DuckDbSink {
         tracing::info!(path = %self.path.display(), "committed");
         Ok(())
     }
+}
+
+/// How a batch registered with [`scan::Registration`] goes into `table`.
+fn insert_sql(table: &TableDef) -> String {
+    format!(
+        "INSERT INTO {} SELECT * FROM {}(?)",
+        table.name,
+        scan::FUNCTION
+    )
 }
 
 /// The batch with millisecond timestamps widened to DuckDB's microsecond `TIMESTAMP`.

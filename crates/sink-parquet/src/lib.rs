@@ -24,7 +24,7 @@
 //! did not write deleted, and `_SUCCESS` written again. A failed upload leaves the previous
 //! output as it was; a reader that waits for `_SUCCESS` never sees a half-swapped one.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -421,43 +421,29 @@ impl ParquetSink {
     }
 
     fn swap_s3(&self, s3: &S3, url: &S3Url, local: &Path) -> Result<()> {
+        // `lake/`: the trailing slash keeps a listing off a neighbouring `lake-other/`.
         let root = url.join("");
         let tmp = root.join(&format!("_tmp-{}", run_id()));
+        let success = root.join("_SUCCESS");
         let mut files = Vec::new();
         collect_files(local, local, &mut files)?;
-        let success = "_SUCCESS".to_owned();
+        // `_SUCCESS` is written last, after the swap.
+        files.retain(|rel| rel != "_SUCCESS");
         let uploads = files
             .iter()
-            .filter(|rel| **rel != success)
             .map(|rel| (Body::File(local.join(rel)), tmp.join(rel)))
             .collect();
         s3.put_many(uploads, self.concurrency)?;
-        let bucket = &url.bucket;
-        s3.delete(bucket, vec![root.join("_SUCCESS").key])?;
+        s3.delete(&url.bucket, vec![success.key.clone()])?;
         let copies = files
             .iter()
-            .filter(|rel| **rel != success)
             .map(|rel| (tmp.join(rel), root.join(rel)))
             .collect();
         s3.copy_objects(copies, self.concurrency)?;
-        let new: HashSet<String> = files.iter().map(|rel| root.join(rel).key).collect();
-        let prefix = S3Url {
-            bucket: bucket.clone(),
-            key: format!("{}/", root.key.trim_end_matches('/')),
-        };
-        let prefix = if root.key.is_empty() {
-            root.clone()
-        } else {
-            prefix
-        };
-        let stale: Vec<String> = s3
-            .list_or_empty(&prefix)?
-            .into_iter()
-            .map(|o| o.url.key)
-            .filter(|k| !new.contains(k))
-            .collect();
-        s3.delete(bucket, stale)?;
-        s3.put(&root.join("_SUCCESS"), Vec::new())?;
+        // Everything else under the prefix goes: the old output's leftovers and `_tmp-RUN/`.
+        let new: Vec<S3Url> = files.iter().map(|rel| root.join(rel)).collect();
+        s3.delete_stale(&root, &new.iter().map(|u| u.key.as_str()).collect())?;
+        s3.put(&success, Vec::new())?;
         Ok(())
     }
 }

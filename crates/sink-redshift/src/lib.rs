@@ -32,7 +32,7 @@ pub use plan::{
     load_errors_query,
 };
 use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS};
-use sparkify_s3::{S3, S3Url};
+use sparkify_s3::S3;
 use stage::StageOptions;
 
 /// What can go wrong loading the warehouse. Messages never include a password.
@@ -275,16 +275,15 @@ impl WarehouseSink {
             let s3 = self.s3.as_ref().ok_or_else(|| {
                 Error::Config("Parquet staging needs an S3 client (with_s3)".into())
             })?;
-            let prefix = S3Url::parse(prefix)?;
             let events = stage::stage_table(
                 s3,
-                &prefix,
+                prefix,
                 &STAGING_EVENTS,
                 load.staging_events,
                 &self.stage,
             )?;
             let songs =
-                stage::stage_table(s3, &prefix, &STAGING_SONGS, load.staging_songs, &self.stage)?;
+                stage::stage_table(s3, prefix, &STAGING_SONGS, load.staging_songs, &self.stage)?;
             tracing::info!(
                 events_parts = events.parts.len(),
                 songs_parts = songs.parts.len(),

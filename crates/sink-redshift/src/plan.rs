@@ -9,7 +9,9 @@ use sparkify_core::sql::{self, Dialect, RedshiftKeys, literal};
 use sparkify_core::table::{LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, TableDef};
 use tokio_postgres::Client;
 
-use crate::{Error, Flavor, Result, copy};
+use sparkify_s3::S3Url;
+
+use crate::{Error, Flavor, Result, copy, stage};
 
 /// What Redshift's `COPY` reads.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -18,9 +20,9 @@ pub enum Staging {
     /// `jsonpaths`); bad records are Redshift's to find.
     #[default]
     Json,
-    /// The core's parsed staging tables, uploaded as Parquet parts under this `s3://` prefix
-    /// with a manifest ([`crate::stage`]); bad records were already reported by the core.
-    Parquet { prefix: String },
+    /// The core's parsed staging tables, uploaded as Parquet parts under this prefix with a
+    /// manifest ([`crate::stage`]); bad records were already reported by the core.
+    Parquet { prefix: S3Url },
 }
 
 /// How Redshift stages: `COPY` from S3 with an IAM role.
@@ -179,13 +181,12 @@ pub fn copy_songs_sql(c: &RedshiftCopy) -> String {
 
 /// A staging table from the Parquet parts its manifest names (columns in table order). COPY
 /// from Parquet takes no REGION or COMPUPDATE: the bucket must be in the cluster's region.
-pub fn copy_parquet_sql(c: &RedshiftCopy, table: &TableDef, prefix: &str) -> String {
+pub fn copy_parquet_sql(c: &RedshiftCopy, table: &TableDef, prefix: &S3Url) -> String {
     let d = redshift(c);
-    let manifest = format!("{}/{}.manifest", prefix.trim_end_matches('/'), table.name);
     format!(
         "COPY {} FROM {}\nIAM_ROLE {}\nFORMAT AS PARQUET\nMANIFEST\nSTATUPDATE OFF",
         table.name,
-        literal(&manifest, &d),
+        literal(&stage::manifest_url(prefix, table).to_string(), &d),
         literal(&c.iam_role, &d),
     )
 }

@@ -121,13 +121,7 @@ pub fn stage_table(
     let manifest_url = manifest_url(prefix, table);
     s3.put(&manifest_url, manifest(&sizes).into_bytes())?;
     let named: HashSet<&str> = sizes.iter().map(|(u, _)| u.key.as_str()).collect();
-    let stale: Vec<String> = s3
-        .list_or_empty(&folder.join(""))?
-        .into_iter()
-        .map(|o| o.url.key)
-        .filter(|k| !named.contains(k.as_str()))
-        .collect();
-    s3.delete(&prefix.bucket, stale)?;
+    s3.delete_stale(&folder.join(""), &named)?;
     Ok(Staged {
         manifest: manifest_url,
         parts: sizes,

@@ -293,7 +293,7 @@ fn redshift_statements_are_exactly_these() {
         None,
         Flavor::Redshift(RedshiftCopy {
             staging: Staging::Parquet {
-                prefix: "s3://sparkify-staging/run/".into(),
+                prefix: sparkify_s3::S3Url::parse("s3://sparkify-staging/run/").unwrap(),
             },
             ..redshift_copy()
         }),
