@@ -130,3 +130,45 @@ fn plan_lists_every_statement() {
     assert!(scans[1].starts_with("-- INSERT INTO staging_songs "));
     assert!(scans[2].starts_with("-- INSERT INTO load_errors "));
 }
+
+#[test]
+fn unkeyed_tables_append_under_a_memory_cap_and_keyed_ones_do_not() {
+    let plan = DuckDbSink::new("x.duckdb").plan_text();
+    let at = |prefix: &str| {
+        plan.iter()
+            .position(|s| s.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {plan:#?}"))
+    };
+    let events = at("-- INSERT INTO staging_events ");
+    assert!(
+        plan[events - 1].starts_with("SET memory_limit = '"),
+        "{plan:#?}"
+    );
+    assert_eq!(plan[events + 1], "RESET memory_limit");
+    // A primary key means an ART index, which cannot spill: no cap.
+    let songplays = at("-- INSERT INTO ft_songplays ");
+    assert!(plan[songplays - 1].starts_with("CREATE TABLE"), "{plan:#?}");
+    assert!(plan[songplays + 1].starts_with("DROP TABLE"), "{plan:#?}");
+    let caps = plan
+        .iter()
+        .filter(|s| s.starts_with("SET memory_limit"))
+        .count();
+    let resets = plan.iter().filter(|s| *s == "RESET memory_limit").count();
+    assert_eq!((caps, resets), (3, 3), "{plan:#?}");
+
+    // DuckDB takes the cap as written (256 MiB, or 64 MiB a core), and the reset undoes it.
+    let conn = Connection::open_in_memory().unwrap();
+    let limit = || -> String {
+        conn.query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
+            .unwrap()
+    };
+    let default = limit();
+    conn.execute_batch(&plan[events - 1]).unwrap();
+    let capped = limit();
+    let (number, unit) = capped.split_once(' ').unwrap();
+    let mib = number.parse::<f64>().unwrap() * if unit == "GiB" { 1024.0 } else { 1.0 };
+    assert!(unit == "MiB" || unit == "GiB", "{capped}");
+    assert!(mib >= 256.0, "{capped}");
+    conn.execute_batch(&plan[events + 1]).unwrap();
+    assert_eq!(limit(), default);
+}
