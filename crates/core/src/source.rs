@@ -1,13 +1,17 @@
 //! Finding input files (a folder, a file or a glob) and reading them in parallel: files over
 //! rayon's workers, and large NDJSON files split in chunks at line starts.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
-use arrow::compute::concat;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{
+    ArrayBuilder, AsArray, Float64Builder, Int32Builder, RecordBatch, RecordBatchOptions,
+    StringBuilder, TimestampMillisecondBuilder, make_builder,
+};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -206,49 +210,110 @@ fn flatten(parts: Vec<Part>) -> Part {
     (batches, rejects)
 }
 
-/// The parts as one batch, and their rejects.
-fn gather(parts: Vec<Part>, schema: &SchemaRef) -> Result<(RecordBatch, Vec<Reject>)> {
-    let (batches, rejects) = flatten(parts);
-    let gathering = std::time::Instant::now();
-    let batch = concat_by_column(batches, schema)?;
-    tracing::debug!(
-        rows = batch.num_rows(),
-        seconds = gathering.elapsed().as_secs_f64(),
-        "gathered"
-    );
-    Ok((batch, rejects))
+/// Decoded parts copied, in input order, into one growing set of columns as they arrive, each
+/// part freed as soon as it is copied. Parts finish out of order; early ones wait their turn.
+///
+/// Gathering all parts at the end instead (`concat_batches`) peaked at the table twice over:
+/// glibc kept the freed parts in the worker threads' arenas while the copy was allocated fresh
+/// (584 MB against 430 MB for 371 MB of events). Here a column grows by doubling, so the peak
+/// is the table, the parts in flight, and the one column being grown.
+struct Gather {
+    schema: SchemaRef,
+    builders: Vec<Box<dyn ArrayBuilder>>,
+    rows: usize,
+    rejects: Vec<Reject>,
+    next: usize,
+    waiting: BTreeMap<usize, Part>,
+    /// The failure of the earliest part that failed.
+    failed: Option<(usize, Error)>,
 }
 
-/// `batches` as one batch, built column by column on the current rayon pool. Each column's
-/// pieces are freed as soon as they are copied, so the peak is the input plus the columns
-/// being copied, not twice the input (as `concat_batches` needs).
-fn concat_by_column(batches: Vec<RecordBatch>, schema: &SchemaRef) -> Result<RecordBatch> {
-    match batches.len() {
-        0 => return Ok(RecordBatch::new_empty(Arc::clone(schema))),
-        1 => return Ok(batches.into_iter().next().expect("one batch")),
-        _ => {}
-    }
-    let rows = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut pieces: Vec<Vec<ArrayRef>> =
-        vec![Vec::with_capacity(batches.len()); schema.fields().len()];
-    for batch in batches {
-        for (column, array) in pieces.iter_mut().zip(batch.columns()) {
-            column.push(Arc::clone(array));
+impl Gather {
+    fn new(schema: &SchemaRef) -> Self {
+        Gather {
+            schema: Arc::clone(schema),
+            builders: schema
+                .fields()
+                .iter()
+                .map(|f| make_builder(f.data_type(), 0))
+                .collect(),
+            rows: 0,
+            rejects: Vec::new(),
+            next: 0,
+            waiting: BTreeMap::new(),
+            failed: None,
         }
     }
-    let columns = pieces
-        .into_par_iter()
-        .map(|column| {
-            let arrays: Vec<&dyn Array> = column.iter().map(AsRef::as_ref).collect();
-            concat(&arrays)
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &options,
-    )?)
+
+    /// Takes the outcome of part `index` (numbered from 0 in input order), and copies it and
+    /// every part waiting behind it once their turn comes.
+    fn push(&mut self, index: usize, part: Result<Part>) {
+        let part = match part {
+            Ok(part) => part,
+            Err(e) => return self.fail(index, e),
+        };
+        self.waiting.insert(index, part);
+        while let Some((batches, rejects)) = self.waiting.remove(&self.next) {
+            self.rejects.extend(rejects);
+            for batch in batches {
+                if let Err(e) = self.append(&batch) {
+                    return self.fail(self.next, e);
+                }
+            }
+            self.next += 1;
+        }
+    }
+
+    fn fail(&mut self, index: usize, error: Error) {
+        if self.failed.as_ref().is_none_or(|(i, _)| index < *i) {
+            self.failed = Some((index, error));
+        }
+    }
+
+    fn is_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    fn append(&mut self, batch: &RecordBatch) -> Result<()> {
+        for (builder, array) in self.builders.iter_mut().zip(batch.columns()) {
+            let any = builder.as_any_mut();
+            match array.data_type() {
+                DataType::Utf8 => {
+                    builder_of::<StringBuilder>(any)?.append_array(array.as_string())?
+                }
+                DataType::Int32 => {
+                    builder_of::<Int32Builder>(any)?.append_array(array.as_primitive())
+                }
+                DataType::Float64 => {
+                    builder_of::<Float64Builder>(any)?.append_array(array.as_primitive())
+                }
+                DataType::Timestamp(TimeUnit::Millisecond, None) => {
+                    builder_of::<TimestampMillisecondBuilder>(any)?
+                        .append_array(array.as_primitive())
+                }
+                other => return Err(Error::Schema(format!("cannot gather {other} columns"))),
+            }
+        }
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// The table and its rejects, or the earliest failure.
+    fn finish(mut self) -> Result<(RecordBatch, Vec<Reject>)> {
+        if let Some((_, e)) = self.failed {
+            return Err(e);
+        }
+        debug_assert!(self.waiting.is_empty(), "every part was pushed");
+        let columns = self.builders.iter_mut().map(|b| b.finish()).collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(self.rows));
+        let batch = RecordBatch::try_new_with_options(self.schema, columns, &options)?;
+        Ok((batch, self.rejects))
+    }
+}
+
+fn builder_of<B: 'static>(any: &mut dyn std::any::Any) -> Result<&mut B> {
+    any.downcast_mut::<B>()
+        .ok_or_else(|| Error::Schema("a column's builder has the wrong type".into()))
 }
 
 /// A large input (`stored` bytes as stored) decoded in chunks, then reported to `on_file`.
@@ -289,23 +354,43 @@ pub fn read_files(
     if start < files.len() {
         groups.push(&files[start..]);
     }
-    let parts: Vec<Part> = groups
-        .par_iter()
-        .map(|group| match group {
-            [one] if grouper.is_big(one.len) => {
-                let name = one.path.display().to_string();
-                decode_big(&name, one.len, &load(&one.path)?, schema, opts)
-            }
-            _ => decode_group(
-                group
-                    .iter()
-                    .map(|f| Ok((f.path.display().to_string(), f.len, load(&f.path)?))),
-                schema,
-                opts,
-            ),
-        })
-        .collect::<Result<_>>()?;
-    let (batch, rejects) = gather(parts, schema)?;
+    let decode = |group: &[InputFile]| match group {
+        [one] if grouper.is_big(one.len) => {
+            let name = one.path.display().to_string();
+            decode_big(&name, one.len, &load(&one.path)?, schema, opts)
+        }
+        _ => decode_group(
+            group
+                .iter()
+                .map(|f| Ok((f.path.display().to_string(), f.len, load(&f.path)?))),
+            schema,
+            opts,
+        ),
+    };
+    let gather = Mutex::new(Gather::new(schema));
+    let lock = || gather.lock().unwrap_or_else(PoisonError::into_inner);
+    let next = AtomicUsize::new(0);
+    // Each worker takes the next group in input order, so parts finish nearly in order and
+    // few wait to be gathered.
+    rayon::scope(|scope| {
+        for _ in 0..rayon::current_num_threads() {
+            scope.spawn(|_| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(group) = groups.get(i) else { break };
+                    if lock().is_failed() {
+                        break;
+                    }
+                    let part = decode(group);
+                    lock().push(i, part);
+                }
+            });
+        }
+    });
+    let (batch, rejects) = gather
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .finish()?;
     Ok(ReadOutput {
         batch,
         rejects,
@@ -338,7 +423,7 @@ where
     I: Iterator<Item = std::result::Result<Blob, E>>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let parts: std::sync::Mutex<Vec<(usize, Result<Part>)>> = Default::default();
+    let gather = Mutex::new(Gather::new(schema));
     // Tokens bound the groups fetched but not yet decoded.
     let in_flight = 2 * pool.current_num_threads() + 1;
     let (give, take) = std::sync::mpsc::sync_channel::<()>(in_flight);
@@ -353,7 +438,7 @@ where
         let mut index = 0;
         let mut dispatch = |work: Work| {
             let _ = take.recv();
-            let (parts, give, i) = (&parts, give.clone(), index);
+            let (gather, give, i) = (&gather, give.clone(), index);
             index += 1;
             scope.spawn(move |_| {
                 let out = match work {
@@ -372,9 +457,10 @@ where
                             .and_then(|data| decode_big(&b.name, len, &data, schema, opts))
                     }
                 };
-                if let Ok(mut p) = parts.lock() {
-                    p.push((i, out));
-                }
+                gather
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(i, out);
                 let _ = give.send(());
             });
         };
@@ -398,13 +484,10 @@ where
         Ok(())
     });
     fetched?;
-    let mut parts = parts.into_inner().unwrap_or_default();
-    parts.sort_by_key(|(i, _)| *i);
-    let parts = parts
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect::<Result<Vec<_>>>()?;
-    let (batch, rejects) = pool.install(|| gather(parts, schema))?;
+    let (batch, rejects) = gather
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .finish()?;
     Ok(ReadOutput {
         batch,
         rejects,
@@ -557,4 +640,66 @@ fn decode_all(mut decoder: Decoder, data: &[u8]) -> Result<(Vec<RecordBatch>, Ve
         batches.push(batch);
     }
     Ok((batches, decoder.take_rejects()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
+
+    use super::*;
+    use crate::table::STAGING_SONGS;
+
+    /// A part of `rows` staging_songs rows whose `year` counts from `first`.
+    fn part(first: i32, rows: i32) -> Part {
+        let schema = STAGING_SONGS.schema();
+        let years = arrow::array::Int32Array::from_iter_values(first..first + rows);
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if f.name() == "year" {
+                    Arc::new(years.clone()) as arrow::array::ArrayRef
+                } else {
+                    arrow::array::new_null_array(f.data_type(), rows as usize)
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema, columns).unwrap();
+        (
+            vec![batch.slice(0, 1), batch.slice(1, rows as usize - 1)],
+            vec![],
+        )
+    }
+
+    fn years(batch: &RecordBatch) -> Vec<i32> {
+        let i = batch.schema().index_of("year").unwrap();
+        let col = batch
+            .column(i)
+            .as_primitive::<arrow::datatypes::Int32Type>();
+        col.values().to_vec()
+    }
+
+    #[test]
+    fn parts_arriving_out_of_order_are_gathered_in_order() {
+        let mut g = Gather::new(&STAGING_SONGS.schema());
+        g.push(2, Ok(part(20, 3)));
+        g.push(0, Ok(part(0, 2)));
+        assert_eq!(g.waiting.len(), 1, "part 2 waits for part 1");
+        g.push(1, Ok(part(10, 4)));
+        assert!(g.waiting.is_empty());
+        let (batch, _) = g.finish().unwrap();
+        assert_eq!(years(&batch), [0, 1, 10, 11, 12, 13, 20, 21, 22]);
+    }
+
+    #[test]
+    fn the_earliest_failure_is_the_one_reported() {
+        let mut g = Gather::new(&STAGING_SONGS.schema());
+        g.push(0, Ok(part(0, 2)));
+        g.push(3, Err(Error::NoInput("third".into())));
+        g.push(1, Err(Error::NoInput("first".into())));
+        g.push(2, Err(Error::NoInput("second".into())));
+        assert!(g.is_failed());
+        let err = g.finish().unwrap_err().to_string();
+        assert!(err.contains("first"), "{err}");
+    }
 }
