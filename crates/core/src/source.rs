@@ -311,6 +311,20 @@ impl Gather {
     }
 }
 
+/// The shared [`Gather`], even if a worker panicked holding it (a panic is re-raised by the
+/// scope anyway).
+fn locked(gather: &Mutex<Gather>) -> std::sync::MutexGuard<'_, Gather> {
+    gather.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`Gather::finish`] on the shared gather once every worker is done.
+fn finish(gather: Mutex<Gather>) -> Result<(RecordBatch, Vec<Reject>)> {
+    gather
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .finish()
+}
+
 fn builder_of<B: 'static>(any: &mut dyn std::any::Any) -> Result<&mut B> {
     any.downcast_mut::<B>()
         .ok_or_else(|| Error::Schema("a column's builder has the wrong type".into()))
@@ -368,7 +382,6 @@ pub fn read_files(
         ),
     };
     let gather = Mutex::new(Gather::new(schema));
-    let lock = || gather.lock().unwrap_or_else(PoisonError::into_inner);
     let next = AtomicUsize::new(0);
     // Each worker takes the next group in input order, so parts finish nearly in order and
     // few wait to be gathered.
@@ -378,19 +391,16 @@ pub fn read_files(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(group) = groups.get(i) else { break };
-                    if lock().is_failed() {
+                    if locked(&gather).is_failed() {
                         break;
                     }
                     let part = decode(group);
-                    lock().push(i, part);
+                    locked(&gather).push(i, part);
                 }
             });
         }
     });
-    let (batch, rejects) = gather
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner)
-        .finish()?;
+    let (batch, rejects) = finish(gather)?;
     Ok(ReadOutput {
         batch,
         rejects,
@@ -457,10 +467,7 @@ where
                             .and_then(|data| decode_big(&b.name, len, &data, schema, opts))
                     }
                 };
-                gather
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(i, out);
+                locked(gather).push(i, out);
                 let _ = give.send(());
             });
         };
@@ -484,10 +491,7 @@ where
         Ok(())
     });
     fetched?;
-    let (batch, rejects) = gather
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner)
-        .finish()?;
+    let (batch, rejects) = finish(gather)?;
     Ok(ReadOutput {
         batch,
         rejects,

@@ -211,8 +211,7 @@ impl Sink for DuckDbSink {
 /// for that load; 8 MiB ran out). Keyed tables build an ART index, which cannot spill, and load
 /// under the default.
 fn append_memory_limit() -> String {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{}MiB", (64 * threads).max(256))
+    format!("{}MiB", (64 * scan::cores()).max(256))
 }
 
 /// One statement of a table's append.

@@ -44,6 +44,11 @@ impl Drop for Registration {
     }
 }
 
+/// The machine's cores: the threads a scan may use, and what the sink's memory cap scales with.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 pub(crate) struct BatchScan;
 
 pub(crate) struct Bind {
@@ -73,8 +78,7 @@ impl VTab for BatchScan {
     }
 
     fn init(init: &InitInfo) -> Result<Init, Box<dyn std::error::Error>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        init.set_max_threads(threads as u64);
+        init.set_max_threads(cores() as u64);
         Ok(Init {
             next: AtomicUsize::new(0),
         })
