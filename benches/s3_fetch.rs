@@ -60,9 +60,10 @@ fn main() {
                     .spawn()
                     .unwrap(),
             );
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
+            assert!(
+                moto::answers_http(port, std::time::Duration::from_secs(30)),
+                "latency_proxy.py did not start"
+            );
             println!("through latency_proxy.py: {ms} ms before each response");
             std::sync::Arc::new(
                 sparkify_s3::S3::connect(&moto::options(&format!("http://127.0.0.1:{port}")))

@@ -50,6 +50,21 @@ if [ -z "${SPARKIFY_MOTO:-}" ]; then
 fi
 export SPARKIFY_MOTO
 
+# A build folder shared by checkouts at different paths (CI's clone, a working copy) holds
+# test binaries with the other checkout's path compiled in (env!("CARGO_MANIFEST_DIR")), and
+# cargo judges freshness by mtimes, so an older working copy would reuse them and read the
+# other checkout's fixtures. When the last user of the folder was another checkout, make our
+# sources newer so that our crates (not DuckDB) are built again here.
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+    mkdir -p "$CARGO_TARGET_DIR"
+    mark="$CARGO_TARGET_DIR/.sparkify-checkout"
+    if [ "$(cat "$mark" 2>/dev/null)" != "$PWD" ]; then
+        find crates tests benches -type f -exec touch {} +
+        touch Cargo.toml
+        echo "$PWD" >"$mark"
+    fi
+fi
+
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace "$@"

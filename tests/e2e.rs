@@ -20,6 +20,14 @@ fn repo() -> PathBuf {
         .unwrap()
 }
 
+/// A folder that looks like a checkout's root to `sparkify run`: `fixtures` links to the
+/// repository's, so the run finds `./fixtures/sparkify` and writes its output here.
+fn checkout() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(repo().join("fixtures"), dir.path().join("fixtures")).unwrap();
+    dir
+}
+
 fn sparkify(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sparkify"))
         .args(args)
@@ -78,7 +86,7 @@ fn dump(db: &Path) -> String {
 
 #[test]
 fn run_loads_the_real_data_into_sparkify_duckdb() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = checkout();
     let json = dir.path().join("summary.json");
     let out = sparkify(
         dir.path(),
@@ -150,7 +158,7 @@ fn run_loads_the_real_data_into_sparkify_duckdb() {
 
 #[test]
 fn output_opens_in_duckdbs_python_package_with_the_seeds_table_names() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = checkout();
     let out = sparkify(dir.path(), &["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let script = "import duckdb, sys\n\
@@ -295,6 +303,12 @@ fn bad_usage_exits_2_and_sink_failure_exits_4() {
     let out = sparkify(dir.path(), &["etl", "--songs"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
+    // `run` outside a checkout, without --fixtures: a usage error that says what to do.
+    let out = sparkify(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--fixtures DIR"));
+    assert!(!dir.path().join("sparkify.duckdb").exists());
+
     let out = run("duckdb:/no/such/dir/x.duckdb", songs.to_str().unwrap());
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/dir/x.duckdb"));
@@ -302,7 +316,7 @@ fn bad_usage_exits_2_and_sink_failure_exits_4() {
 
 #[test]
 fn songplays_all_keeps_unmatched_plays_and_threads_do_not_matter() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = checkout();
     let one = sparkify(
         dir.path(),
         &[

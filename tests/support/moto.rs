@@ -5,6 +5,7 @@
 //! a failure, never a skip (scripts/test.sh installs it).
 #![allow(dead_code)] // each test binary uses its own part
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -77,19 +78,15 @@ impl Moto {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("sh runs");
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    let endpoint = format!("http://127.0.0.1:{port}");
-                    let s3 = Arc::new(S3::connect(&options(&endpoint)).unwrap());
-                    return Moto {
-                        _watchdog: watchdog,
-                        endpoint,
-                        s3,
-                        fixtures: OnceLock::new(),
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(100));
+            if answers_http(port, Duration::from_secs(60)) {
+                let endpoint = format!("http://127.0.0.1:{port}");
+                let s3 = Arc::new(S3::connect(&options(&endpoint)).unwrap());
+                return Moto {
+                    _watchdog: watchdog,
+                    endpoint,
+                    s3,
+                    fixtures: OnceLock::new(),
+                };
             }
             let _ = watchdog.kill();
             let _ = watchdog.wait();
@@ -146,6 +143,32 @@ impl Moto {
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ]
     }
+}
+
+/// Whether an HTTP server answers on 127.0.0.1:`port` within `timeout`.
+///
+/// A bare TCP connect is not proof: polling a port of the ephemeral range before anyone
+/// listens on it can connect the socket to itself (TCP simultaneous open), which once let a
+/// test go on before moto listened and fail with "connection refused". An HTTP status line
+/// comes only from a server.
+pub fn answers_http(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = [0u8; 5];
+            if stream
+                .write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                .and_then(|()| stream.read_exact(&mut head))
+                .is_ok()
+                && &head == b"HTTP/"
+            {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
 
 /// Options for a client of `endpoint`.

@@ -37,7 +37,7 @@ struct Cli {
 enum Command {
     /// The whole job offline: the bundled real data into ./sparkify.duckdb.
     Run {
-        /// Where the fixtures are (default: ./fixtures/sparkify, else the repository's).
+        /// Where the fixtures are (default: ./fixtures/sparkify, i.e. run from the repository's root).
         #[arg(long)]
         fixtures: Option<PathBuf>,
         /// The sink (default: duckdb:sparkify.duckdb).
@@ -341,7 +341,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             sink,
             common,
         } => {
-            let root = fixtures.unwrap_or_else(default_fixtures);
+            let root = fixtures_root(fixtures)?;
             let path = |sub: &str| root.join(sub).display().to_string();
             (
                 vec![path("song_data")],
@@ -391,11 +391,22 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
     })
 }
 
-/// `./fixtures/sparkify` when run from a checkout, else the one this binary was built from.
-fn default_fixtures() -> PathBuf {
+/// `--fixtures`, else `./fixtures/sparkify` (run from a checkout's root).
+///
+/// Never a path compiled into the binary: a binary built in one checkout and run from
+/// another (or copied elsewhere) would quietly read the first one's data.
+fn fixtures_root(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    if let Some(root) = flag {
+        return Ok(root);
+    }
     let here = PathBuf::from("fixtures/sparkify");
     if here.is_dir() {
-        return here;
+        return Ok(here);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sparkify")
+    Err(Failure {
+        code: etl::USAGE,
+        error: anyhow::anyhow!(
+            "no ./fixtures/sparkify here: run from the repository's root, or pass --fixtures DIR"
+        ),
+    })
 }
