@@ -18,7 +18,7 @@ mod scan;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMillisecondType};
-use duckdb::Connection;
+use duckdb::{Connection, OptionalExt};
 use sparkify_core::model::SongplaysMode;
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{ALL_TABLES, STAR_TABLES, TableDef};
@@ -33,6 +33,18 @@ pub enum Error {
         path: String,
         #[source]
         source: duckdb::Error,
+    },
+    /// A table holds a primary key value more than once; nothing of the run was committed.
+    #[error(
+        "DuckDB {path}: {table} holds its primary key ({key}) = {value} {count} times; \
+         nothing was committed"
+    )]
+    DuplicateKey {
+        path: String,
+        table: &'static str,
+        key: String,
+        value: String,
+        count: i64,
     },
     /// A statement or an append failed; nothing of the run was committed.
     #[error("DuckDB {path}: {context}: {source}")]
@@ -82,7 +94,7 @@ impl DuckDbSink {
         let mut out = vec!["BEGIN".to_owned()];
         for table in ALL_TABLES {
             out.push(sql::drop_table(table));
-            out.push(sql::create_table(table, &Dialect::DuckDb));
+            out.push(sql::create_table_unkeyed(table, &Dialect::DuckDb));
             if self.appends(table) {
                 out.extend(append_steps(table).into_iter().map(|step| match step {
                     Step::Sql(s) => s,
@@ -92,6 +104,14 @@ impl DuckDbSink {
         }
         if let Transform::Sql(mode) = self.transform {
             out.extend(sql::transforms(&Dialect::DuckDb, mode));
+        }
+        for table in ALL_TABLES {
+            if let (Some(check), Some(add)) =
+                (sql::first_duplicate_key(table), sql::add_primary_key(table))
+            {
+                out.push(format!("-- fails the load if it returns a row: {check}"));
+                out.push(add);
+            }
         }
         out.push("COMMIT".to_owned());
         out
@@ -135,6 +155,31 @@ impl DuckDbSink {
         Ok(conn)
     }
 
+    /// Checks that `table`'s key is unique, naming the first value held twice, then declares
+    /// it. (DuckDB reports a duplicate in a key added after the rows only at COMMIT, and
+    /// without the table's name.)
+    fn add_key(&self, tx: &duckdb::Transaction<'_>, table: &'static TableDef) -> Result<()> {
+        let (Some(check), Some(add)) =
+            (sql::first_duplicate_key(table), sql::add_primary_key(table))
+        else {
+            return Ok(());
+        };
+        let duplicate = tx
+            .query_row(&check, [], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))
+            .optional()
+            .map_err(self.sql_error(check.clone()))?;
+        if let Some((value, count)) = duplicate {
+            return Err(Error::DuplicateKey {
+                path: self.path.display().to_string(),
+                table: table.name,
+                key: table.primary_key.join(", "),
+                value,
+                count,
+            });
+        }
+        tx.execute_batch(&add).map_err(self.sql_error(add))
+    }
+
     fn sql_error(&self, context: impl Into<String>) -> impl FnOnce(duckdb::Error) -> Error {
         let path = self.path.display().to_string();
         let context = context.into();
@@ -165,7 +210,7 @@ impl Sink for DuckDbSink {
         for (table, batch) in load.tables() {
             let drop = sql::drop_table(table);
             tx.execute_batch(&drop).map_err(self.sql_error(drop))?;
-            let create = sql::create_table(table, &Dialect::DuckDb);
+            let create = sql::create_table_unkeyed(table, &Dialect::DuckDb);
             tx.execute_batch(&create).map_err(self.sql_error(create))?;
             if batch.num_rows() == 0 || !self.appends(table) {
                 continue;
@@ -195,6 +240,9 @@ impl Sink for DuckDbSink {
                     .map_err(self.sql_error(statement.clone()))?;
             }
         }
+        for table in ALL_TABLES {
+            self.add_key(&tx, table)?;
+        }
         // Dropping the transaction without commit rolls everything back.
         let committing = std::time::Instant::now();
         tx.commit().map_err(self.sql_error("COMMIT"))?;
@@ -208,8 +256,8 @@ impl Sink for DuckDbSink {
 /// RAM) DuckDB kept the blocks it had already written cached: about 250 MiB through a 355 MB
 /// event load, the largest part of the run's peak. Capped, it evicts them, at the same speed.
 /// The cap leaves each thread far more than the row groups it fills (2 threads needed 16 MiB
-/// for that load; 8 MiB ran out). Keyed tables build an ART index, which cannot spill, and load
-/// under the default.
+/// for that load; 8 MiB ran out). The primary keys' ART indexes, which cannot spill, are built
+/// after it, under the default.
 fn append_memory_limit() -> String {
     format!("{}MiB", (64 * scan::cores()).max(256))
 }
@@ -222,20 +270,17 @@ enum Step {
     Insert(String),
 }
 
-/// How a load appends `table`'s rows: a table with no key (so no index; everything it writes
-/// can be evicted) under [`append_memory_limit`], then the limit back to DuckDB's default.
+/// How a load appends `table`'s rows: under [`append_memory_limit`], then the limit back to
+/// DuckDB's default. Every table is created without its key (it is added once all rows are
+/// in), so there is no index to keep in memory and everything written can be evicted.
 fn append_steps(table: &TableDef) -> Vec<Step> {
-    let insert = Step::Insert(format!(
-        "INSERT INTO {} SELECT * FROM {}(?)",
-        table.name,
-        scan::FUNCTION
-    ));
-    if !table.primary_key.is_empty() {
-        return vec![insert];
-    }
     vec![
         Step::Sql(format!("SET memory_limit = '{}'", append_memory_limit())),
-        insert,
+        Step::Insert(format!(
+            "INSERT INTO {} SELECT * FROM {}(?)",
+            table.name,
+            scan::FUNCTION
+        )),
         Step::Sql("RESET memory_limit".to_owned()),
     ]
 }

@@ -7,6 +7,7 @@ mod staged;
 
 use std::path::Path;
 
+use arrow::array::AsArray;
 use arrow::compute::concat_batches;
 use duckdb::Connection;
 use sparkify_core::model::{self, SongplaysMode};
@@ -58,6 +59,21 @@ fn db_rows(db: &Path, table: &TableDef) -> Vec<Vec<Option<String>>> {
     rows.map(Result::unwrap).collect()
 }
 
+/// Every primary key the file declares, as (table, columns), by table name.
+fn db_keys(db: &Path) -> Vec<(String, String)> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT table_name, array_to_string(constraint_column_names, ', ') \
+             FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' ORDER BY 1",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 #[test]
 fn sql_transform_in_duckdb_gives_the_in_memory_tables() {
     let s = staged();
@@ -80,6 +96,20 @@ fn sql_transform_in_duckdb_gives_the_in_memory_tables() {
                     table.name
                 );
             }
+            // The keys added after the rows are the ones the tables declare, and they hold.
+            let mut declared: Vec<(String, String)> = ALL_TABLES
+                .iter()
+                .filter(|t| !t.primary_key.is_empty())
+                .map(|t| (t.name.to_owned(), t.primary_key.join(", ")))
+                .collect();
+            declared.sort();
+            assert_eq!(db_keys(&db), declared, "{name}, {mode:?}");
+            let again = Connection::open(&db)
+                .unwrap()
+                .execute_batch("INSERT INTO dm_users SELECT * FROM dm_users LIMIT 1")
+                .unwrap_err()
+                .to_string();
+            assert!(again.contains("violates primary key"), "{again}");
         }
     }
 }
@@ -103,7 +133,21 @@ fn a_failed_load_leaves_the_previous_tables() {
         .load(&load(&s, &broken, &errors))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("dm_users"), "{err}");
+    let smallest = star
+        .dm_users
+        .column_by_name("user_id")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Int32Type>()
+        .iter()
+        .flatten()
+        .min()
+        .unwrap();
+    assert!(
+        err.contains(&format!(
+            "dm_users holds its primary key (user_id) = {smallest} 2 times"
+        )),
+        "{err}"
+    );
     let after: Vec<_> = ALL_TABLES.iter().map(|t| db_rows(&db, t)).collect();
     assert!(before == after, "the previous tables changed");
     assert_eq!(STAR_TABLES.len(), 5);
@@ -132,30 +176,67 @@ fn plan_lists_every_statement() {
 }
 
 #[test]
-fn unkeyed_tables_append_under_a_memory_cap_and_keyed_ones_do_not() {
-    let plan = DuckDbSink::new("x.duckdb").plan_text();
-    let at = |prefix: &str| {
-        plan.iter()
-            .position(|s| s.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix} in {plan:#?}"))
-    };
-    let events = at("-- INSERT INTO staging_events ");
-    assert!(
-        plan[events - 1].starts_with("SET memory_limit = '"),
-        "{plan:#?}"
-    );
-    assert_eq!(plan[events + 1], "RESET memory_limit");
-    // A primary key means an ART index, which cannot spill: no cap.
-    let songplays = at("-- INSERT INTO ft_songplays ");
-    assert!(plan[songplays - 1].starts_with("CREATE TABLE"), "{plan:#?}");
-    assert!(plan[songplays + 1].starts_with("DROP TABLE"), "{plan:#?}");
-    let caps = plan
-        .iter()
-        .filter(|s| s.starts_with("SET memory_limit"))
-        .count();
-    let resets = plan.iter().filter(|s| *s == "RESET memory_limit").count();
-    assert_eq!((caps, resets), (3, 3), "{plan:#?}");
+fn tables_append_under_a_memory_cap_and_get_their_keys_after_all_rows() {
+    for sink in [
+        DuckDbSink::new("x.duckdb"),
+        DuckDbSink::new("x.duckdb").with_transform(Transform::Sql(SongplaysMode::Matched)),
+    ] {
+        let plan = sink.plan_text();
+        let at = |prefix: &str| {
+            plan.iter()
+                .position(|s| s.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {plan:#?}"))
+        };
+        // No table is created with its key, so no append maintains an index: every append
+        // runs under the cap.
+        assert!(
+            !plan
+                .iter()
+                .any(|s| s.starts_with("CREATE TABLE") && s.contains("PRIMARY KEY")),
+            "{plan:#?}"
+        );
+        let appends = plan.iter().filter(|s| s.starts_with("-- INSERT")).count();
+        for (i, s) in plan.iter().enumerate() {
+            if s.starts_with("-- INSERT INTO ") {
+                assert!(plan[i - 1].starts_with("SET memory_limit = '"), "{plan:#?}");
+                assert_eq!(plan[i + 1], "RESET memory_limit");
+            }
+        }
+        let caps = plan
+            .iter()
+            .filter(|s| s.starts_with("SET memory_limit"))
+            .count();
+        assert_eq!(caps, appends, "{plan:#?}");
+        // The keys come after every row is in (appends and SQL transforms), each after its
+        // check, then the commit.
+        let keys: Vec<usize> = plan
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.contains("ADD PRIMARY KEY"))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(keys.len(), STAR_TABLES.len(), "{plan:#?}");
+        let last_insert = plan
+            .iter()
+            .rposition(|s| s.contains("INSERT INTO"))
+            .unwrap();
+        assert!(keys[0] > last_insert + 1, "{plan:#?}");
+        for &k in &keys {
+            let table = plan[k].split(' ').nth(2).unwrap();
+            assert!(
+                plan[k - 1].starts_with("-- fails the load if it returns a row: SELECT")
+                    && plan[k - 1].contains(&format!("FROM {table} GROUP BY")),
+                "{plan:#?}"
+            );
+        }
+        assert_eq!(*keys.last().unwrap() + 1, at("COMMIT"));
+    }
 
+    let plan = DuckDbSink::new("x.duckdb").plan_text();
+    let events = plan
+        .iter()
+        .position(|s| s.starts_with("-- INSERT INTO staging_events "))
+        .unwrap();
     // DuckDB takes the cap as written (256 MiB, or 64 MiB a core), and the reset undoes it.
     let conn = Connection::open_in_memory().unwrap();
     let limit = || -> String {
