@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -140,6 +141,9 @@ def main():
     ap.add_argument("--scales", default="1,10,100")
     ap.add_argument("--work", default=None, help="where generated data goes (default: a temp dir)")
     ap.add_argument("--tools", default="sparkify,duckdb,polars")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="measured runs per tool and scale, after one to warm the cache; "
+                         "the table shows their median and range")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="sparkify-compare-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -191,28 +195,33 @@ def main():
                 cmd = [sys.executable, str(plan_dir / "duckdb_job.py"), str(root), str(db), str(plan_dir / "plan.json")]
             else:
                 cmd = [sys.executable, str(plan_dir / "polars_job.py"), str(root)]
-            # Warm the page cache once, then measure.
+            # Warm the page cache once, then measure: the median wall time, the highest RSS.
             run_measured(cmd)
-            wall, rss, out = run_measured(cmd)
+            runs = [run_measured(cmd) for _ in range(max(1, args.runs))]
+            walls = sorted(r[0] for r in runs)
+            wall = statistics.median(walls)
+            rss = max(r[1] for r in runs)
+            out = runs[-1][2]
             if tool == "sparkify":
                 counts = json.loads(summary.read_text())["rows"]
             else:
                 counts = json.loads(out.strip().splitlines()[-1])
-            results[tool] = (wall, rss, {t: counts[t] for t in STAR})
-            print(f"{scale}x {tool}: {wall:.2f} s, {size / wall / 1e6:.1f} MB/s, {rss:.0f} MiB", flush=True)
+            results[tool] = (wall, (walls[0], walls[-1]), rss, {t: counts[t] for t in STAR})
+            print(f"{scale}x {tool}: {wall:.2f} s ({walls[0]:.2f}–{walls[-1]:.2f}), {size / wall / 1e6:.1f} MB/s, {rss:.0f} MiB", flush=True)
             if tool == "sparkify":
                 floor = float(subprocess.run([sys.executable, str(plan_dir / "floor_job.py"), str(db)],
                                              check=True, capture_output=True, text=True).stdout)
                 floors.append((scale, size, counts["staging_events"], floor, wall))
-        for tool, (wall, rss, counts) in results.items():
+        for tool, (wall, spread, rss, counts) in results.items():
             ratio = results["sparkify"][0] / wall if "sparkify" in results else float("nan")
-            same = "yes" if "sparkify" not in results or counts == results["sparkify"][2] else f"no: {counts}"
-            rows.append((scale, size, tool, wall, size / wall / 1e6, rss, ratio, same))
+            same = "yes" if "sparkify" not in results or counts == results["sparkify"][3] else f"no: {counts}"
+            rows.append((scale, size, tool, wall, spread, size / wall / 1e6, rss, ratio, same))
 
-    lines = ["| scale | input MB | tool | wall s | MB/s | peak RSS MiB | sparkify time / tool time | star-schema row counts equal sparkify's |",
-             "|---:|---:|---|---:|---:|---:|---:|---|"]
-    for scale, size, tool, wall, mbs, rss, ratio, same in rows:
-        lines.append(f"| {scale}x | {size / 1e6:.1f} | {tool} | {wall:.2f} | {mbs:.1f} | {rss:.0f} | {ratio:.2f} | {same} |")
+    n = max(1, args.runs)
+    lines = [f"| scale | input MB | tool | wall s (median of {n}) | range s | MB/s | peak RSS MiB | sparkify time / tool time | star-schema row counts equal sparkify's |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+    for scale, size, tool, wall, (lo, hi), mbs, rss, ratio, same in rows:
+        lines.append(f"| {scale}x | {size / 1e6:.1f} | {tool} | {wall:.2f} | {lo:.2f}–{hi:.2f} | {mbs:.1f} | {rss:.0f} | {ratio:.2f} | {same} |")
     if floors:
         lines += ["", "| scale | staging_events rows | DuckDB copying them into a new table, s | ceiling for any tool loading DuckDB, MB/s | share of sparkify's wall time |",
                   "|---:|---:|---:|---:|---:|"]
@@ -229,7 +238,7 @@ def main():
         scales = sorted({r[0] for r in rows})
         width = 0.8 / len(tools)
         for i, tool in enumerate(tools):
-            vals = [next((r[4] for r in rows if r[0] == s and r[2] == tool), 0) for s in scales]
+            vals = [next((r[5] for r in rows if r[0] == s and r[2] == tool), 0) for s in scales]
             ax.bar([x + i * width for x in range(len(scales))], vals, width, label=tool)
         ax.set_xticks([x + width * (len(tools) - 1) / 2 for x in range(len(scales))])
         ax.set_xticklabels([f"{s}x" for s in scales])
