@@ -2,9 +2,10 @@
 (read_ndjson + the same transforms), measured in the same run on the same data.
 
 Run through `benches/compare`, which prepares the virtual environment. Scales: 1x is the real
-data (fixtures/sparkify); Nx keeps the 14,896 song files and multiplies the events by N
-(written by `sparkify gen`), since a hundred times more one-object song files would measure
-the file system more than any engine.
+data (fixtures/sparkify); Nx is written by `sparkify gen`: as many song files as the real data
+(14,896; a hundred times more one-object files would measure the file system more than any
+engine) and N times its events, 5% of the plays matching a song as in the real data (333 of
+6,820), so that every star table has rows.
 
 Prints a markdown table and writes benches/results/compare.md and compare.png.
 """
@@ -171,14 +172,15 @@ def main():
         if scale == 1:
             root = ROOT / "fixtures/sparkify"
         else:
-            root = work / f"x{scale}"
+            root = work / f"gen{scale}"
             if not (root / "log_data").exists():
-                shutil.copytree(ROOT / "fixtures/sparkify/song_data", root / "song_data")
-                subprocess.run([args.sparkify, "gen", "--out", str(root / "gen"), "--songs", "1",
+                tmp = work / f"gen{scale}.partial"
+                shutil.rmtree(tmp, ignore_errors=True)
+                subprocess.run([args.sparkify, "gen", "--out", str(tmp), "--songs", "14896",
                                 "--days", "30", "--users", "100", "--events-per-day", str(270 * scale),
-                                "--seed", str(scale)], check=True, capture_output=True)
-                shutil.move(str(root / "gen" / "log_data"), str(root / "log_data"))
-                shutil.rmtree(root / "gen")
+                                "--match-fraction", "0.05", "--seed", str(scale)],
+                               check=True, capture_output=True)
+                tmp.rename(root)
         size = data_bytes(root)
         results = {}
         for tool in tools:

@@ -37,22 +37,27 @@ pub struct GenReport {
     pub bytes: u64,
 }
 
+/// SplitMix64's output function: a bijection of u64 that scatters nearby inputs.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// SplitMix64: small, fast, and the same on every platform and version.
 #[derive(Debug, Clone)]
 struct Rng(u64);
 
 impl Rng {
+    /// Stream `stream` of `seed`: it starts at a hashed point of the sequence. (Starting at
+    /// `stream × step` made stream i+1 stream i one draw later, so songs drew the same ids:
+    /// seed 42 wrote 14,114 files for 14,896 songs.)
     fn new(seed: u64, stream: u64) -> Self {
-        let mut r = Rng(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        r.next();
-        r
+        Rng(mix(mix(seed) ^ stream))
     }
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.0)
     }
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize

@@ -539,9 +539,9 @@ fn generator_is_deterministic_loads_cleanly_and_matches_as_asked() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let c = tempfile::tempdir().unwrap();
-    let report = sparkify_core::generate::generate(&gen_opts(a.path(), 7, 0.4)).unwrap();
-    sparkify_core::generate::generate(&gen_opts(b.path(), 7, 0.4)).unwrap();
-    sparkify_core::generate::generate(&gen_opts(c.path(), 8, 0.4)).unwrap();
+    let report = sparkify_core::generate::generate(&gen_opts(a.path(), 42, 0.4)).unwrap();
+    sparkify_core::generate::generate(&gen_opts(b.path(), 42, 0.4)).unwrap();
+    sparkify_core::generate::generate(&gen_opts(c.path(), 43, 0.4)).unwrap();
     let ta = tree(a.path());
     assert!(ta == tree(b.path()), "same seed, different output");
     assert!(ta != tree(c.path()), "different seeds, same output");
@@ -549,6 +549,13 @@ fn generator_is_deterministic_loads_cleanly_and_matches_as_asked() {
         (report.song_files, report.log_files, report.events),
         (3000, 5, 15000)
     );
+
+    // One file per song: no two songs share an id (and so a path).
+    let song_files = ta
+        .iter()
+        .filter(|(p, _)| p.starts_with("song_data"))
+        .count();
+    assert_eq!(song_files, 3000);
 
     // The real layout: song_data/X/Y/Z/TRXYZ….json and log_data/YYYY/MM/YYYY-MM-DD-events.json.
     for (path, _) in &ta {
@@ -573,12 +580,14 @@ fn generator_is_deterministic_loads_cleanly_and_matches_as_asked() {
         events.rejects.first()
     );
     assert_eq!(events.batch.num_rows(), 15000);
+    assert_eq!(songs.batch.num_rows(), 3000);
     let matched = model::build(&events.batch, &songs.batch, SongplaysMode::Matched).unwrap();
     let all = model::build(&events.batch, &songs.batch, SongplaysMode::All).unwrap();
     assert_eq!(all.ft_songplays.num_rows(), report.plays);
     let fraction = matched.ft_songplays.num_rows() as f64 / report.plays as f64;
     assert!((fraction - 0.4).abs() < 0.03, "matched fraction {fraction}");
     assert!(matched.dm_users.num_rows() > 30);
+    assert_eq!(matched.dm_songs.num_rows(), 3000);
 }
 
 fn read_dir(dir: &Path, table: &TableDef, opts: &ReadOptions) -> ReadOutput {
