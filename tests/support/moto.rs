@@ -80,7 +80,14 @@ impl Moto {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("sh runs");
-            if answers_http(port, Duration::from_secs(60)) {
+            // Until moto answers; if it exits first (another process took the port), the
+            // watchdog exits too, and we try another port.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut up = false;
+            while !up && Instant::now() < deadline && matches!(watchdog.try_wait(), Ok(None)) {
+                up = answers_http(port, Duration::from_millis(200));
+            }
+            if up {
                 let endpoint = format!("http://127.0.0.1:{port}");
                 let s3 = Arc::new(S3::connect(&options(&endpoint)).unwrap());
                 return Moto {
@@ -168,9 +175,11 @@ impl Moto {
 
 /// Whether an HTTP server answers on 127.0.0.1:`port` within `timeout`.
 ///
-/// A bare TCP connect proves only that something accepted on the port; a status line proves
-/// an HTTP server did. (CI once saw "connection refused" on the first request after a bare
-/// connect had passed; the cause is not known, and failures now show moto's log.)
+/// A bare TCP connect proves only that something accepted on the port. CI once failed with
+/// "connection refused" on the first request to moto after a bare connect had passed, and
+/// moto's log shows it started after that request: most likely one of the test binary's
+/// PostgreSQL servers, which start and stop beside moto on ports picked the same way, held
+/// the port for a moment. A status line comes only from an HTTP server.
 pub fn answers_http(port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
