@@ -66,7 +66,7 @@ con.execute(f'''INSERT INTO staging_events SELECT artist, auth, firstName, gende
       lastName:'VARCHAR', length:'DOUBLE', level:'VARCHAR', location:'VARCHAR', method:'VARCHAR',
       page:'VARCHAR', registration:'DOUBLE', sessionId:'INTEGER', song:'VARCHAR', status:'INTEGER',
       ts:'BIGINT', userAgent:'VARCHAR', userId:'VARCHAR'}})''')
-for s in plan["transforms"]:
+for s in plan["transforms"] + plan["keys"]:
     con.execute(s)
 con.execute("COMMIT")
 print(json.dumps({t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
@@ -161,7 +161,11 @@ def main():
     statements = [s.rstrip(";") for s in statements if not s.startswith("--")]
     ddl = [s for s in statements if s.startswith(("DROP", "CREATE"))]
     transforms = [s for s in statements if s.startswith("INSERT")]
-    (plan_dir / "plan.json").write_text(json.dumps({"ddl": ddl, "transforms": transforms}))
+    # The same primary keys as sparkify's, added as it adds them: after the rows.
+    keys = [s for s in statements if s.startswith("ALTER")]
+    assert keys, "no ALTER TABLE … ADD PRIMARY KEY in the plan"
+    (plan_dir / "plan.json").write_text(json.dumps({"ddl": ddl, "transforms": transforms,
+                                                    "keys": keys}))
     (plan_dir / "duckdb_job.py").write_text(DUCKDB)
     (plan_dir / "polars_job.py").write_text(POLARS)
     (plan_dir / "floor_job.py").write_text(FLOOR)

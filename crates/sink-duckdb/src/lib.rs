@@ -18,7 +18,7 @@ mod scan;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMillisecondType};
-use duckdb::{Connection, OptionalExt};
+use duckdb::Connection;
 use sparkify_core::model::SongplaysMode;
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{ALL_TABLES, STAR_TABLES, TableDef};
@@ -105,14 +105,10 @@ impl DuckDbSink {
         if let Transform::Sql(mode) = self.transform {
             out.extend(sql::transforms(&Dialect::DuckDb, mode));
         }
-        for table in ALL_TABLES {
-            if let (Some(check), Some(add)) =
-                (sql::first_duplicate_key(table), sql::add_primary_key(table))
-            {
-                out.push(format!("-- fails the load if it returns a row: {check}"));
-                out.push(add);
-            }
+        if let Some(check) = sql::duplicate_keys(&ALL_TABLES) {
+            out.push(format!("-- fails the load if it returns a row:\n{check}"));
         }
+        out.extend(ALL_TABLES.iter().filter_map(|t| sql::add_primary_key(t)));
         out.push("COMMIT".to_owned());
         out
     }
@@ -155,20 +151,23 @@ impl DuckDbSink {
         Ok(conn)
     }
 
-    /// Checks that `table`'s key is unique, naming the first value held twice, then declares
-    /// it. (DuckDB reports a duplicate in a key added after the rows only at COMMIT, and
-    /// without the table's name.)
-    fn add_key(&self, tx: &duckdb::Transaction<'_>, table: &'static TableDef) -> Result<()> {
-        let (Some(check), Some(add)) =
-            (sql::first_duplicate_key(table), sql::add_primary_key(table))
-        else {
+    /// Checks that every table's key is unique, naming the first value held twice, then
+    /// declares the keys. (DuckDB reports a duplicate in a key added after the rows only at
+    /// COMMIT, and without the table's name.)
+    fn add_keys(&self, tx: &duckdb::Transaction<'_>) -> Result<()> {
+        let Some(check) = sql::duplicate_keys(&ALL_TABLES) else {
             return Ok(());
         };
-        let duplicate = tx
-            .query_row(&check, [], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))
-            .optional()
+        let mut stmt = tx.prepare(&check).map_err(self.sql_error(check.clone()))?;
+        let found: Vec<(String, String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(Iterator::collect)
             .map_err(self.sql_error(check.clone()))?;
-        if let Some((value, count)) = duplicate {
+        // The first table, in load order, that holds a duplicate.
+        if let Some((table, value, count)) = ALL_TABLES.iter().find_map(|t| {
+            let (_, value, count) = found.iter().find(|(name, ..)| name == t.name)?;
+            Some((t, value.clone(), *count))
+        }) {
             return Err(Error::DuplicateKey {
                 path: self.path.display().to_string(),
                 table: table.name,
@@ -177,7 +176,10 @@ impl DuckDbSink {
                 count,
             });
         }
-        tx.execute_batch(&add).map_err(self.sql_error(add))
+        for add in ALL_TABLES.iter().filter_map(|t| sql::add_primary_key(t)) {
+            tx.execute_batch(&add).map_err(self.sql_error(add))?;
+        }
+        Ok(())
     }
 
     fn sql_error(&self, context: impl Into<String>) -> impl FnOnce(duckdb::Error) -> Error {
@@ -240,9 +242,12 @@ impl Sink for DuckDbSink {
                     .map_err(self.sql_error(statement.clone()))?;
             }
         }
-        for table in ALL_TABLES {
-            self.add_key(&tx, table)?;
-        }
+        let keying = std::time::Instant::now();
+        self.add_keys(&tx)?;
+        tracing::debug!(
+            seconds = keying.elapsed().as_secs_f64(),
+            "keys checked and added"
+        );
         // Dropping the transaction without commit rolls everything back.
         let committing = std::time::Instant::now();
         tx.commit().map_err(self.sql_error("COMMIT"))?;
