@@ -1,7 +1,7 @@
 //! Criterion benchmark of loading DuckDB: the real data's tables through the Arrow appender,
 //! in one transaction, into a fresh file each time.
 //!
-//! `cargo bench -p sparkify-sink-duckdb --bench load`
+//! `cargo bench --workspace --bench load`
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use sparkify_core::model::{self, SongplaysMode};
 use sparkify_core::reject::rejects_batch;
 use sparkify_core::source::{self, ReadOptions};
 use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS};
-use sparkify_core::{Load, Sink};
+use sparkify_core::{Load, Sink, Tables};
 use sparkify_sink_duckdb::DuckDbSink;
 
 fn bench(c: &mut Criterion) {
@@ -24,7 +24,7 @@ fn bench(c: &mut Criterion) {
     let songs = read("song_data", STAGING_SONGS.schema());
     let star = model::build(&events.batch, &songs.batch, SongplaysMode::Matched).expect("model");
     let errors = rejects_batch(&[], 0);
-    let load = Load {
+    let tables = Tables {
         staging_events: &events.batch,
         staging_songs: &songs.batch,
         star: &star,
@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let mut sink = DuckDbSink::new(dir.path().join(format!("b{n}.duckdb")));
-            sink.load(&load).expect("load");
+            sink.load(Load::Parsed(tables)).expect("load");
         })
     });
     g.finish();

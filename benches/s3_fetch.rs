@@ -14,8 +14,7 @@
 //! ```
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/support/moto.rs"]
-mod moto;
+use sparkify_test_support::moto;
 
 use std::time::Instant;
 
@@ -44,11 +43,7 @@ fn main() {
     let _proxy;
     let s3 = match std::env::var("SPARKIFY_BENCH_LATENCY_MS") {
         Ok(ms) => {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = sparkify_test_support::ports::free_port();
             let upstream = moto.endpoint.rsplit(':').next().unwrap().to_owned();
             let script = concat!(
                 env!("CARGO_MANIFEST_DIR"),

@@ -66,5 +66,6 @@ if [ -n "${CARGO_TARGET_DIR:-}" ]; then
 fi
 
 cargo fmt --all -- --check
+python3 scripts/module-cycles.py
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace "$@"

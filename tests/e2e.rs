@@ -1,24 +1,14 @@
 //! End-to-end tests of the `sparkify` binary: the one cargo built for this test run.
 #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use duckdb::Connection;
-use sparkify_sink_redshift::{Flavor, Target, WarehouseSink};
-
-#[path = "../crates/sink-redshift/tests/support/mod.rs"]
-mod pg;
-
-#[path = "support/moto.rs"]
-mod moto;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use sparkify_core::model::SongplaysMode;
+use sparkify_sink_redshift::{WarehouseConfig, WarehouseSink};
+use sparkify_test_support::fixtures::repo;
+use sparkify_test_support::{moto, pg};
 
 /// A folder that looks like a checkout's root to `sparkify run`: `fixtures` links to the
 /// repository's, so the run finds `./fixtures/sparkify` and writes its output here.
@@ -360,11 +350,7 @@ fn songplays_all_keeps_unmatched_plays_and_threads_do_not_matter() {
 }
 
 fn pg_count(url: &str, table: &str) -> i64 {
-    let sink = WarehouseSink::new(
-        Some(Target::from_url(url).unwrap()),
-        Flavor::Postgres,
-        Default::default(),
-    );
+    let sink = WarehouseSink::new(WarehouseConfig::postgres(url, SongplaysMode::Matched));
     let r = sink
         .query(&format!("SELECT count(*) FROM {table}"))
         .unwrap();
@@ -829,4 +815,55 @@ fn redshift_parquet_staging_dry_run_needs_no_json_settings() {
         "{stdout}"
     );
     assert!(!stdout.contains("REGION"), "{stdout}");
+}
+
+#[test]
+fn redshift_ddl_needs_no_configuration_and_missing_settings_are_named_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for action in ["create", "drop"] {
+        let out = sparkify(
+            dir.path(),
+            &["tables", action, "--sink", "redshift", "--dry-run"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("DROP TABLE IF EXISTS ft_songplays;"),
+            "{stdout}"
+        );
+        assert_eq!(
+            stdout.contains("songplay_id BIGINT IDENTITY(0,1) NOT NULL"),
+            action == "create",
+            "{stdout}"
+        );
+    }
+
+    // A load's plan does need COPY's settings: every missing one is named in one message.
+    let out = sparkify(dir.path(), &["etl", "--sink", "redshift", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for setting in [
+        "[s3] events",
+        "[s3] songs",
+        "[s3] jsonpaths",
+        "[s3] region",
+        "[iam] role_arn",
+    ] {
+        assert!(stderr.contains(setting), "{setting} not named: {stderr}");
+    }
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    // Connecting needs the cluster's endpoint: named at once too, before anything is read.
+    std::fs::write(
+        dir.path().join("sparkify.toml"),
+        "[redshift]\ncopy_from = \"parquet\"\n[s3]\nupload_prefix = \"s3://b/stage\"\n\
+         [iam]\nrole_arn = \"arn:aws:iam::1:role/r\"\n",
+    )
+    .unwrap();
+    let out = sparkify(dir.path(), &["tables", "create", "--sink", "redshift"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for setting in ["[redshift] host", "[redshift] database", "[redshift] user"] {
+        assert!(stderr.contains(setting), "{setting} not named: {stderr}");
+    }
 }

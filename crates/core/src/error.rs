@@ -15,13 +15,22 @@ pub enum Error {
     /// An input path or pattern names nothing.
     #[error("no input at {0}: no such file or folder, and no file matches it")]
     NoInput(String),
+    /// An `s3://` URL without a bucket.
+    #[error("bad S3 URL {0:?}: expected s3://bucket/prefix")]
+    S3Url(String),
+    /// Inputs of one table are partly local, partly in S3.
+    #[error("the inputs of a table are all s3:// or all local, not both")]
+    MixedInputs,
+    /// `s3://` inputs with no way given to list or fetch them.
+    #[error("s3:// inputs need an S3 client to list and fetch them")]
+    NoRemote,
     /// A glob pattern is malformed.
     #[error("bad pattern {pattern}: {message}")]
     Pattern { pattern: String, message: String },
     /// A schema the reader cannot decode, or a decoder used out of order.
     #[error("schema: {0}")]
     Schema(String),
-    /// An input from elsewhere (S3, say) could not be fetched.
+    /// An input from elsewhere (S3, say) could not be listed or fetched.
     #[error(transparent)]
     Fetch(Box<dyn std::error::Error + Send + Sync>),
     /// Arrow refused to build a batch.

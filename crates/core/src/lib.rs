@@ -1,6 +1,8 @@
 //! sparkify-core: reads Sparkify's JSON (song files and event logs) into Arrow in parallel,
-//! builds the star schema in memory, and defines the [`Sink`] contract the sinks implement.
-//! It knows no sink, no SQL driver and no async runtime.
+//! builds the star schema in memory, and defines the [`Sink`] contract the sinks implement,
+//! the tables they write ([`table`]) and the SQL they share ([`sql`]). It knows no sink, no
+//! SQL driver and no async runtime: `s3://` inputs are listed and fetched through the
+//! [`source::Remote`] that `sparkify-s3` implements.
 //!
 //! ```no_run
 //! use sparkify_core::{model, source, table};
@@ -16,7 +18,6 @@
 //! ```
 
 pub mod error;
-pub mod generate;
 pub mod model;
 pub mod reader;
 pub mod reject;
@@ -25,7 +26,8 @@ pub mod source;
 pub mod sql;
 pub mod table;
 pub mod text;
+pub mod time;
 
 pub use error::{Error, Result};
 pub use reject::Reject;
-pub use sink::{Load, Sink};
+pub use sink::{Load, Sink, Tables};

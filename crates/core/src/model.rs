@@ -14,7 +14,7 @@ use arrow::array::{
     StringArray, StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{Float64Type, Int32Type, TimestampMillisecondType};
-use chrono::{DateTime, Datelike, Timelike};
+use chrono::{Datelike, Timelike};
 
 use crate::error::Result;
 use crate::table::{
@@ -391,9 +391,7 @@ fn time(ev: &Events<'_>) -> Result<RecordBatch> {
     let parts: Vec<[i32; 6]> = ts
         .iter()
         .map(|&ms| {
-            let t = DateTime::from_timestamp_millis(ms)
-                .expect("the reader keeps timestamps in range")
-                .naive_utc();
+            let t = crate::time::naive(ms).expect("the reader keeps timestamps in range");
             [
                 t.hour() as i32,
                 t.day() as i32,

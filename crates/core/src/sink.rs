@@ -1,15 +1,17 @@
 //! The contract every sink keeps (after DataFusion's `DataSink::write_all` and vector's
-//! healthcheck): built from its config, checked before a long run, then given every table of
-//! a run once; it commits all of them or none before it returns.
+//! `SinkConfig::build` + healthcheck): built from its own config, it can say what a load
+//! would run ([`Sink::plan`], `--dry-run`) and how its tables are made ([`Sink::tables_sql`])
+//! without connecting; it is checked before a long run, then given one [`Load`], and commits
+//! all of it or none before it returns.
 
 use arrow::array::RecordBatch;
 
 use crate::model::StarSchema;
 use crate::table::{LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, TableDef};
 
-/// Everything one run loads.
+/// Every table of a run that sparkify parsed and built itself.
 #[derive(Debug, Clone, Copy)]
-pub struct Load<'a> {
+pub struct Tables<'a> {
     pub staging_events: &'a RecordBatch,
     pub staging_songs: &'a RecordBatch,
     pub star: &'a StarSchema,
@@ -17,9 +19,9 @@ pub struct Load<'a> {
     pub load_errors: &'a RecordBatch,
 }
 
-impl Load<'_> {
+impl Tables<'_> {
     /// Every table with its definition, in the order a run reports them.
-    pub fn tables(&self) -> [(&'static TableDef, &RecordBatch); 8] {
+    pub fn all(&self) -> [(&'static TableDef, &RecordBatch); 8] {
         let [fact, users, songs, artists, time] = self.star.tables();
         [
             (&STAGING_EVENTS, self.staging_events),
@@ -34,6 +36,30 @@ impl Load<'_> {
     }
 }
 
+/// Where a load's staging tables come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Load<'a> {
+    /// Parsed here: every table as batches.
+    Parsed(Tables<'a>),
+    /// Read by the warehouse itself from where the input lies (Redshift's `COPY` of the JSON
+    /// in S3); nothing was parsed here, and the warehouse builds the star schema in SQL.
+    InWarehouse,
+}
+
+/// What a sink stages from; see [`Load`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staging {
+    Parsed,
+    InWarehouse,
+}
+
+/// `sparkify tables create` (drop, then create, every table) or `drop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TablesAction {
+    Create,
+    Drop,
+}
+
 /// A place the tables go.
 pub trait Sink {
     /// The sink's own error.
@@ -42,9 +68,23 @@ pub trait Sink {
     /// A short description for messages, with no secrets in it.
     fn describe(&self) -> String;
 
+    /// Where this sink's staging tables come from (parsed here, unless it says otherwise).
+    fn staging(&self) -> Staging {
+        Staging::Parsed
+    }
+
+    /// Every statement a load runs, in order, as text (`--dry-run`); connects to nothing.
+    fn plan(&self) -> Result<Vec<String>, Self::Error>;
+
+    /// The statements that create (drop, then create) or drop every table; connects to nothing.
+    fn tables_sql(&self, action: TablesAction) -> Result<Vec<String>, Self::Error>;
+
+    /// Runs `statements` in one transaction.
+    fn execute(&mut self, statements: &[String]) -> Result<(), Self::Error>;
+
     /// Checks that the sink can be reached and written before the input is read.
     fn check(&mut self) -> Result<(), Self::Error>;
 
     /// Replaces the sink's tables with `load`'s, all or nothing.
-    fn load(&mut self, load: &Load<'_>) -> Result<(), Self::Error>;
+    fn load(&mut self, load: Load<'_>) -> Result<(), Self::Error>;
 }

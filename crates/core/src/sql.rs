@@ -5,6 +5,7 @@
 //! to the same tables.
 
 use crate::model::SongplaysMode;
+use crate::sink::TablesAction;
 use crate::table::{ALL_TABLES, Column, SqlType, TableDef};
 
 /// A SQL dialect.
@@ -172,6 +173,14 @@ pub fn recreate_all(dialect: &Dialect) -> Vec<String> {
         .iter()
         .flat_map(|t| [drop_table(t), create_table(t, dialect)])
         .collect()
+}
+
+/// `sparkify tables create|drop`: drop and create every table, or drop every table.
+pub fn tables_sql(action: TablesAction, dialect: &Dialect) -> Vec<String> {
+    match action {
+        TablesAction::Create => recreate_all(dialect),
+        TablesAction::Drop => ALL_TABLES.iter().map(|t| drop_table(t)).collect(),
+    }
 }
 
 /// The conditions that make an event a play.

@@ -211,6 +211,9 @@ pub const LOAD_ERRORS: TableDef = TableDef {
     primary_key: &[],
 };
 
+/// The staging tables: every valid input record, as read.
+pub const STAGING_TABLES: [&TableDef; 2] = [&STAGING_EVENTS, &STAGING_SONGS];
+
 /// The five tables of the star schema, fact first.
 pub const STAR_TABLES: [&TableDef; 5] =
     [&FT_SONGPLAYS, &DM_USERS, &DM_SONGS, &DM_ARTISTS, &DM_TIME];

@@ -5,7 +5,6 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
     DataType, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMillisecondType,
 };
-use chrono::DateTime;
 
 /// Every row of `batch` as text; `None` for NULL.
 pub fn rows(batch: &RecordBatch) -> Vec<Vec<Option<String>>> {
@@ -32,7 +31,7 @@ pub fn value(array: &dyn Array, row: usize) -> Option<String> {
         DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_string(),
         DataType::Float64 => double(array.as_primitive::<Float64Type>().value(row)),
         DataType::Timestamp(TimeUnit::Millisecond, None) => {
-            timestamp_ms(array.as_primitive::<TimestampMillisecondType>().value(row))
+            crate::time::text(array.as_primitive::<TimestampMillisecondType>().value(row))
         }
         other => format!("<{other}>"),
     })
@@ -43,27 +42,12 @@ pub fn double(v: f64) -> String {
     format!("{v}")
 }
 
-/// Epoch milliseconds as `YYYY-MM-DD HH:MM:SS[.fff]`, trailing zeros of the fraction dropped.
-pub fn timestamp_ms(ms: i64) -> String {
-    let Some(t) = DateTime::from_timestamp_millis(ms) else {
-        return format!("<{ms} ms>");
-    };
-    let base = t.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string();
-    match ms.rem_euclid(1000) {
-        0 => base,
-        frac => format!("{base}.{}", format!("{frac:03}").trim_end_matches('0')),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_print_like_postgres() {
-        assert_eq!(timestamp_ms(1541106106796), "2018-11-01 21:01:46.796");
-        assert_eq!(timestamp_ms(1541106106790), "2018-11-01 21:01:46.79");
-        assert_eq!(timestamp_ms(1541106106000), "2018-11-01 21:01:46");
+    fn doubles_print_like_postgres() {
         assert_eq!(double(213.9424), "213.9424");
     }
 }

@@ -23,7 +23,6 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,13 +34,15 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use futures_util::StreamExt;
+use sparkify_core::source::{Blob, BoxError, InputFile, Location, Remote};
 use tokio::runtime::Runtime;
 
 /// What can go wrong talking to S3. Messages name the bucket or object, never a credential.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("bad S3 URL {0:?}: expected s3://bucket/prefix")]
-    Url(String),
+    /// A malformed `s3://` URL.
+    #[error(transparent)]
+    Url(#[from] sparkify_core::Error),
     #[error("bucket {bucket:?} does not exist (or is not visible with these credentials)")]
     NoBucket { bucket: String },
     #[error("no objects under {url}")]
@@ -64,53 +65,64 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// `s3://bucket/key-or-prefix`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct S3Url {
-    pub bucket: String,
-    /// The key, or a prefix, without a leading `/` (may be empty: the whole bucket).
-    pub key: String,
+pub use sparkify_core::source::S3Url;
+
+/// `[s3]` of `sparkify.toml`: where things lie in S3, and how to reach it.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// The event logs, the song files and the logs' JSONPaths file (Redshift's JSON COPY,
+    /// and the defaults of `--events` / `--songs` for it).
+    pub events: Option<String>,
+    pub songs: Option<String>,
+    pub jsonpaths: Option<String>,
+    pub region: Option<String>,
+    /// An S3-compatible endpoint (else `AWS_ENDPOINT_URL`); path-style addressing with it.
+    pub endpoint: Option<String>,
+    /// Where Redshift's Parquet upload puts its parts. Formerly `staging_prefix`.
+    #[serde(alias = "staging_prefix")]
+    pub upload_prefix: Option<String>,
 }
 
-impl S3Url {
-    pub fn parse(url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| Error::Url(url.to_owned()))?;
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::Url(url.to_owned()));
-        }
-        Ok(S3Url {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-        })
-    }
-
-    /// `self` with `/rel` appended (no doubled slash).
-    pub fn join(&self, rel: &str) -> S3Url {
-        let key = match self.key.trim_end_matches('/') {
-            "" => rel.to_owned(),
-            base => format!("{base}/{rel}"),
-        };
-        S3Url {
-            bucket: self.bucket.clone(),
-            key,
-        }
-    }
-
-    /// The same bucket, another key.
-    pub fn with_key(&self, key: &str) -> S3Url {
-        S3Url {
-            bucket: self.bucket.clone(),
-            key: key.to_owned(),
-        }
-    }
+/// `s3://` inputs for the core's reader: listed with [`S3::list`], fetched with
+/// [`S3::fetch`], `concurrency` GETs at a time.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub s3: Arc<S3>,
+    pub concurrency: usize,
 }
 
-impl fmt::Display for S3Url {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s3://{}/{}", self.bucket, self.key)
+impl Remote for Source {
+    fn list(&self, url: &S3Url) -> std::result::Result<Vec<(S3Url, u64)>, BoxError> {
+        Ok(self
+            .s3
+            .list(url)?
+            .into_iter()
+            .map(|o| (o.url, o.size))
+            .collect())
+    }
+
+    fn fetch(
+        &self,
+        files: &[InputFile],
+    ) -> Box<dyn Iterator<Item = std::result::Result<Blob, BoxError>> + Send + '_> {
+        let objects = files
+            .iter()
+            .filter_map(|f| match &f.location {
+                Location::S3(url) => Some(Object {
+                    url: url.clone(),
+                    size: f.len,
+                }),
+                Location::Path(_) => None,
+            })
+            .collect();
+        Box::new(self.s3.fetch(objects, self.concurrency).map(|f| {
+            f.map(|f| Blob {
+                name: f.url.to_string(),
+                data: f.body,
+            })
+            .map_err(BoxError::from)
+        }))
     }
 }
 
@@ -158,6 +170,41 @@ impl fmt::Debug for StaticKeys {
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<secret>")
             .finish()
+    }
+}
+
+/// A client connected on first use, so that a run that never touches S3 never builds one.
+#[derive(Debug)]
+pub struct LazyS3 {
+    opts: S3Options,
+    cell: std::sync::OnceLock<Arc<S3>>,
+}
+
+impl LazyS3 {
+    pub fn new(opts: S3Options) -> Self {
+        LazyS3 {
+            opts,
+            cell: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A client already connected.
+    pub fn connected(s3: Arc<S3>) -> Self {
+        let cell = std::sync::OnceLock::new();
+        let _ = cell.set(s3);
+        LazyS3 {
+            opts: S3Options::default(),
+            cell,
+        }
+    }
+
+    /// The client, connecting it the first time.
+    pub fn get(&self) -> Result<Arc<S3>> {
+        if let Some(s3) = self.cell.get() {
+            return Ok(Arc::clone(s3));
+        }
+        let s3 = Arc::new(S3::connect(&self.opts)?);
+        Ok(Arc::clone(self.cell.get_or_init(|| s3)))
     }
 }
 
@@ -275,11 +322,11 @@ impl S3 {
         })
     }
 
-    /// Every object under `url`'s prefix (all pages of `ListObjectsV2`), sorted by key as
-    /// paths sort, so a listing reads in the same order as the same files on disk. Keys that
+    /// Every object under `url`'s prefix (all pages of `ListObjectsV2`), in S3's order (by
+    /// key bytes; `sparkify_core::source::discover_all` puts inputs in path order). Keys that
     /// end in `/` (folder markers) are left out. An empty listing is [`Error::NoObjects`].
     pub fn list(&self, url: &S3Url) -> Result<Vec<Object>> {
-        let mut objects = self.rt.block_on(async {
+        let objects = self.rt.block_on(async {
             let mut pages = self
                 .client
                 .list_objects_v2()
@@ -316,7 +363,6 @@ impl S3 {
                 url: url.to_string(),
             });
         }
-        objects.sort_by(|a, b| Path::new(&a.url.key).cmp(Path::new(&b.url.key)));
         Ok(objects)
     }
 
@@ -581,17 +627,6 @@ impl Iterator for FetchIter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_parse_and_join() {
-        let u = S3Url::parse("s3://b/song_data/").unwrap();
-        assert_eq!(u.bucket, "b");
-        assert_eq!(u.join("x.json").key, "song_data/x.json");
-        assert_eq!(S3Url::parse("s3://b").unwrap().join("k").key, "k");
-        assert_eq!(S3Url::parse("s3://b/p").unwrap().to_string(), "s3://b/p");
-        assert!(S3Url::parse("s3:///k").is_err());
-        assert!(S3Url::parse("/tmp/x").is_err());
-    }
 
     #[test]
     fn copy_source_is_percent_encoded() {

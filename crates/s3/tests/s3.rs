@@ -1,10 +1,11 @@
 //! The S3 client against a real S3-compatible server (moto on 127.0.0.1).
 #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
 
-#[path = "../../../tests/support/moto.rs"]
-mod moto;
+use std::sync::Arc;
 
-use sparkify_s3::{Body, Object, S3Url};
+use sparkify_core::source::{Input, discover_all};
+use sparkify_s3::{Body, Object, S3Url, Source};
+use sparkify_test_support::moto;
 
 #[test]
 fn listing_pages_sorts_as_paths_and_fetch_keeps_that_order() {
@@ -25,10 +26,27 @@ fn listing_pages_sorts_as_paths_and_fetch_keeps_that_order() {
         })
         .collect();
     s3.put_many(uploads, 32).unwrap();
-    let listed = s3
-        .list(&S3Url::parse(&format!("s3://{bucket}/p/")).unwrap())
-        .unwrap();
-    assert_eq!(listed.len(), 1202, "the folder marker is left out");
+    let prefix = S3Url::parse(&format!("s3://{bucket}/p/")).unwrap();
+    assert_eq!(
+        s3.list(&prefix).unwrap().len(),
+        1202,
+        "the folder marker is left out"
+    );
+    // The inputs, as the reader sees them: in path order.
+    let source = Source {
+        s3: Arc::clone(&s3),
+        concurrency: 8,
+    };
+    let found = discover_all(&[Input::S3(prefix)], Some(&source)).unwrap();
+    let listed: Vec<Object> = found
+        .files
+        .iter()
+        .map(|f| Object {
+            url: S3Url::parse(&f.name()).unwrap(),
+            size: f.len,
+        })
+        .collect();
+    assert_eq!(listed.len(), 1202);
     assert_eq!(listed[0].url.key, "p/a/x.json");
     assert_eq!(listed[1].url.key, "p/a-b/y.json");
     for concurrency in [1, 7, 64] {

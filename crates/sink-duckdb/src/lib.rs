@@ -12,14 +12,12 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 mod scan;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMillisecondType};
 use duckdb::Connection;
 use sparkify_core::model::SongplaysMode;
+use sparkify_core::sink::TablesAction;
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{ALL_TABLES, STAR_TABLES, TableDef};
 use sparkify_core::{Load, Sink};
@@ -46,6 +44,12 @@ pub enum Error {
         value: String,
         count: i64,
     },
+    /// The load brought no parsed tables: DuckDB cannot read the input itself.
+    #[error("DuckDB {path}: a load needs the parsed tables")]
+    NothingParsed { path: String },
+    /// A batch could not be converted for DuckDB.
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
     /// A statement or an append failed; nothing of the run was committed.
     #[error("DuckDB {path}: {context}: {source}")]
     Sql {
@@ -89,42 +93,8 @@ impl DuckDbSink {
         self
     }
 
-    /// Every statement a load runs, in order (appends shown as comments), for `--dry-run`.
-    pub fn plan_text(&self) -> Vec<String> {
-        let mut out = vec!["BEGIN".to_owned()];
-        for table in ALL_TABLES {
-            out.push(sql::drop_table(table));
-            out.push(sql::create_table_unkeyed(table, &Dialect::DuckDb));
-            if self.appends(table) {
-                out.extend(append_steps(table).into_iter().map(|step| match step {
-                    Step::Sql(s) => s,
-                    Step::Insert(s) => format!("-- {s}: the run's rows (parallel Arrow scan)"),
-                }));
-            }
-        }
-        if let Transform::Sql(mode) = self.transform {
-            out.extend(sql::transforms(&Dialect::DuckDb, mode));
-        }
-        if let Some(check) = sql::duplicate_keys(&ALL_TABLES) {
-            out.push(format!("-- fails the load if it returns a row:\n{check}"));
-        }
-        out.extend(ALL_TABLES.iter().filter_map(|t| sql::add_primary_key(t)));
-        out.push("COMMIT".to_owned());
-        out
-    }
-
     fn appends(&self, table: &TableDef) -> bool {
         self.transform == Transform::Memory || !STAR_TABLES.iter().any(|t| t.name == table.name)
-    }
-
-    /// Runs `statements` in one transaction.
-    pub fn execute(&self, statements: &[String]) -> Result<()> {
-        let mut conn = self.open()?;
-        let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
-        for s in statements {
-            tx.execute_batch(s).map_err(self.sql_error(s.clone()))?;
-        }
-        tx.commit().map_err(self.sql_error("COMMIT"))
     }
 
     pub fn path(&self) -> &Path {
@@ -200,16 +170,59 @@ impl Sink for DuckDbSink {
         format!("duckdb:{}", self.path.display())
     }
 
+    /// Every statement a load runs, in order (appends shown as comments), for `--dry-run`.
+    fn plan(&self) -> Result<Vec<String>> {
+        let mut out = vec!["BEGIN".to_owned()];
+        for table in ALL_TABLES {
+            out.push(sql::drop_table(table));
+            out.push(sql::create_table_unkeyed(table, &Dialect::DuckDb));
+            if self.appends(table) {
+                out.extend(append_steps(table).into_iter().map(|step| match step {
+                    Step::Sql(s) => s,
+                    Step::Insert(s) => format!("-- {s}: the run's rows (parallel Arrow scan)"),
+                }));
+            }
+        }
+        if let Transform::Sql(mode) = self.transform {
+            out.extend(sql::transforms(&Dialect::DuckDb, mode));
+        }
+        if let Some(check) = sql::duplicate_keys(&ALL_TABLES) {
+            out.push(format!("-- fails the load if it returns a row:\n{check}"));
+        }
+        out.extend(ALL_TABLES.iter().filter_map(|t| sql::add_primary_key(t)));
+        out.push("COMMIT".to_owned());
+        Ok(out)
+    }
+
+    fn tables_sql(&self, action: TablesAction) -> Result<Vec<String>> {
+        Ok(sql::tables_sql(action, &Dialect::DuckDb))
+    }
+
+    /// Runs `statements` in one transaction.
+    fn execute(&mut self, statements: &[String]) -> Result<()> {
+        let mut conn = self.open()?;
+        let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
+        for s in statements {
+            tx.execute_batch(s).map_err(self.sql_error(s.clone()))?;
+        }
+        tx.commit().map_err(self.sql_error("COMMIT"))
+    }
+
     fn check(&mut self) -> Result<()> {
         let conn = self.open()?;
         conn.execute_batch("SELECT 1")
             .map_err(self.sql_error("checking the connection"))
     }
 
-    fn load(&mut self, load: &Load<'_>) -> Result<()> {
+    fn load(&mut self, load: Load<'_>) -> Result<()> {
+        let Load::Parsed(tables) = load else {
+            return Err(Error::NothingParsed {
+                path: self.path.display().to_string(),
+            });
+        };
         let mut conn = self.open_for_inserts()?;
         let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
-        for (table, batch) in load.tables() {
+        for (table, batch) in tables.all() {
             let drop = sql::drop_table(table);
             tx.execute_batch(&drop).map_err(self.sql_error(drop))?;
             let create = sql::create_table_unkeyed(table, &Dialect::DuckDb);
@@ -219,7 +232,7 @@ impl Sink for DuckDbSink {
             }
             let appending = std::time::Instant::now();
             let context = || format!("appending {} rows to {}", batch.num_rows(), table.name);
-            let registered = scan::Registration::new(for_duckdb(batch));
+            let registered = scan::Registration::new(sparkify_core::time::to_micros(batch)?);
             for step in append_steps(table) {
                 match step {
                     Step::Sql(s) => tx.execute_batch(&s).map_err(self.sql_error(s))?,
@@ -288,28 +301,4 @@ fn append_steps(table: &TableDef) -> Vec<Step> {
         )),
         Step::Sql("RESET memory_limit".to_owned()),
     ]
-}
-
-/// The batch with millisecond timestamps widened to DuckDB's microsecond `TIMESTAMP`.
-fn for_duckdb(batch: &RecordBatch) -> RecordBatch {
-    let schema = batch.schema();
-    let mut fields = Vec::with_capacity(schema.fields().len());
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(fields.capacity());
-    for (field, col) in schema.fields().iter().zip(batch.columns()) {
-        if let DataType::Timestamp(TimeUnit::Millisecond, None) = field.data_type() {
-            let ms = col.as_primitive::<TimestampMillisecondType>();
-            let us: TimestampMicrosecondArray = ms.unary(|v| v * 1000);
-            fields.push(Field::new(
-                field.name(),
-                us.data_type().clone(),
-                field.is_nullable(),
-            ));
-            columns.push(Arc::new(us));
-        } else {
-            fields.push(field.as_ref().clone());
-            columns.push(Arc::clone(col));
-        }
-    }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .expect("same columns, same lengths")
 }

@@ -2,9 +2,6 @@
 //! the previous tables as they were.
 #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
 
-#[path = "../../../tests/support/staged.rs"]
-mod staged;
-
 use std::path::Path;
 
 use arrow::array::AsArray;
@@ -15,7 +12,8 @@ use sparkify_core::reject::rejects_batch;
 use sparkify_core::table::{ALL_TABLES, STAR_TABLES, TableDef};
 use sparkify_core::{Sink, text};
 use sparkify_sink_duckdb::{DuckDbSink, Transform};
-use staged::{load, staged};
+use sparkify_test_support::assert_tables_eq;
+use sparkify_test_support::fixtures::{load, staged};
 
 /// A table's rows as text, in key order; timestamps printed like PostgreSQL's.
 fn db_rows(db: &Path, table: &TableDef) -> Vec<Vec<Option<String>>> {
@@ -48,7 +46,7 @@ fn db_rows(db: &Path, table: &TableDef) -> Vec<Vec<Option<String>>> {
                 .map(|i| {
                     if table.columns[i].ty == sparkify_core::table::SqlType::Timestamp {
                         r.get::<_, Option<i64>>(i)
-                            .map(|v| v.map(text::timestamp_ms))
+                            .map(|v| v.map(sparkify_core::time::text))
                     } else {
                         r.get::<_, Option<String>>(i)
                     }
@@ -86,10 +84,12 @@ fn sql_transform_in_duckdb_gives_the_in_memory_tables() {
             let db = dir.path().join(format!("{name}-{mode:?}.duckdb"));
             DuckDbSink::new(&db)
                 .with_transform(transform)
-                .load(&load(&s, &star, &errors))
+                .load(load(&s, &star, &errors))
                 .unwrap();
             for (table, batch) in star.tables() {
-                assert_eq!(
+                let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+                assert_tables_eq!(
+                    columns = columns;
                     db_rows(&db, table),
                     text::rows(batch),
                     "{} ({name}, {mode:?})",
@@ -122,7 +122,7 @@ fn a_failed_load_leaves_the_previous_tables() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("t.duckdb");
     let mut sink = DuckDbSink::new(&db);
-    sink.load(&load(&s, &star, &errors)).unwrap();
+    sink.load(load(&s, &star, &errors)).unwrap();
     let before: Vec<_> = ALL_TABLES.iter().map(|t| db_rows(&db, t)).collect();
 
     // dm_users twice over: its primary key fails half-way through the load.
@@ -130,7 +130,7 @@ fn a_failed_load_leaves_the_previous_tables() {
     broken.dm_users =
         concat_batches(&star.dm_users.schema(), [&star.dm_users, &star.dm_users]).unwrap();
     let err = sink
-        .load(&load(&s, &broken, &errors))
+        .load(load(&s, &broken, &errors))
         .unwrap_err()
         .to_string();
     let smallest = star
@@ -157,7 +157,8 @@ fn a_failed_load_leaves_the_previous_tables() {
 fn plan_lists_every_statement() {
     let plan = DuckDbSink::new("x.duckdb")
         .with_transform(Transform::Sql(SongplaysMode::Matched))
-        .plan_text();
+        .plan()
+        .unwrap();
     assert_eq!(plan.first().map(String::as_str), Some("BEGIN"));
     assert_eq!(plan.last().map(String::as_str), Some("COMMIT"));
     assert!(
@@ -181,7 +182,7 @@ fn tables_append_under_a_memory_cap_and_get_their_keys_after_all_rows() {
         DuckDbSink::new("x.duckdb"),
         DuckDbSink::new("x.duckdb").with_transform(Transform::Sql(SongplaysMode::Matched)),
     ] {
-        let plan = sink.plan_text();
+        let plan = sink.plan().unwrap();
         let at = |prefix: &str| {
             plan.iter()
                 .position(|s| s.starts_with(prefix))
@@ -234,7 +235,7 @@ fn tables_append_under_a_memory_cap_and_get_their_keys_after_all_rows() {
         assert_eq!(*keys.last().unwrap() + 1, at("COMMIT"));
     }
 
-    let plan = DuckDbSink::new("x.duckdb").plan_text();
+    let plan = DuckDbSink::new("x.duckdb").plan().unwrap();
     let events = plan
         .iter()
         .position(|s| s.starts_with("-- INSERT INTO staging_events "))

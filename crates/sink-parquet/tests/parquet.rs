@@ -3,12 +3,6 @@
 //! a rerun replaces the output, in a folder and under an S3 prefix (a real local S3 server).
 #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
 
-#[path = "../../../tests/support/staged.rs"]
-mod staged;
-
-#[path = "../../../tests/support/moto.rs"]
-mod moto;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -19,13 +13,14 @@ use parquet::basic::{LogicalType, TimeUnit};
 use sparkify_core::model::{self, SongplaysMode, StarSchema};
 use sparkify_core::reject::rejects_batch;
 use sparkify_core::table::{ALL_TABLES, DM_SONGS, FT_SONGPLAYS, TableDef};
-use sparkify_core::{Load, Sink};
-use sparkify_sink_parquet::{
-    NULL_PARTITION, ParquetSink, Partition, Target, for_parquet, partitioning,
-};
+use sparkify_core::{Sink, Tables};
+use sparkify_parquet::{NULL_PARTITION, Partition, for_parquet, partitioning};
+use sparkify_sink_parquet::ParquetSink;
+use sparkify_test_support::fixtures::{self as staged, Staged};
+use sparkify_test_support::moto;
 
 struct Run {
-    staged: staged::Staged,
+    staged: Staged,
     star: StarSchema,
     errors: RecordBatch,
 }
@@ -47,8 +42,17 @@ fn run_with(songs: usize) -> Run {
 }
 
 impl Run {
-    fn load(&self) -> Load<'_> {
-        staged::load(&self.staged, &self.star, &self.errors)
+    fn tables(&self) -> Tables<'_> {
+        Tables {
+            staging_events: &self.staged.events,
+            staging_songs: &self.staged.songs,
+            star: &self.star,
+            load_errors: &self.errors,
+        }
+    }
+
+    fn load(&self) -> sparkify_core::Load<'_> {
+        sparkify_core::Load::Parsed(self.tables())
     }
 }
 
@@ -185,9 +189,9 @@ fn read_back(root: &Path, table: &TableDef) -> (BTreeSet<Vec<String>>, BTreeSet<
     (got, folders, n)
 }
 
-fn assert_equal_to_memory(root: &Path, load: &Load<'_>, staging: bool) {
+fn assert_equal_to_memory(root: &Path, tables: &Tables<'_>, staging: bool) {
     assert!(root.join("_SUCCESS").is_file());
-    for (table, batch) in load.tables() {
+    for (table, batch) in tables.all() {
         if table.name.starts_with("staging_") && !staging {
             assert!(!root.join(table.name).exists(), "{}", table.name);
             continue;
@@ -230,10 +234,10 @@ fn parquet_in_a_folder_reads_back_as_the_tables() {
     let r = run();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lake");
-    let mut sink = ParquetSink::new(Target::Dir(out.clone())).with_staging(true);
+    let mut sink = ParquetSink::dir(&out).with_staging_tables(true);
     sink.check().unwrap();
-    sink.load(&r.load()).unwrap();
-    assert_equal_to_memory(&out, &r.load(), true);
+    sink.load(r.load()).unwrap();
+    assert_equal_to_memory(&out, &r.tables(), true);
     assert!(
         out.join("ft_songplays/year=2018/month=11/part-00000.parquet")
             .is_file()
@@ -250,17 +254,17 @@ fn a_rerun_replaces_the_folder_and_leaves_nothing_beside_it() {
     let r = run();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lake");
-    ParquetSink::new(Target::Dir(out.clone()))
-        .with_staging(true)
-        .load(&r.load())
+    ParquetSink::dir(&out)
+        .with_staging_tables(true)
+        .load(r.load())
         .unwrap();
     std::fs::write(out.join("dm_users/stale.parquet"), b"old").unwrap();
-    ParquetSink::new(Target::Dir(out.clone()))
+    ParquetSink::dir(&out)
         .with_compression(sparkify_sink_parquet::Compression::Snappy)
-        .load(&r.load())
+        .load(r.load())
         .unwrap();
     assert!(!out.join("dm_users/stale.parquet").exists());
-    assert_equal_to_memory(&out, &r.load(), false);
+    assert_equal_to_memory(&out, &r.tables(), false);
     let beside: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -281,12 +285,9 @@ fn parquet_under_an_s3_prefix_is_swapped_in_and_reads_back() {
     s3.put(&stale, b"old".to_vec()).unwrap();
     let neighbour = sparkify_s3::S3Url::parse(&format!("s3://{bucket}/lake-other/keep")).unwrap();
     s3.put(&neighbour, b"keep".to_vec()).unwrap();
-    let mut sink = ParquetSink::new(Target::S3 {
-        s3: s3.clone(),
-        url: url.clone(),
-    });
+    let mut sink = ParquetSink::s3(s3.clone(), url.clone());
     sink.check().unwrap();
-    sink.load(&r.load()).unwrap();
+    sink.load(r.load()).unwrap();
 
     // Download everything under the prefix and compare as for a folder.
     let dir = tempfile::tempdir().unwrap();
@@ -301,7 +302,7 @@ fn parquet_under_an_s3_prefix_is_swapped_in_and_reads_back() {
         fetched += 1;
     }
     assert!(fetched > 10);
-    assert_equal_to_memory(dir.path(), &r.load(), false);
+    assert_equal_to_memory(dir.path(), &r.tables(), false);
     assert!(
         !dir.path().join("ft_songplays/year=1999").exists(),
         "the stale partition was deleted"

@@ -6,7 +6,7 @@ use std::error::Error as StdError;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
 use bytes::BytesMut;
-use chrono::{DateTime, NaiveDateTime};
+use chrono::NaiveDateTime;
 use sparkify_core::table::{SqlType, TableDef};
 use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -75,8 +75,7 @@ fn value<'a>(batch: &'a RecordBatch, col: usize, ty: SqlType, row: usize) -> Val
         SqlType::Timestamp => Value::Timestamp(
             valid
                 .then(|| a.as_primitive::<TimestampMillisecondType>().value(row))
-                .and_then(DateTime::from_timestamp_millis)
-                .map(|t| t.naive_utc()),
+                .and_then(sparkify_core::time::naive),
         ),
     }
 }

@@ -2,14 +2,6 @@
 //! checked exactly (no cluster can run here).
 #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
 
-#[path = "../../../tests/support/staged.rs"]
-mod staged;
-
-mod support;
-
-#[path = "../../../tests/support/moto.rs"]
-mod moto;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,20 +9,20 @@ use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use sparkify_core::model::{self, SongplaysMode};
 use sparkify_core::reject::rejects_batch;
-use sparkify_core::sql::RedshiftKeys;
+use sparkify_core::sink::TablesAction;
 use sparkify_core::table::{ALL_TABLES, STAGING_EVENTS, SqlType, TableDef};
 use sparkify_core::{Reject, Sink, text};
-use sparkify_sink_redshift::stage::{self, StageOptions};
-use sparkify_sink_redshift::{Flavor, QueryResult, RedshiftCopy, Staging, Target, WarehouseSink};
-use staged::{Staged, load, staged};
-use support::PgServer;
+use sparkify_sink_redshift::upload::{self, UploadOptions};
+use sparkify_sink_redshift::{
+    CopySettings, QueryResult, RedshiftSection, WarehouseConfig, WarehouseSink,
+};
+use sparkify_test_support::assert_tables_eq;
+use sparkify_test_support::fixtures::{Staged, load, staged};
+use sparkify_test_support::moto;
+use sparkify_test_support::pg::PgServer;
 
 fn sink(pg: &PgServer, mode: SongplaysMode) -> WarehouseSink {
-    WarehouseSink::new(
-        Some(Target::from_url(&pg.url()).unwrap()),
-        Flavor::Postgres,
-        mode,
-    )
+    WarehouseSink::new(WarehouseConfig::postgres(&pg.url(), mode))
 }
 
 /// A table from the server, rows in key order (text keys by bytes).
@@ -86,9 +78,11 @@ fn postgres_builds_the_same_star_schema_as_the_in_memory_model() {
         sink.check().unwrap();
         // Twice: a second load of the same data gives the same tables.
         for _ in 0..2 {
-            sink.load(&load(&s, &star, &errors)).unwrap();
+            sink.load(load(&s, &star, &errors)).unwrap();
             for (table, batch) in star.tables() {
-                assert_eq!(
+                let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+                assert_tables_eq!(
+                    columns = columns;
                     server_rows(&sink, table),
                     text::rows(batch),
                     "{} ({mode:?})",
@@ -146,8 +140,9 @@ fn postgres_builds_the_same_star_schema_as_the_in_memory_model() {
 #[test]
 fn tables_create_and_drop() {
     let pg = PgServer::start();
-    let sink = sink(&pg, SongplaysMode::Matched);
-    sink.execute(&sink.create_tables_sql()).unwrap();
+    let mut sink = sink(&pg, SongplaysMode::Matched);
+    sink.execute(&sink.tables_sql(TablesAction::Create).unwrap())
+        .unwrap();
     let names = sink
         .query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
         .unwrap();
@@ -165,7 +160,8 @@ fn tables_create_and_drop() {
     // Staging columns keep the JSON key names, folded to lower case as Redshift does.
     let cols = sink.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'staging_events' AND column_name = 'iteminsession'").unwrap();
     assert_eq!(cols.rows.len(), 1);
-    sink.execute(&sink.drop_tables_sql()).unwrap();
+    sink.execute(&sink.tables_sql(TablesAction::Drop).unwrap())
+        .unwrap();
     let left = sink
         .query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
         .unwrap();
@@ -179,7 +175,7 @@ fn killing_the_backend_during_the_transform_leaves_the_previous_tables() {
     let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
     let errors = rejects_batch(&[], 0);
     let mut good = sink(&pg, SongplaysMode::Matched);
-    good.load(&load(&s, &star, &errors)).unwrap();
+    good.load(load(&s, &star, &errors)).unwrap();
     let before = every_table(&pg);
 
     // Many copies of the logs make the transform run long enough to be caught in the act.
@@ -190,13 +186,10 @@ fn killing_the_backend_during_the_transform_leaves_the_previous_tables() {
     };
     let url = pg.url();
     let loader = std::thread::spawn(move || {
-        let mut victim = WarehouseSink::new(
-            Some(Target::from_url(&url).unwrap()),
-            Flavor::Postgres,
-            SongplaysMode::Matched,
-        );
+        let mut victim =
+            WarehouseSink::new(WarehouseConfig::postgres(&url, SongplaysMode::Matched));
         let star = model::build(&big.events, &big.songs, SongplaysMode::Matched).unwrap();
-        victim.load(&load(&big, &star, &rejects_batch(&[], 0)))
+        victim.load(load(&big, &star, &rejects_batch(&[], 0)))
     });
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -256,29 +249,31 @@ fn every_table(pg: &PgServer) -> Vec<QueryResult> {
         .collect()
 }
 
-fn redshift_copy() -> RedshiftCopy {
-    RedshiftCopy {
-        events: "s3://udacity-dend/log_data".into(),
-        songs: "s3://udacity-dend/song_data".into(),
-        jsonpaths: "s3://udacity-dend/log_json_path.json".into(),
-        iam_role: "arn:aws:iam::123456789012:role/dwhRole".into(),
-        region: "us-west-2".into(),
+fn redshift_copy() -> CopySettings {
+    CopySettings {
+        copy_from: None,
+        events: Some("s3://udacity-dend/log_data".into()),
+        songs: Some("s3://udacity-dend/song_data".into()),
+        jsonpaths: Some("s3://udacity-dend/log_json_path.json".into()),
+        iam_role: Some("arn:aws:iam::123456789012:role/dwhRole".into()),
+        region: Some("us-west-2".into()),
+        upload_prefix: None,
         serverless: false,
-        keys: RedshiftKeys::default(),
-        expected_events: Some(8056),
-        expected_songs: Some(14896),
-        staging: Staging::Json,
     }
+}
+
+fn redshift(copy: CopySettings) -> WarehouseSink {
+    WarehouseSink::new(WarehouseConfig::redshift(
+        &RedshiftSection::default(),
+        copy,
+        SongplaysMode::Matched,
+    ))
 }
 
 #[test]
 fn redshift_statements_are_exactly_these() {
-    let sink = WarehouseSink::new(
-        None,
-        Flavor::Redshift(redshift_copy()),
-        SongplaysMode::Matched,
-    );
-    insta::assert_snapshot!("redshift_load_plan", sink.plan_text().join(";\n\n"));
+    let sink = redshift(redshift_copy());
+    insta::assert_snapshot!("redshift_load_plan", sink.plan().unwrap().join(";\n\n"));
     insta::assert_snapshot!(
         "redshift_stl_load_errors",
         sparkify_sink_redshift::load_errors_query(false)
@@ -287,21 +282,19 @@ fn redshift_statements_are_exactly_these() {
         "redshift_serverless_load_errors",
         sparkify_sink_redshift::load_errors_query(true)
     );
-    let pg = WarehouseSink::new(None, Flavor::Postgres, SongplaysMode::All);
-    insta::assert_snapshot!("postgres_load_plan", pg.plan_text().join(";\n\n"));
-    let parquet = WarehouseSink::new(
-        None,
-        Flavor::Redshift(RedshiftCopy {
-            staging: Staging::Parquet {
-                prefix: sparkify_s3::S3Url::parse("s3://sparkify-staging/run/").unwrap(),
-            },
-            ..redshift_copy()
-        }),
-        SongplaysMode::Matched,
-    );
+    let pg = WarehouseSink::new(WarehouseConfig::postgres(
+        "postgres://nobody@127.0.0.1:1/nowhere",
+        SongplaysMode::All,
+    ));
+    insta::assert_snapshot!("postgres_load_plan", pg.plan().unwrap().join(";\n\n"));
+    let parquet = redshift(CopySettings {
+        copy_from: Some("parquet".into()),
+        upload_prefix: Some("s3://sparkify-staging/run/".into()),
+        ..redshift_copy()
+    });
     insta::assert_snapshot!(
         "redshift_parquet_load_plan",
-        parquet.plan_text().join(";\n\n")
+        parquet.plan().unwrap().join(";\n\n")
     );
 }
 
@@ -313,12 +306,12 @@ fn parquet_staging_uploads_parts_a_manifest_and_nothing_stale() {
     let prefix = sparkify_s3::S3Url::parse(&format!("s3://{bucket}/staging")).unwrap();
     let s = staged();
     // Small parts: several, a multiple of the slices.
-    let small = StageOptions {
+    let small = UploadOptions {
         part_bytes: 256 << 10,
         slices: 2,
         concurrency: 8,
     };
-    let staged = stage::stage_table(&s3, &prefix, &STAGING_EVENTS, &s.events, &small).unwrap();
+    let staged = upload::upload_table(&s3, &prefix, &STAGING_EVENTS, &s.events, &small).unwrap();
     assert_eq!(staged.rows, 8056);
     assert!(
         staged.parts.len() >= 2 && staged.parts.len().is_multiple_of(2),
@@ -352,17 +345,17 @@ fn parquet_staging_uploads_parts_a_manifest_and_nothing_stale() {
         batches.extend(reader.map(|b| b.unwrap()));
     }
     // The parts, in manifest order, are the staging table, timestamps in microseconds.
-    let want = sparkify_sink_parquet::for_parquet(&s.events).unwrap();
+    let want = sparkify_parquet::for_parquet(&s.events).unwrap();
     let got = concat_batches(&want.schema(), &batches).unwrap();
     assert_eq!(got.columns(), want.columns());
 
     // A second run with one part leaves only that part.
-    let one = stage::stage_table(
+    let one = upload::upload_table(
         &s3,
         &prefix,
         &STAGING_EVENTS,
         &s.events,
-        &StageOptions::default(),
+        &UploadOptions::default(),
     )
     .unwrap();
     assert_eq!(one.parts.len(), 1);
@@ -372,11 +365,13 @@ fn parquet_staging_uploads_parts_a_manifest_and_nothing_stale() {
 
 #[test]
 fn quotes_in_the_iam_role_and_s3_paths_are_escaped() {
-    let copy = RedshiftCopy {
-        events: "s3://bucket/o'brien/log_data".into(),
-        iam_role: "arn:aws:iam::1:role/it's\\x".into(),
+    let copy = CopySettings {
+        events: Some("s3://bucket/o'brien/log_data".into()),
+        iam_role: Some("arn:aws:iam::1:role/it's\\x".into()),
         ..redshift_copy()
-    };
+    }
+    .resolve()
+    .unwrap();
     let events = sparkify_sink_redshift::copy_events_sql(&copy);
     assert!(
         events.starts_with("COPY staging_events FROM 's3://bucket/o''brien/log_data'\n"),

@@ -3,10 +3,9 @@
 //! first test that asks for them.
 //! A watchdog shell stops the server when the test process ends. A missing `moto_server` is
 //! a failure, never a skip (scripts/test.sh installs it).
-#![allow(dead_code)] // each test binary uses its own part
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
@@ -41,14 +40,6 @@ fn moto_bin() -> PathBuf {
         )
 }
 
-fn repo() -> PathBuf {
-    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
-    while !dir.join("fixtures/sparkify").is_dir() {
-        assert!(dir.pop(), "no fixtures/sparkify above the crate");
-    }
-    dir
-}
-
 impl Moto {
     /// The test binary's server, started on first use.
     pub fn shared() -> &'static Moto {
@@ -59,12 +50,7 @@ impl Moto {
     fn start() -> Moto {
         let bin = moto_bin();
         let log = std::env::temp_dir().join(format!("sparkify-moto-{}.log", std::process::id()));
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+        let started = crate::ports::on_a_free_port(|port| {
             // The watchdog: runs the server, and stops it once this process is gone.
             let script = format!(
                 "'{}' -H 127.0.0.1 -p {port} >'{}' 2>&1 & m=$!; trap 'kill $m' EXIT; \
@@ -88,18 +74,22 @@ impl Moto {
                 up = answers_http(port, Duration::from_millis(200));
             }
             if up {
-                let endpoint = format!("http://127.0.0.1:{port}");
-                let s3 = Arc::new(S3::connect(&options(&endpoint)).unwrap());
-                return Moto {
-                    _watchdog: watchdog,
-                    endpoint,
-                    s3,
-                    fixtures: OnceLock::new(),
-                    log,
-                };
+                return Some((port, watchdog));
             }
             let _ = watchdog.kill();
             let _ = watchdog.wait();
+            None
+        });
+        if let Some((port, watchdog)) = started {
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let s3 = Arc::new(S3::connect(&options(&endpoint)).unwrap());
+            return Moto {
+                _watchdog: watchdog,
+                endpoint,
+                s3,
+                fixtures: OnceLock::new(),
+                log,
+            };
         }
         panic!(
             "moto_server did not start:\n{}",
@@ -117,7 +107,7 @@ impl Moto {
         if let Err(e) = self.s3.create_bucket(FIXTURES) {
             self.fail(&format!("creating bucket {FIXTURES}: {e}"));
         }
-        let root = repo().join("fixtures/sparkify");
+        let root = crate::fixtures::sparkify();
         let mut uploads = Vec::new();
         for sub in ["song_data", "log_data"] {
             collect(&root, &root.join(sub), &mut uploads);

@@ -1,4 +1,4 @@
-//! Parquet staging for Redshift: the core's parsed staging tables, uploaded as Parquet parts
+//! The Parquet upload for Redshift: the core's parsed staging tables, uploaded as Parquet parts
 //! under an S3 prefix with a manifest, for `COPY … FORMAT AS PARQUET MANIFEST`. Redshift then
 //! loads rows sparkify has already checked (every bad record is in `load_errors`, none is
 //! dropped by COPY), and loads the parts in parallel, one per slice.
@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use arrow::array::RecordBatch;
 use rayon::prelude::*;
 use sparkify_core::table::TableDef;
+use sparkify_parquet::{Compression, for_parquet, parquet_bytes};
 use sparkify_s3::{Body, S3, S3Url};
-use sparkify_sink_parquet::{Compression, for_parquet, parquet_bytes};
 
 use crate::Result;
 
@@ -55,18 +55,18 @@ pub fn manifest(parts: &[(S3Url, u64)]) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
-/// What [`stage_table`] uploaded.
+/// What [`upload_table`] uploaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Staged {
+pub struct Uploaded {
     pub manifest: S3Url,
     /// Each part and its size in bytes.
     pub parts: Vec<(S3Url, u64)>,
     pub rows: u64,
 }
 
-/// How Parquet staging cuts and uploads.
+/// How the Parquet upload cuts and uploads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StageOptions {
+pub struct UploadOptions {
     /// Target size of a part, in bytes of Arrow memory (Parquet parts come out smaller).
     pub part_bytes: usize,
     /// The cluster's slices: the part count is a multiple of it.
@@ -75,9 +75,9 @@ pub struct StageOptions {
     pub concurrency: usize,
 }
 
-impl Default for StageOptions {
+impl Default for UploadOptions {
     fn default() -> Self {
-        StageOptions {
+        UploadOptions {
             part_bytes: 128 << 20,
             slices: 4,
             concurrency: 16,
@@ -87,13 +87,13 @@ impl Default for StageOptions {
 
 /// Uploads `batch` as `table`'s Parquet parts under `prefix`, then its manifest, then deletes
 /// parts a previous run left that the manifest no longer names.
-pub fn stage_table(
+pub fn upload_table(
     s3: &S3,
     prefix: &S3Url,
     table: &TableDef,
     batch: &RecordBatch,
-    opts: &StageOptions,
-) -> Result<Staged> {
+    opts: &UploadOptions,
+) -> Result<Uploaded> {
     let batch = for_parquet(batch)?;
     let n = part_count(&batch, opts.part_bytes, opts.slices);
     let per = batch.num_rows().div_ceil(n).max(1);
@@ -122,7 +122,7 @@ pub fn stage_table(
     s3.put(&manifest_url, manifest(&sizes).into_bytes())?;
     let named: HashSet<&str> = sizes.iter().map(|(u, _)| u.key.as_str()).collect();
     s3.delete_stale(&folder.join(""), &named)?;
-    Ok(Staged {
+    Ok(Uploaded {
         manifest: manifest_url,
         parts: sizes,
         rows: batch.num_rows() as u64,

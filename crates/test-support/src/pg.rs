@@ -2,7 +2,6 @@
 //! free loopback port, stopped (and deleted) on drop. As root it runs as the `postgres` user,
 //! since PostgreSQL refuses to run as root. A missing server is a failure, never a skip.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -79,12 +78,7 @@ impl PgServer {
             ],
         );
         // Another process may take the port between here and the start; then we try again.
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+        let started = crate::ports::on_a_free_port(|port| {
             let opts = format!(
                 "-p {port} -h 127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
                 server.dir.path().display()
@@ -105,10 +99,11 @@ impl PgServer {
                     "start",
                 ],
             );
-            if ok {
-                server.port = port;
-                return server;
-            }
+            ok.then_some(port)
+        });
+        if let Some(port) = started {
+            server.port = port;
+            return server;
         }
         let log = std::fs::read_to_string(server.dir.path().join("server.log")).unwrap_or_default();
         panic!("PostgreSQL did not start:\n{log}");
@@ -158,7 +153,6 @@ impl PgServer {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    #[allow(dead_code)]
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

@@ -3,6 +3,24 @@
 //! string, `""` for logged-out users, `registration` as a float, empty locations, numbers in
 //! text fields). Deterministic for a seed: every file is generated from its own stream of
 //! random numbers, so files can be written in parallel and still come out the same.
+//!
+//! ```no_run
+//! use sparkify_gen::{GenOptions, generate};
+//!
+//! let opts = GenOptions {
+//!     out: "/tmp/sparkify-data".into(),
+//!     songs: 14896,
+//!     days: 30,
+//!     users: 100,
+//!     events_per_day: 270,
+//!     seed: 42,
+//!     match_fraction: 0.05,
+//!     gzip: false,
+//! };
+//! let report = generate(&opts)?;
+//! println!("{} song files, {} events", report.song_files, report.events);
+//! # Ok::<(), sparkify_gen::Error>(())
+//! ```
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -11,7 +29,18 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Datelike, Duration};
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
+/// What can go wrong generating: only writing the files.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What to generate.
 #[derive(Debug, Clone)]

@@ -1,0 +1,244 @@
+//! The command line, as clap structs and nothing else: [`crate::settings`] resolves them with
+//! the environment and `sparkify.toml`. Flags that configure one sink or one source live in a
+//! group of their own, shown under its own heading in `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sparkify_core::source::Input;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sparkify",
+    version,
+    about = "Sparkify's JSON logs into a star schema"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The whole job offline: the bundled real data into ./sparkify.duckdb.
+    Run(RunArgs),
+    /// Extract, transform and load: song files and event logs into a sink.
+    Etl(EtlArgs),
+    /// Generate a realistic data set of any size in the real layout.
+    Gen(GenArgs),
+    /// Create (drop, then create) or drop every table in a sink.
+    Tables(TablesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where the fixtures are (default: ./fixtures/sparkify, i.e. run from the repository's root).
+    #[arg(long)]
+    pub fixtures: Option<PathBuf>,
+    /// The sink (default: duckdb:sparkify.duckdb).
+    #[arg(long, default_value = "duckdb:sparkify.duckdb")]
+    pub sink: String,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EtlArgs {
+    /// Song files: a folder (walked recursively), a file, a glob or s3://bucket/prefix.
+    #[arg(long, num_args = 1..)]
+    pub songs: Vec<Input>,
+    /// Event logs: a folder (walked recursively), a file, a glob or s3://bucket/prefix.
+    #[arg(long, num_args = 1..)]
+    pub events: Vec<Input>,
+    /// Where the tables go: duckdb:PATH, postgres://user@host:port/db, redshift,
+    /// parquet:DIR or parquet:s3://bucket/prefix.
+    #[arg(long)]
+    pub sink: String,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// Everything a load takes besides where from and where to.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub run: RunOptions,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub duckdb: DuckDbArgs,
+    #[command(flatten)]
+    pub parquet: ParquetArgs,
+    #[command(flatten)]
+    pub redshift: RedshiftArgs,
+}
+
+/// How a run reads, builds and reports.
+#[derive(Debug, Args)]
+pub struct RunOptions {
+    /// Rejected records allowed before the run commits nothing (as Redshift's MAXERROR).
+    #[arg(long, default_value_t = 0)]
+    pub max_errors: u64,
+    /// Which plays become songplays.
+    #[arg(long, value_enum, default_value_t = Songplays::Matched)]
+    pub songplays: Songplays,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Rows per decoded batch (the tables are the same for any size).
+    #[arg(long, default_value_t = sparkify_core::reader::DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
+    /// Also write the run summary as JSON to this file.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+    /// Print every SQL statement the load would run, in order, without connecting.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Songplays {
+    /// Only plays whose song is known.
+    Matched,
+    /// Every play, unknown songs with NULL ids.
+    All,
+}
+
+/// The config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// The config file (Redshift connection, S3 paths, IAM role); default ./sparkify.toml.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// S3, for `s3://` inputs and outputs.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "S3")]
+pub struct S3Args {
+    /// S3 GETs (and uploads) at a time.
+    #[arg(long, default_value_t = 64)]
+    pub s3_concurrency: usize,
+    /// Send S3 requests unsigned, for public buckets.
+    #[arg(long)]
+    pub no_sign_request: bool,
+    /// An S3-compatible endpoint (default: [s3] endpoint, else AWS_ENDPOINT_URL).
+    #[arg(long)]
+    pub s3_endpoint: Option<String>,
+    /// The S3 region (default: [s3] region, else the AWS chain, else us-east-1).
+    #[arg(long)]
+    pub s3_region: Option<String>,
+}
+
+/// The DuckDB sink.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "DuckDB sink")]
+pub struct DuckDbArgs {
+    /// Where the star schema is built (PostgreSQL and Redshift always use SQL).
+    #[arg(long, value_enum, default_value_t = TransformArg::Memory)]
+    pub transform: TransformArg,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum TransformArg {
+    /// Build the star schema in memory and append it (DuckDB's default).
+    #[default]
+    Memory,
+    /// Stage only; the sink builds the star schema with the shared SQL.
+    Sql,
+}
+
+/// The Parquet sink.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Parquet sink")]
+pub struct ParquetArgs {
+    /// Also write the staging tables (staging_events, staging_songs) to the lake.
+    #[arg(long, alias = "with-staging")]
+    pub with_staging_tables: bool,
+    /// The codec.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Zstd)]
+    pub compression: CompressionArg,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum CompressionArg {
+    #[default]
+    Zstd,
+    Snappy,
+}
+
+/// The Redshift sink: connection settings that override `[redshift]`, and what COPY reads.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Redshift sink")]
+pub struct RedshiftArgs {
+    /// The cluster's endpoint host.
+    #[arg(long)]
+    pub redshift_host: Option<String>,
+    /// The cluster's port (default 5439).
+    #[arg(long)]
+    pub redshift_port: Option<u16>,
+    /// The database.
+    #[arg(long)]
+    pub redshift_database: Option<String>,
+    /// The user (the password comes from PGPASSWORD or the config file).
+    #[arg(long)]
+    pub redshift_user: Option<String>,
+    /// What COPY reads: json (the input where it lies in S3) or parquet (the parsed staging
+    /// tables, uploaded to --upload-prefix). Default: [redshift] copy_from, else json.
+    #[arg(long, alias = "staging")]
+    pub copy_from: Option<String>,
+    /// Where the Parquet upload puts its parts (default: [s3] upload_prefix).
+    #[arg(long, alias = "staging-prefix")]
+    pub upload_prefix: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Where to write song_data/ and log_data/.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Song files.
+    #[arg(long, default_value_t = 14896)]
+    pub songs: usize,
+    /// Days of logs, from 2018-11-01.
+    #[arg(long, default_value_t = 30)]
+    pub days: usize,
+    /// Distinct users.
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Events per day.
+    #[arg(long, default_value_t = 270)]
+    pub events_per_day: usize,
+    /// The fraction of plays whose song is in the song files.
+    #[arg(long, default_value_t = 0.05)]
+    pub match_fraction: f64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Write every file gzipped (`.json.gz`).
+    #[arg(long)]
+    pub gzip: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TablesArgs {
+    #[arg(value_enum)]
+    pub action: TablesActionArg,
+    /// duckdb:PATH, postgres://user@host:port/db, or redshift.
+    #[arg(long)]
+    pub sink: String,
+    /// Print the statements instead of running them.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub redshift: RedshiftArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TablesActionArg {
+    Create,
+    Drop,
+}

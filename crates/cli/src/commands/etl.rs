@@ -1,0 +1,227 @@
+//! `sparkify etl`: find the input, read it in parallel, build the star schema, load the sink.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sparkify_core::model;
+use sparkify_core::reject::rejects_batch;
+use sparkify_core::sink::Staging;
+use sparkify_core::source::{self, Discovery, Input, ReadOptions, ReadOutput, Remote};
+use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS};
+use sparkify_core::{Load, Tables};
+use sparkify_s3::{LazyS3, Source};
+
+use crate::args::EtlArgs;
+use crate::exit::Failure;
+use crate::settings::LoadSettings;
+use crate::sink::{self, AnySink};
+use crate::summary::{S3Counts, Summary};
+
+pub fn etl(args: EtlArgs) -> anyhow::Result<()> {
+    load(LoadSettings::resolve(
+        args.songs,
+        args.events,
+        &args.sink,
+        args.load,
+    )?)
+}
+
+/// One load, as `settings` say.
+pub fn load(s: LoadSettings) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let run_started_at = chrono::Utc::now().timestamp_millis();
+    let mut sink = sink::build(s.sink.clone());
+    if s.dry_run {
+        for statement in sink.plan()? {
+            println!("{statement};\n");
+        }
+        return Ok(());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(s.threads.unwrap_or(0))
+        .build()
+        .map_err(|e| Failure::Usage(format!("--threads: {e}")))?;
+    if sink.staging() == Staging::InWarehouse {
+        sink.check()?;
+        return load_in_warehouse(sink.as_mut(), &s, started);
+    }
+    for (what, inputs) in [("--songs", &s.songs), ("--events", &s.events)] {
+        if inputs.is_empty() {
+            let error = format!("{what} is required for {}", sink.describe());
+            return Err(Failure::Usage(error).into());
+        }
+    }
+    sink.check()?;
+
+    let s3 = s
+        .songs
+        .iter()
+        .chain(&s.events)
+        .any(Input::is_s3)
+        .then(|| -> anyhow::Result<Source> {
+            Ok(Source {
+                s3: LazyS3::new(s.s3.clone()).get()?,
+                concurrency: s.s3_concurrency,
+            })
+        })
+        .transpose()?;
+    let remote = s3.as_ref().map(|r| r as &dyn Remote);
+    let songs = find("--songs", &s.songs, remote)?;
+    let events = find("--events", &s.events, remote)?;
+    let progress = progress_bar(songs.bytes() + events.bytes());
+    let bar = progress.clone();
+    let opts = ReadOptions {
+        batch_size: s.batch_size,
+        on_file: Some(Arc::new(move |n| bar.inc(n))),
+        ..ReadOptions::default()
+    };
+    let read = || -> anyhow::Result<(ReadOutput, ReadOutput)> {
+        let (songs_schema, events_schema) = (STAGING_SONGS.schema(), STAGING_EVENTS.schema());
+        if songs.is_local() && events.is_local() {
+            // Both tables at once: the pool shares its workers between them.
+            let (s, e) = pool.install(|| {
+                rayon::join(
+                    || source::read_files(&songs.files, &songs_schema, &opts),
+                    || source::read_files(&events.files, &events_schema, &opts),
+                )
+            });
+            return Ok((s?, e?));
+        }
+        // One after the other, each at full concurrency; nothing more is fetched once one fails.
+        let s = source::read(&songs.files, &songs_schema, &opts, &pool, remote)?;
+        let e = source::read(&events.files, &events_schema, &opts, &pool, remote)?;
+        Ok((s, e))
+    };
+    let read = read();
+    progress.finish_and_clear();
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "read");
+    let (songs_out, events_out) = read?;
+    let s3_counts = s3.is_some().then(|| {
+        let fetched = |d: &Discovery, o: &ReadOutput| {
+            if d.is_local() {
+                (0, 0, 0)
+            } else {
+                (d.files.len(), o.files_read, o.bytes_read)
+            }
+        };
+        let (sl, sf, sb) = fetched(&songs, &songs_out);
+        let (el, ef, eb) = fetched(&events, &events_out);
+        S3Counts {
+            objects_listed: sl + el,
+            objects_fetched: sf + ef,
+            bytes_fetched: sb + eb,
+        }
+    });
+
+    let rejects: Vec<_> = songs_out
+        .rejects
+        .iter()
+        .chain(&events_out.rejects)
+        .cloned()
+        .collect();
+    let mut summary = Summary {
+        files_read: songs_out.files_read + events_out.files_read,
+        files_skipped: songs.skipped.len() + events.skipped.len(),
+        s3: s3_counts,
+        bytes_read: songs_out.bytes_read + events_out.bytes_read,
+        rows: Vec::new(),
+        rejects,
+        committed: false,
+        sink: sink.describe(),
+        seconds: 0.0,
+    };
+    for r in &summary.rejects {
+        eprintln!("reject: {r}");
+    }
+    let rejected = summary.rejects.len();
+    if rejected as u64 > s.max_errors {
+        summary.seconds = started.elapsed().as_secs_f64();
+        finish(&summary, &s)?;
+        return Err(Failure::TooManyRejects {
+            rejected,
+            max: s.max_errors,
+        }
+        .into());
+    }
+
+    let star = pool.install(|| model::build(&events_out.batch, &songs_out.batch, s.mode))?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "model built");
+    let load_errors = rejects_batch(&summary.rejects, run_started_at);
+    let tables = Tables {
+        staging_events: &events_out.batch,
+        staging_songs: &songs_out.batch,
+        star: &star,
+        load_errors: &load_errors,
+    };
+    summary.rows = tables
+        .all()
+        .iter()
+        .map(|(t, b)| (t.name.to_owned(), b.num_rows()))
+        .collect();
+    let loaded = sink.load(Load::Parsed(tables));
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "sink done");
+    summary.committed = loaded.is_ok();
+    summary.seconds = started.elapsed().as_secs_f64();
+    finish(&summary, &s)?;
+    loaded
+}
+
+/// The files of one table's inputs; for `s3://` ones, says what the listing found.
+fn find(what: &str, inputs: &[Input], remote: Option<&dyn Remote>) -> anyhow::Result<Discovery> {
+    let found = source::discover_all(inputs, remote)?;
+    if !found.is_local() {
+        let shown: Vec<String> = inputs.iter().map(Input::to_string).collect();
+        eprintln!(
+            "{what}: listed {} objects ({} bytes) under {}",
+            found.files.len(),
+            found.bytes(),
+            shown.join(" ")
+        );
+    }
+    Ok(found)
+}
+
+/// Redshift with JSON COPY: the cluster reads the input from S3 itself; nothing is read here.
+fn load_in_warehouse(
+    sink: &mut dyn AnySink,
+    s: &LoadSettings,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let loaded = sink.load(Load::InWarehouse);
+    let summary = Summary {
+        files_read: 0,
+        files_skipped: 0,
+        s3: None,
+        bytes_read: 0,
+        rows: Vec::new(),
+        rejects: Vec::new(),
+        committed: loaded.is_ok(),
+        sink: sink.describe(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    finish(&summary, s)?;
+    loaded
+}
+
+/// Prints the summary and writes `--summary-json`.
+fn finish(summary: &Summary, s: &LoadSettings) -> Result<(), Failure> {
+    summary
+        .finish(s.summary_json.as_deref())
+        .map_err(|e| Failure::Usage(format!("{e:#}")))
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} reading {bytes}/{total_bytes} ({bytes_per_sec}) {wide_bar}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}

@@ -1,0 +1,7 @@
+//! One module a subcommand; each takes its settings and returns what went wrong, and `main`
+//! picks the exit status.
+
+pub mod etl;
+pub mod r#gen;
+pub mod run;
+pub mod tables;

@@ -1,0 +1,59 @@
+//! Exit status: the one mapping from errors to codes, applied only in `main`.
+//!
+//! 0 loaded; 2 bad usage or configuration; 3 more rejects than `--max-errors` (nothing
+//! committed); 4 a source or sink failed (nothing committed).
+
+use std::process::ExitCode;
+
+/// How the process ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success = 0,
+    Usage = 2,
+    TooManyRejects = 3,
+    Failed = 4,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        ExitCode::from(status as u8)
+    }
+}
+
+/// The CLI's own errors: the ones no library reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad usage or configuration that clap cannot see.
+    #[error("{0}")]
+    Usage(String),
+    /// More rejects than `--max-errors`; nothing was committed.
+    #[error("{rejected} rejected records, more than --max-errors {max}: nothing was committed")]
+    TooManyRejects { rejected: usize, max: u64 },
+}
+
+/// The status `error` ends the process with: usage and configuration mistakes are 2,
+/// too many rejects 3, and anything else (a source or a sink failed) 4.
+pub fn status_of(error: &anyhow::Error) -> ExitStatus {
+    use sparkify_core::Error as Core;
+    use sparkify_sink_parquet::Error as Parquet;
+    use sparkify_sink_redshift::Error as Warehouse;
+    for cause in error.chain() {
+        if let Some(f) = cause.downcast_ref::<Failure>() {
+            return match f {
+                Failure::Usage(_) => ExitStatus::Usage,
+                Failure::TooManyRejects { .. } => ExitStatus::TooManyRejects,
+            };
+        }
+        let usage = matches!(
+            cause.downcast_ref::<Core>(),
+            Some(Core::NoInput(_) | Core::Pattern { .. } | Core::S3Url(_) | Core::MixedInputs)
+        ) || matches!(
+            cause.downcast_ref::<Warehouse>(),
+            Some(Warehouse::Config(_) | Warehouse::Dialect(_) | Warehouse::Url(_))
+        ) || matches!(cause.downcast_ref::<Parquet>(), Some(Parquet::NoSql(_)));
+        if usage {
+            return ExitStatus::Usage;
+        }
+    }
+    ExitStatus::Failed
+}

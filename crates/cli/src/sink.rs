@@ -1,0 +1,65 @@
+//! A sink of any kind behind one object-safe face, built from its settings.
+
+use anyhow::Context;
+use sparkify_core::sink::{Staging, TablesAction};
+use sparkify_core::{Load, Sink};
+use sparkify_sink_duckdb::DuckDbSink;
+use sparkify_sink_parquet::ParquetSink;
+use sparkify_sink_redshift::WarehouseSink;
+
+use crate::settings::SinkSettings;
+
+/// [`Sink`] with its error erased into `anyhow`, each message naming the sink.
+pub trait AnySink {
+    fn describe(&self) -> String;
+    fn staging(&self) -> Staging;
+    fn plan(&self) -> anyhow::Result<Vec<String>>;
+    fn tables_sql(&self, action: TablesAction) -> anyhow::Result<Vec<String>>;
+    fn execute(&mut self, statements: &[String]) -> anyhow::Result<()>;
+    fn check(&mut self) -> anyhow::Result<()>;
+    fn load(&mut self, load: Load<'_>) -> anyhow::Result<()>;
+}
+
+impl<S: Sink> AnySink for S {
+    fn describe(&self) -> String {
+        Sink::describe(self)
+    }
+
+    fn staging(&self) -> Staging {
+        Sink::staging(self)
+    }
+
+    fn plan(&self) -> anyhow::Result<Vec<String>> {
+        Ok(Sink::plan(self)?)
+    }
+
+    fn tables_sql(&self, action: TablesAction) -> anyhow::Result<Vec<String>> {
+        Ok(Sink::tables_sql(self, action)?)
+    }
+
+    fn execute(&mut self, statements: &[String]) -> anyhow::Result<()> {
+        let what = Sink::describe(self);
+        Sink::execute(self, statements).with_context(|| format!("sink {what}"))
+    }
+
+    fn check(&mut self) -> anyhow::Result<()> {
+        let what = Sink::describe(self);
+        Sink::check(self).with_context(|| format!("sink {what}"))
+    }
+
+    fn load(&mut self, load: Load<'_>) -> anyhow::Result<()> {
+        let what = Sink::describe(self);
+        Sink::load(self, load).with_context(|| format!("loading {what}"))
+    }
+}
+
+/// The sink `settings` describe; nothing is opened or connected yet.
+pub fn build(settings: SinkSettings) -> Box<dyn AnySink> {
+    match settings {
+        SinkSettings::DuckDb { path, transform } => {
+            Box::new(DuckDbSink::new(path).with_transform(transform))
+        }
+        SinkSettings::Warehouse(config) => Box::new(WarehouseSink::new(*config)),
+        SinkSettings::Parquet(config) => Box::new(ParquetSink::new(config)),
+    }
+}

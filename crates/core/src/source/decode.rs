@@ -1,0 +1,180 @@
+//! Decoding inputs held in memory: small ones one after another with one decoder, a large one
+//! split in chunks at line starts and decoded in parallel.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::reader::{Decoder, ReaderBuilder};
+use crate::reject::Reject;
+use crate::source::ReadOptions;
+
+/// What one piece of work decodes to: its batches and rejects, in input order.
+pub(super) type Part = (Vec<RecordBatch>, Vec<Reject>);
+
+/// The parts' batches and rejects, each in the parts' order.
+fn flatten(parts: Vec<Part>) -> Part {
+    let mut batches = Vec::new();
+    let mut rejects = Vec::new();
+    for (b, r) in parts {
+        batches.extend(b);
+        rejects.extend(r);
+    }
+    (batches, rejects)
+}
+
+/// A large input (`stored` bytes as stored) decoded in chunks, then reported to `on_file`.
+pub(super) fn decode_big(
+    name: &str,
+    stored: u64,
+    data: &[u8],
+    schema: &SchemaRef,
+    opts: &ReadOptions,
+) -> Result<Part> {
+    let out = decode_bytes(data, name, schema, opts)?;
+    if let Some(cb) = &opts.on_file {
+        cb(stored);
+    }
+    Ok(out)
+}
+
+/// Decodes small inputs (name, stored size, bytes) one after another with one decoder.
+pub(super) fn decode_group(
+    inputs: impl Iterator<Item = Result<(String, u64, Vec<u8>)>>,
+    schema: &SchemaRef,
+    opts: &ReadOptions,
+) -> Result<Part> {
+    let mut decoder = ReaderBuilder::new(Arc::clone(schema))
+        .with_batch_size(opts.batch_size)
+        .build_decoder()?;
+    let mut batches = Vec::new();
+    for input in inputs {
+        let (name, len, data) = input?;
+        decoder.next_stream(Arc::from(name), &mut batches)?;
+        feed(&mut decoder, &data, &mut batches)?;
+        if let Some(cb) = &opts.on_file {
+            cb(len);
+        }
+    }
+    finish(decoder, batches)
+}
+
+/// Decodes all of `data`, flushing each batch as it fills.
+fn feed(decoder: &mut Decoder, data: &[u8], batches: &mut Vec<RecordBatch>) -> Result<()> {
+    let mut pos = 0;
+    while pos < data.len() {
+        pos += decoder.decode(&data[pos..])?;
+        if decoder.is_full() {
+            batches.extend(decoder.flush()?);
+        }
+    }
+    Ok(())
+}
+
+/// Ends the decoder's input and returns every batch and reject it holds.
+fn finish(mut decoder: Decoder, mut batches: Vec<RecordBatch>) -> Result<Part> {
+    decoder.finish();
+    while let Some(batch) = decoder.flush()? {
+        batches.push(batch);
+    }
+    Ok((batches, decoder.take_rejects()))
+}
+
+/// A file's bytes, decompressed when its name ends `.gz`.
+pub(super) fn load(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| super::discover::io_error(path, e))?;
+    unzip(&path.display().to_string(), raw)
+}
+
+/// `raw` decompressed when `name` ends `.gz`, else as it is.
+pub(super) fn unzip(name: &str, raw: Vec<u8>) -> Result<Vec<u8>> {
+    if !name.ends_with(".gz") {
+        return Ok(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() * 6);
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .read_to_end(&mut out)
+        .map_err(|source| Error::Io {
+            path: name.to_owned(),
+            source,
+        })?;
+    Ok(out)
+}
+
+/// Decodes a whole stream held in memory: a large one whose first value is an object is
+/// split at lines that start with `{`, and the pieces decoded in parallel.
+pub fn decode_bytes(
+    data: &[u8],
+    source: &str,
+    schema: &SchemaRef,
+    opts: &ReadOptions,
+) -> Result<(Vec<RecordBatch>, Vec<Reject>)> {
+    let source: Arc<str> = Arc::from(source);
+    let builder = ReaderBuilder::new(Arc::clone(schema))
+        .with_batch_size(opts.batch_size)
+        .with_source(Arc::clone(&source));
+    let starts = chunk_starts(data, opts.chunk_size);
+    if starts.len() == 1 {
+        return decode_all(builder.build_decoder()?, data);
+    }
+    let mut bounds: Vec<(usize, usize)> = starts.windows(2).map(|w| (w[0], w[1])).collect();
+    bounds.push((*starts.last().unwrap_or(&0), data.len()));
+    let lines: Vec<u64> = bounds
+        .par_iter()
+        .map(|&(a, b)| memchr::memchr_iter(b'\n', &data[a..b]).count() as u64)
+        .collect();
+    let mut first_line = 1;
+    let mut origins = Vec::with_capacity(bounds.len());
+    for (&(a, b), n) in bounds.iter().zip(&lines) {
+        origins.push((a, b, first_line));
+        first_line += n;
+    }
+    let parts: Vec<Part> = origins
+        .par_iter()
+        .map(|&(a, b, line)| {
+            let decoder = builder
+                .clone()
+                .with_origin(line, a as u64)
+                .build_decoder()?;
+            // Only the first piece may begin with a byte order mark.
+            decode_all(decoder, &data[a..b])
+        })
+        .collect::<Result<_>>()?;
+    Ok(flatten(parts))
+}
+
+/// Where to split `data` for parallel decoding: always 0, then after the first newline past
+/// each multiple of `chunk_size` that is followed by `{`. A stream that opens with anything but
+/// an object (a top-level array, say) is not split.
+fn chunk_starts(data: &[u8], chunk_size: usize) -> Vec<usize> {
+    let mut starts = vec![0];
+    let body = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let first = body.iter().find(|b| !crate::reader::is_ws(**b));
+    if data.len() <= chunk_size || first != Some(&b'{') {
+        return starts;
+    }
+    let finder = memchr::memmem::Finder::new(b"\n{");
+    let mut from = chunk_size;
+    while from < data.len() {
+        match finder.find(&data[from..]) {
+            Some(i) => {
+                let start = from + i + 1;
+                starts.push(start);
+                from = start + chunk_size;
+            }
+            None => break,
+        }
+    }
+    starts
+}
+
+fn decode_all(mut decoder: Decoder, data: &[u8]) -> Result<Part> {
+    let mut batches = Vec::new();
+    feed(&mut decoder, data, &mut batches)?;
+    finish(decoder, batches)
+}

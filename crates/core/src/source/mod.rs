@@ -1,0 +1,101 @@
+//! Finding input files (a folder, a file, a glob or an `s3://` prefix) and reading them in
+//! parallel into Arrow: [`discover`] says what the input is, `schedule` groups inputs and
+//! runs the decoding on rayon's workers, `decode` turns bytes into batches and rejects.
+
+mod decode;
+mod discover;
+mod schedule;
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use crate::error::{Error, Result};
+use crate::reader::DEFAULT_BATCH_SIZE;
+use crate::reject::Reject;
+
+pub use decode::decode_bytes;
+pub use discover::{
+    Discovery, Input, InputFile, Location, Remote, S3Url, discover, discover_all, is_json_name,
+};
+pub use schedule::{read_files, read_stream};
+
+/// The error a [`Remote`] reports (the S3 crate's own, boxed so the core need not know it).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How to read.
+#[derive(Clone)]
+pub struct ReadOptions {
+    /// Rows per batch the decoders build (the result is the same for any size).
+    pub batch_size: usize,
+    /// Files larger than this are split in chunks of about this size, decoded in parallel.
+    pub chunk_size: usize,
+    /// Called with each file's stored size once it is read, from any worker.
+    pub on_file: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for ReadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOptions")
+            .field("batch_size", &self.batch_size)
+            .field("chunk_size", &self.chunk_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            batch_size: DEFAULT_BATCH_SIZE,
+            chunk_size: 4 << 20,
+            on_file: None,
+        }
+    }
+}
+
+/// Everything read for one table.
+#[derive(Debug, Clone)]
+pub struct ReadOutput {
+    /// All rows, in file order then line order.
+    pub batch: RecordBatch,
+    pub rejects: Vec<Reject>,
+    pub files_read: usize,
+    /// Bytes as stored (compressed for `.gz`).
+    pub bytes_read: u64,
+}
+
+/// One input already in memory, as fetched from S3, say.
+#[derive(Debug)]
+pub struct Blob {
+    /// What rejects name it by (`s3://bucket/key`).
+    pub name: String,
+    /// Its bytes as stored: gzip when `name` ends `.gz`.
+    pub data: Vec<u8>,
+}
+
+/// Reads `files` as [`discover_all`] found them: local files on `pool`'s workers; remote ones
+/// fetched through `remote` in order, each group decoded on `pool` while the next downloads.
+/// Call it from outside `pool`.
+pub fn read(
+    files: &[InputFile],
+    schema: &SchemaRef,
+    opts: &ReadOptions,
+    pool: &rayon::ThreadPool,
+    remote: Option<&dyn Remote>,
+) -> Result<ReadOutput> {
+    let local = files
+        .iter()
+        .all(|f| matches!(f.location, Location::Path(_)));
+    if local {
+        return pool.install(|| read_files(files, schema, opts));
+    }
+    let remote = remote.ok_or(Error::NoRemote)?;
+    read_stream(remote.fetch(files), schema, opts, pool)
+}
+
+/// Discovers the files at `spec` (folder, file or glob) and reads them: [`discover`], then
+/// [`read_files`].
+pub fn read_path(spec: &str, schema: &SchemaRef, opts: &ReadOptions) -> Result<ReadOutput> {
+    read_files(&discover(spec)?.files, schema, opts)
+}

@@ -1,0 +1,286 @@
+//! The warehouse sink's settings: its sections of `sparkify.toml` (`[redshift]`, `[iam]`), and
+//! the settings a sink is built from once the command line has had its say. The one secret,
+//! the database password, is looked up in this crate and nowhere else (`target::password`):
+//! `PGPASSWORD`, then the file.
+
+use std::fmt;
+
+use serde::Deserialize;
+use sparkify_core::model::SongplaysMode;
+use sparkify_core::sql::Dialect;
+use sparkify_s3::{S3Options, S3Url};
+
+use crate::plan::{CopyFrom, RedshiftCopy};
+use crate::target::{Target, Tls};
+use crate::upload::UploadOptions;
+use crate::{Error, Result};
+
+/// `[redshift]` of `sparkify.toml`: how to reach the cluster and what its COPY reads.
+#[derive(Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedshiftSection {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    /// Works, but `PGPASSWORD` is the better place; never printed.
+    pub password: Option<String>,
+    /// Redshift Serverless (load errors in `sys_load_error_detail`).
+    #[serde(default)]
+    pub serverless: bool,
+    /// TLS, on unless turned off here.
+    pub tls: Option<bool>,
+    /// What COPY reads: `json` (the input where it lies in S3) or `parquet` (the parsed
+    /// staging tables, uploaded to `[s3] upload_prefix`). Formerly `staging`.
+    #[serde(alias = "staging")]
+    pub copy_from: Option<String>,
+    /// The cluster's slices: the Parquet upload cuts a multiple of this many parts.
+    pub slices: Option<usize>,
+}
+
+impl fmt::Debug for RedshiftSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedshiftSection")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<secret>"))
+            .field("serverless", &self.serverless)
+            .field("tls", &self.tls)
+            .field("copy_from", &self.copy_from)
+            .field("slices", &self.slices)
+            .finish()
+    }
+}
+
+/// `[iam]` of `sparkify.toml`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamSection {
+    /// The role the cluster reads S3 with.
+    pub role_arn: Option<String>,
+}
+
+/// How to reach the database.
+#[derive(Clone)]
+pub enum Connection {
+    /// `postgres://user[:password]@host:port/db[?sslmode=require]`.
+    Url(String),
+    /// Redshift's endpoint in parts; what is missing is reported when a connection is made,
+    /// so that the plan and the DDL need none of it.
+    Parts {
+        host: Option<String>,
+        port: u16,
+        database: Option<String>,
+        user: Option<String>,
+        /// The config file's password, used when `PGPASSWORD` is not set.
+        file_password: Option<String>,
+        tls: Tls,
+    },
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Connection::Url(url) => match Target::from_url(url) {
+                Ok(t) => write!(f, "Url({})", t.describe()),
+                Err(_) => f.write_str("Url(<unparsable>)"),
+            },
+            Connection::Parts {
+                host,
+                port,
+                database,
+                user,
+                tls,
+                ..
+            } => f
+                .debug_struct("Parts")
+                .field("host", host)
+                .field("port", port)
+                .field("database", database)
+                .field("user", user)
+                .field("tls", tls)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Connection {
+    /// Redshift's parts from `[redshift]` (flags already applied by the caller).
+    pub fn from_section(r: &RedshiftSection) -> Self {
+        Connection::Parts {
+            host: r.host.clone(),
+            port: r.port.unwrap_or(5439),
+            database: r.database.clone(),
+            user: r.user.clone(),
+            file_password: r.password.clone(),
+            tls: if r.tls.unwrap_or(true) {
+                Tls::Require
+            } else {
+                Tls::Disable
+            },
+        }
+    }
+
+    /// Where to connect; every missing setting named at once.
+    pub fn target(&self) -> Result<Target> {
+        match self {
+            Connection::Url(url) => Target::from_url(url),
+            Connection::Parts {
+                host,
+                port,
+                database,
+                user,
+                file_password,
+                tls,
+            } => {
+                let missing = missing(&[
+                    (host.is_none(), "[redshift] host (--redshift-host)"),
+                    (
+                        database.is_none(),
+                        "[redshift] database (--redshift-database)",
+                    ),
+                    (user.is_none(), "[redshift] user (--redshift-user)"),
+                ]);
+                let (Some(host), Some(database), Some(user)) = (host, database, user) else {
+                    return Err(Error::Config(format!("connecting needs {missing}")));
+                };
+                let password = crate::target::password(file_password.as_deref());
+                Ok(Target::new(
+                    host,
+                    *port,
+                    database,
+                    user,
+                    password.as_deref(),
+                    *tls,
+                ))
+            }
+        }
+    }
+}
+
+/// The names of the settings whose flag is true, as one list.
+fn missing(checks: &[(bool, &str)]) -> String {
+    checks
+        .iter()
+        .filter(|(is_missing, _)| *is_missing)
+        .map(|(_, what)| *what)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What Redshift's COPY reads, as configured: checked only when a load or its plan needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopySettings {
+    /// `json` (default) or `parquet`.
+    pub copy_from: Option<String>,
+    /// JSON: where the logs, the song files and the logs' JSONPaths file lie, and their region.
+    pub events: Option<String>,
+    pub songs: Option<String>,
+    pub jsonpaths: Option<String>,
+    pub region: Option<String>,
+    /// Parquet: where the parts are uploaded.
+    pub upload_prefix: Option<String>,
+    /// The IAM role the cluster reads S3 with.
+    pub iam_role: Option<String>,
+    pub serverless: bool,
+}
+
+impl CopySettings {
+    /// The COPY settings, every missing or bad one named at once.
+    pub fn resolve(&self) -> Result<RedshiftCopy> {
+        let parquet = match self.copy_from.as_deref() {
+            None | Some("json") => false,
+            Some("parquet") => true,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "unknown COPY source {other:?} (--copy-from, [redshift] copy_from): \
+                     expected json or parquet"
+                )));
+            }
+        };
+        let json = !parquet;
+        let missing = missing(&[
+            (
+                json && self.events.is_none(),
+                "--events s3://… or [s3] events",
+            ),
+            (json && self.songs.is_none(), "--songs s3://… or [s3] songs"),
+            (json && self.jsonpaths.is_none(), "[s3] jsonpaths"),
+            (json && self.region.is_none(), "[s3] region"),
+            (
+                parquet && self.upload_prefix.is_none(),
+                "--upload-prefix s3://… or [s3] upload_prefix",
+            ),
+            (self.iam_role.is_none(), "[iam] role_arn"),
+        ]);
+        if !missing.is_empty() {
+            return Err(Error::Config(format!("--sink redshift needs {missing}")));
+        }
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let copy_from = match &self.upload_prefix {
+            Some(prefix) if parquet => CopyFrom::Parquet {
+                prefix: S3Url::parse(prefix)?,
+            },
+            _ => CopyFrom::Json,
+        };
+        Ok(RedshiftCopy {
+            copy_from,
+            events: text(&self.events),
+            songs: text(&self.songs),
+            jsonpaths: text(&self.jsonpaths),
+            iam_role: text(&self.iam_role),
+            region: text(&self.region),
+            serverless: self.serverless,
+        })
+    }
+
+    /// Whether the cluster reads the JSON input from S3 itself (sparkify then reads nothing).
+    pub fn is_json(&self) -> bool {
+        !matches!(self.copy_from.as_deref(), Some("parquet"))
+    }
+}
+
+/// Everything a warehouse sink is built from.
+#[derive(Debug, Clone)]
+pub struct WarehouseConfig {
+    /// [`Dialect::Postgres`] or [`Dialect::Redshift`] (with its DIST/SORT keys).
+    pub dialect: Dialect,
+    pub connection: Connection,
+    /// Redshift only: what COPY reads. PostgreSQL copies the parsed staging tables from STDIN.
+    pub copy: CopySettings,
+    pub mode: SongplaysMode,
+    /// Redshift's Parquet upload: how parts are cut, and the S3 client's settings.
+    pub upload: UploadOptions,
+    pub s3: S3Options,
+}
+
+impl WarehouseConfig {
+    /// PostgreSQL at `url` (`PGPASSWORD` when the URL has no password).
+    pub fn postgres(url: &str, mode: SongplaysMode) -> Self {
+        WarehouseConfig {
+            dialect: Dialect::Postgres,
+            connection: Connection::Url(url.to_owned()),
+            copy: CopySettings::default(),
+            mode,
+            upload: UploadOptions::default(),
+            s3: S3Options::default(),
+        }
+    }
+
+    /// Redshift, its connection from `section`, COPY as `copy`, the seed's DIST/SORT keys.
+    pub fn redshift(section: &RedshiftSection, copy: CopySettings, mode: SongplaysMode) -> Self {
+        WarehouseConfig {
+            dialect: Dialect::Redshift(Default::default()),
+            connection: Connection::from_section(section),
+            copy,
+            mode,
+            upload: UploadOptions {
+                slices: section.slices.unwrap_or(UploadOptions::default().slices),
+                ..UploadOptions::default()
+            },
+            s3: S3Options::default(),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Running a plan on a connection: statements as they are, `COPY … FROM STDIN` of the parsed
+//! tables, `COPY` from S3 with its load errors read back on failure; any failure rolls back.
+
+use sparkify_core::Tables;
+use tokio_postgres::Client;
+
+use crate::plan::{Step, insert_rejects_sql, load_errors_query};
+use crate::{Error, Result, copy};
+
+fn sql_error(statement: &str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    let statement = statement.to_owned();
+    move |source| Error::Sql { statement, source }
+}
+
+/// Runs `steps`; on a failure, rolls back (a dropped connection rolls back by itself).
+pub(crate) async fn run(
+    client: &Client,
+    steps: &[Step],
+    tables: Option<&Tables<'_>>,
+) -> Result<()> {
+    for step in steps {
+        tracing::debug!(step = %step.text(None).lines().next().unwrap_or(""), "running");
+        if let Err(e) = run_step(client, step, tables).await {
+            if !client.is_closed() {
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+async fn run_step(client: &Client, step: &Step, tables: Option<&Tables<'_>>) -> Result<()> {
+    match step {
+        Step::Sql(s) => client.batch_execute(s).await.map_err(sql_error(s)),
+        Step::CopyIn { table } => {
+            let batch = tables.and_then(|l| {
+                l.all()
+                    .into_iter()
+                    .find(|(t, _)| t.name == table.name)
+                    .map(|(_, b)| b)
+            });
+            let Some(batch) = batch else {
+                return Ok(());
+            };
+            copy::copy_in(client, table, batch).await
+        }
+        Step::CopyS3 {
+            table,
+            sql,
+            expected,
+            serverless,
+        } => {
+            if let Err(source) = client.batch_execute(sql).await {
+                // The transaction is aborted: roll back before asking what went wrong.
+                let _ = client.batch_execute("ROLLBACK").await;
+                let details = match query_text(client, load_errors_query(*serverless)).await {
+                    Ok(QueryResult { rows, .. }) if !rows.is_empty() => rows
+                        .iter()
+                        .map(|r| {
+                            let v = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                            format!(
+                                "  {}:{}: column {}: {} (raw value: {})",
+                                v(0),
+                                v(1),
+                                v(2),
+                                v(3),
+                                v(4)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    Ok(_) => "  no rows in the load-error table for this COPY".into(),
+                    Err(e) => format!("  could not read the load-error table: {e}"),
+                };
+                return Err(Error::CopyS3 {
+                    table: table.name.to_owned(),
+                    details,
+                    source,
+                });
+            }
+            if let Some(expected) = expected {
+                let row = client
+                    .query_one("SELECT pg_last_copy_count()", &[])
+                    .await
+                    .map_err(sql_error("SELECT pg_last_copy_count()"))?;
+                let got: i64 = row.get(0);
+                if got as u64 != *expected {
+                    return Err(Error::CopyCount {
+                        table: table.name.to_owned(),
+                        expected: *expected,
+                        got: got as u64,
+                    });
+                }
+            }
+            Ok(())
+        }
+        Step::InsertRejects => {
+            let Some(tables) = tables else { return Ok(()) };
+            for s in insert_rejects_sql(tables.load_errors) {
+                client.batch_execute(&s).await.map_err(sql_error(&s))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A query's result, every value as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    /// Rows of values, `None` for NULL.
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// Runs `sql` (simple protocol) and returns its last result set as text.
+pub(crate) async fn query_text(client: &Client, sql: &str) -> Result<QueryResult> {
+    let messages = client.simple_query(sql).await.map_err(sql_error(sql))?;
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    for m in messages {
+        match m {
+            tokio_postgres::SimpleQueryMessage::RowDescription(desc) => {
+                columns = desc.iter().map(|c| c.name().to_owned()).collect();
+            }
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                if columns.is_empty() {
+                    columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+                }
+                rows.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_owned))
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(QueryResult { columns, rows })
+}

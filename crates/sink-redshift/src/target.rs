@@ -1,0 +1,136 @@
+//! Where to connect: a `postgres://` URL or Redshift's parts, the password handed only to the
+//! driver and never printed.
+
+use std::fmt;
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::{Error, Result};
+
+/// Whether the connection is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    Disable,
+    /// TLS with the web PKI roots; Redshift's default.
+    Require,
+}
+
+/// Where to connect. The password, when there is one, is only handed to the driver.
+#[derive(Clone)]
+pub struct Target {
+    config: tokio_postgres::Config,
+    tls: Tls,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Target {
+    /// From a `postgres://user[:password]@host:port/db[?sslmode=require]` URL. With no password
+    /// in it, `PGPASSWORD` is used when set.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e: tokio_postgres::Error| {
+                Error::Config(format!(
+                    "bad connection settings: {e} (in the postgres:// URL)"
+                ))
+            })?;
+        if config.get_password().is_none()
+            && let Some(pw) = password(None)
+        {
+            config.password(pw);
+        }
+        let tls = if url.contains("sslmode=require") {
+            Tls::Require
+        } else {
+            Tls::Disable
+        };
+        config.application_name("sparkify");
+        Ok(Target { config, tls })
+    }
+
+    /// From parts, as for Redshift (`password` from `PGPASSWORD` or the config file).
+    pub fn new(
+        host: &str,
+        port: u16,
+        dbname: &str,
+        user: &str,
+        password: Option<&str>,
+        tls: Tls,
+    ) -> Self {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(host)
+            .port(port)
+            .dbname(dbname)
+            .user(user)
+            .application_name("sparkify");
+        if let Some(pw) = password {
+            config.password(pw);
+        }
+        Target { config, tls }
+    }
+
+    /// `user@host:port/db`, never the password.
+    pub fn describe(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "{}@{host}:{port}/{}",
+            self.config.get_user().unwrap_or("?"),
+            self.config.get_dbname().unwrap_or("?")
+        )
+    }
+
+    pub(crate) async fn connect(&self) -> Result<Client> {
+        let err = |source| Error::Connect {
+            target: self.describe(),
+            source,
+        };
+        match self.tls {
+            Tls::Disable => {
+                let (client, conn) = self.config.connect(NoTls).await.map_err(err)?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::warn!(error = %e, "connection ended");
+                    }
+                });
+                Ok(client)
+            }
+            Tls::Require => {
+                let roots = rustls::RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                };
+                let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+                let tls_config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| Error::Config(format!("bad connection settings: TLS: {e}")))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config);
+                let (client, conn) = self.config.connect(tls).await.map_err(err)?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::warn!(error = %e, "connection ended");
+                    }
+                });
+                Ok(client)
+            }
+        }
+    }
+}
+
+/// The database password: `PGPASSWORD` when set, else `from_file` (the config file's).
+pub(crate) fn password(from_file: Option<&str>) -> Option<String> {
+    std::env::var("PGPASSWORD")
+        .ok()
+        .or_else(|| from_file.map(str::to_owned))
+}
