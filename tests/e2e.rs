@@ -867,3 +867,134 @@ fn redshift_ddl_needs_no_configuration_and_missing_settings_are_named_at_once() 
         assert!(stderr.contains(setting), "{setting} not named: {stderr}");
     }
 }
+
+/// `sparkify` with `args`, which must succeed; its stdout.
+fn stdout_of(dir: &Path, args: &[&str]) -> String {
+    let out = sparkify(dir, args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn analytics_give_the_same_answers_on_every_sink() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fx = repo().join("fixtures/sparkify");
+    let (songs, events) = (fx.join("song_data"), fx.join("log_data"));
+    let url = server.url();
+    let sinks = [
+        ("duckdb:memory.duckdb", vec![]),
+        ("duckdb:sql.duckdb", vec!["--transform", "sql"]),
+        (url.as_str(), vec![]),
+    ];
+    let mut json = Vec::new();
+    for (sink, extra) in &sinks {
+        let mut args = vec![
+            "etl",
+            "--songs",
+            songs.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "--sink",
+            sink,
+        ];
+        args.extend(extra);
+        stdout_of(dir.path(), &args);
+        json.push(stdout_of(
+            dir.path(),
+            &["analytics", "--sink", sink, "--format", "json"],
+        ));
+    }
+    assert_eq!(json[0], json[1], "DuckDB: memory and SQL transforms differ");
+    assert_eq!(json[0], json[2], "DuckDB and PostgreSQL differ");
+
+    let doc: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
+    let top = &doc["top_songs"][0];
+    assert_eq!(top["title"], "You're The One");
+    assert_eq!(top["artist"], "Dwight Yoakam");
+    assert_eq!(top["plays"], 37);
+    assert_eq!(doc["top_songs"].as_array().unwrap().len(), 10);
+    let users = doc["users_by_level"].as_array().unwrap();
+    let count = |level: &str| {
+        users
+            .iter()
+            .find(|u| u["level"] == level)
+            .map(|u| u["users"].as_u64().unwrap())
+            .unwrap()
+    };
+    assert_eq!(count("free") + count("paid"), 97);
+    let ratio = &doc["free_vs_paid"][0];
+    assert_eq!(
+        (ratio["free"].as_u64(), ratio["paid"].as_u64()),
+        (Some(count("free")), Some(count("paid")))
+    );
+    let expected = format!("{:.2}", count("free") as f64 / count("paid") as f64);
+    assert_eq!(ratio["ratio"].to_string(), expected);
+    let sum = |key: &str| -> u64 {
+        doc[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["plays"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("plays_by_weekday"), 333);
+    assert_eq!(sum("plays_by_hour"), 333);
+    assert_eq!(doc["plays_by_hour"].as_array().unwrap().len(), 24);
+    // Busiest weekday first, ties by weekday.
+    let weekdays: Vec<(u64, u64)> = doc["plays_by_weekday"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["plays"].as_u64().unwrap(), r["weekday"].as_u64().unwrap()))
+        .collect();
+    let mut sorted = weekdays.clone();
+    sorted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    assert_eq!(weekdays, sorted);
+
+    insta::assert_snapshot!("analytics_json", json[0]);
+    insta::assert_snapshot!(
+        "analytics_table",
+        stdout_of(dir.path(), &["analytics", "--sink", "duckdb:memory.duckdb"])
+    );
+    insta::assert_snapshot!(
+        "analytics_csv",
+        stdout_of(
+            dir.path(),
+            &[
+                "analytics",
+                "--sink",
+                "duckdb:memory.duckdb",
+                "--format",
+                "csv"
+            ]
+        )
+    );
+
+    // `sql` on either database, and a statement the database refuses: its message, exit 4.
+    for sink in ["duckdb:memory.duckdb", url.as_str()] {
+        let csv = stdout_of(
+            dir.path(),
+            &[
+                "sql",
+                "SELECT level, count(*) AS users FROM dm_users GROUP BY level ORDER BY level",
+                "--sink",
+                sink,
+                "--format",
+                "csv",
+            ],
+        );
+        assert_eq!(
+            csv,
+            format!(
+                "level,users\nfree,{}\npaid,{}\n",
+                count("free"),
+                count("paid")
+            )
+        );
+        let out = sparkify(dir.path(), &["sql", "SELEC 1", "--sink", sink]);
+        assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(stderr.contains("syntax error"), "{stderr}");
+    }
+}

@@ -28,6 +28,11 @@ pub enum Command {
     Gen(GenArgs),
     /// Create (drop, then create) or drop every table in a sink.
     Tables(TablesArgs),
+    /// Run one SQL query on a sink and print its result.
+    Sql(SqlArgs),
+    /// The analytics team's questions: top songs, artists and users, free vs paid, plays per
+    /// weekday and hour.
+    Analytics(AnalyticsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -241,4 +246,44 @@ pub struct TablesArgs {
 pub enum TablesActionArg {
     Create,
     Drop,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The query.
+    pub query: String,
+    /// duckdb:PATH, postgres://user@host:port/db, or redshift.
+    #[arg(long, default_value = "duckdb:sparkify.duckdb")]
+    pub sink: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub redshift: RedshiftArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyticsArgs {
+    /// duckdb:PATH, postgres://user@host:port/db, or redshift.
+    #[arg(long, default_value = "duckdb:sparkify.duckdb")]
+    pub sink: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub redshift: RedshiftArgs,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned tables.
+    #[default]
+    Table,
+    /// CSV with a header row (RFC 4180 quoting).
+    Csv,
+    /// JSON: rows as objects.
+    Json,
 }

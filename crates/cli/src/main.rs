@@ -13,6 +13,7 @@
 mod args;
 mod commands;
 mod exit;
+mod output;
 mod settings;
 mod sink;
 mod summary;
@@ -48,6 +49,8 @@ fn main() -> ExitCode {
         Command::Etl(args) => commands::etl::etl(args),
         Command::Gen(args) => commands::r#gen::generate(args),
         Command::Tables(args) => commands::tables::tables(args),
+        Command::Sql(args) => commands::sql::sql(args),
+        Command::Analytics(args) => commands::analytics::analytics(args),
     };
     match done {
         Ok(()) => ExitStatus::Success.into(),

@@ -117,8 +117,9 @@ impl LoadSettings {
     }
 }
 
-/// The sink of `sparkify tables`: only what DDL and a connection need.
-pub fn tables_sink(
+/// The sink of `sparkify tables`, `sql` and `analytics`: only what DDL, queries and a
+/// connection need.
+pub fn sql_sink(
     spec: &str,
     config: &ConfigArgs,
     redshift: &RedshiftArgs,

@@ -1,7 +1,7 @@
 //! A sink of any kind behind one object-safe face, built from its settings.
 
 use anyhow::Context;
-use sparkify_core::sink::{Staging, TablesAction};
+use sparkify_core::sink::{QueryResult, Staging, TablesAction};
 use sparkify_core::{Load, Sink};
 use sparkify_sink_duckdb::DuckDbSink;
 use sparkify_sink_parquet::ParquetSink;
@@ -18,6 +18,7 @@ pub trait AnySink {
     fn execute(&mut self, statements: &[String]) -> anyhow::Result<()>;
     fn check(&mut self) -> anyhow::Result<()>;
     fn load(&mut self, load: Load<'_>) -> anyhow::Result<()>;
+    fn query(&mut self, sql: &str) -> anyhow::Result<QueryResult>;
 }
 
 impl<S: Sink> AnySink for S {
@@ -50,6 +51,11 @@ impl<S: Sink> AnySink for S {
     fn load(&mut self, load: Load<'_>) -> anyhow::Result<()> {
         let what = Sink::describe(self);
         Sink::load(self, load).with_context(|| format!("loading {what}"))
+    }
+
+    fn query(&mut self, sql: &str) -> anyhow::Result<QueryResult> {
+        let what = Sink::describe(self);
+        Sink::query(self, sql).with_context(|| format!("querying {what}"))
     }
 }
 

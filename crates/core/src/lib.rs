@@ -17,6 +17,7 @@
 //! # Ok::<(), sparkify_core::Error>(())
 //! ```
 
+pub mod analytics;
 pub mod error;
 pub mod model;
 pub mod reader;

@@ -60,6 +60,13 @@ pub enum TablesAction {
     Drop,
 }
 
+/// A query's result, every value as text the way the database prints it (`None` for NULL).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
 /// A place the tables go.
 pub trait Sink {
     /// The sink's own error.
@@ -87,4 +94,7 @@ pub trait Sink {
 
     /// Replaces the sink's tables with `load`'s, all or nothing.
     fn load(&mut self, load: Load<'_>) -> Result<(), Self::Error>;
+
+    /// Runs one query (`sparkify sql`, `sparkify analytics`) and returns its last result set.
+    fn query(&mut self, sql: &str) -> Result<QueryResult, Self::Error>;
 }

@@ -17,7 +17,7 @@ mod scan;
 
 use duckdb::Connection;
 use sparkify_core::model::SongplaysMode;
-use sparkify_core::sink::TablesAction;
+use sparkify_core::sink::{QueryResult, TablesAction};
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{ALL_TABLES, STAR_TABLES, TableDef};
 use sparkify_core::{Load, Sink};
@@ -208,6 +208,22 @@ impl Sink for DuckDbSink {
         tx.commit().map_err(self.sql_error("COMMIT"))
     }
 
+    fn query(&mut self, sql: &str) -> Result<QueryResult> {
+        let conn = self.open()?;
+        let mut stmt = conn.prepare(sql).map_err(self.sql_error(sql))?;
+        let mut rows = stmt.query([]).map_err(self.sql_error(sql))?;
+        let columns = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(self.sql_error(sql))? {
+            let values = (0..columns.len())
+                .map(|i| row.get::<_, duckdb::types::Value>(i).map(text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(self.sql_error(sql))?;
+            out.push(values);
+        }
+        Ok(QueryResult { columns, rows: out })
+    }
+
     fn check(&mut self) -> Result<()> {
         let conn = self.open()?;
         conn.execute_batch("SELECT 1")
@@ -301,4 +317,42 @@ fn append_steps(table: &TableDef) -> Vec<Step> {
         )),
         Step::Sql("RESET memory_limit".to_owned()),
     ]
+}
+
+/// A DuckDB value as text the way PostgreSQL prints the same value (`None` for NULL): numbers
+/// in decimal, doubles in their shortest exact form, timestamps as
+/// [`sparkify_core::time::text`] (to the microsecond when there are microseconds).
+fn text(value: duckdb::types::Value) -> Option<String> {
+    use duckdb::types::Value as V;
+    Some(match value {
+        V::Null => return None,
+        V::Boolean(b) => if b { "t" } else { "f" }.to_owned(),
+        V::TinyInt(v) => v.to_string(),
+        V::SmallInt(v) => v.to_string(),
+        V::Int(v) => v.to_string(),
+        V::BigInt(v) => v.to_string(),
+        V::HugeInt(v) => v.to_string(),
+        V::UTinyInt(v) => v.to_string(),
+        V::USmallInt(v) => v.to_string(),
+        V::UInt(v) => v.to_string(),
+        V::UBigInt(v) => v.to_string(),
+        V::Float(v) => sparkify_core::text::double(f64::from(v)),
+        V::Double(v) => sparkify_core::text::double(v),
+        V::Decimal(d) => d.to_string(),
+        V::Text(s) | V::Enum(s) => s,
+        V::Timestamp(unit, v) => {
+            let micros = unit.to_micros(v);
+            if micros % 1000 == 0 {
+                sparkify_core::time::text(micros / 1000)
+            } else {
+                let fraction = format!("{:06}", micros.rem_euclid(1_000_000));
+                format!(
+                    "{}.{}",
+                    sparkify_core::time::text(micros.div_euclid(1_000_000) * 1000),
+                    fraction.trim_end_matches('0')
+                )
+            }
+        }
+        other => format!("{other:?}"),
+    })
 }

@@ -34,7 +34,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sparkify_core::sink::TablesAction;
+use sparkify_core::sink::{QueryResult, TablesAction};
 use sparkify_core::source::Location;
 use sparkify_core::table::STAGING_TABLES;
 use sparkify_core::{Load, Sink, Tables};
@@ -268,6 +268,12 @@ impl Sink for ParquetSink {
 
     fn execute(&mut self, _: &[String]) -> Result<()> {
         Err(Error::NoSql("runs no SQL"))
+    }
+
+    fn query(&mut self, _: &str) -> Result<QueryResult> {
+        Err(Error::NoSql(
+            "runs no SQL: query its files with DuckDB or Polars",
+        ))
     }
 
     fn check(&mut self) -> Result<()> {

@@ -2,6 +2,7 @@
 //! tables, `COPY` from S3 with its load errors read back on failure; any failure rolls back.
 
 use sparkify_core::Tables;
+use sparkify_core::sink::QueryResult;
 use tokio_postgres::Client;
 
 use crate::plan::{Step, insert_rejects_sql, load_errors_query};
@@ -103,14 +104,6 @@ async fn run_step(client: &Client, step: &Step, tables: Option<&Tables<'_>>) -> 
             Ok(())
         }
     }
-}
-
-/// A query's result, every value as text.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueryResult {
-    pub columns: Vec<String>,
-    /// Rows of values, `None` for NULL.
-    pub rows: Vec<Vec<Option<String>>>,
 }
 
 /// Runs `sql` (simple protocol) and returns its last result set as text.

@@ -39,11 +39,11 @@ use sparkify_s3::{LazyS3, S3};
 use tokio_postgres::Client;
 
 pub use config::{Connection, CopySettings, IamSection, RedshiftSection, WarehouseConfig};
-pub use exec::QueryResult;
 pub use plan::{
     CopyFrom, Expected, RedshiftCopy, Step, copy_events_sql, copy_parquet_sql, copy_songs_sql,
     load_errors_query,
 };
+pub use sparkify_core::sink::QueryResult;
 pub use target::{Target, Tls};
 pub use upload::UploadOptions;
 
@@ -215,6 +215,10 @@ impl Sink for WarehouseSink {
     fn check(&mut self) -> Result<()> {
         self.redshift_copy()?;
         self.query("SELECT 1").map(|_| ())
+    }
+
+    fn query(&mut self, sql: &str) -> Result<QueryResult> {
+        WarehouseSink::query(self, sql)
     }
 
     fn load(&mut self, load: Load<'_>) -> Result<()> {

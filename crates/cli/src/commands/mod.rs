@@ -1,7 +1,9 @@
 //! One module a subcommand; each takes its settings and returns what went wrong, and `main`
 //! picks the exit status.
 
+pub mod analytics;
 pub mod etl;
 pub mod r#gen;
 pub mod run;
+pub mod sql;
 pub mod tables;

@@ -6,7 +6,7 @@ use crate::args::{TablesActionArg, TablesArgs};
 use crate::{settings, sink};
 
 pub fn tables(args: TablesArgs) -> anyhow::Result<()> {
-    let settings = settings::tables_sink(&args.sink, &args.config, &args.redshift)?;
+    let settings = settings::sql_sink(&args.sink, &args.config, &args.redshift)?;
     let mut sink = sink::build(settings);
     let action = match args.action {
         TablesActionArg::Create => TablesAction::Create,
