@@ -252,19 +252,19 @@ pub enum TablesActionArg {
 pub struct SqlArgs {
     /// The query.
     pub query: String,
-    /// duckdb:PATH, postgres://user@host:port/db, or redshift.
-    #[arg(long, default_value = "duckdb:sparkify.duckdb")]
-    pub sink: String,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
     #[command(flatten)]
-    pub config: ConfigArgs,
-    #[command(flatten)]
-    pub redshift: RedshiftArgs,
+    pub target: QueryArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct AnalyticsArgs {
+    #[command(flatten)]
+    pub target: QueryArgs,
+}
+
+/// Which sink a query runs on, and how its result is printed.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
     /// duckdb:PATH, postgres://user@host:port/db, or redshift.
     #[arg(long, default_value = "duckdb:sparkify.duckdb")]
     pub sink: String,

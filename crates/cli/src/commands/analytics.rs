@@ -7,18 +7,16 @@ use crate::args::AnalyticsArgs;
 use crate::{output, settings, sink};
 
 pub fn analytics(args: AnalyticsArgs) -> anyhow::Result<()> {
-    let mut sink = sink::build(settings::sql_sink(
-        &args.sink,
-        &args.config,
-        &args.redshift,
-    )?);
+    let target = &args.target;
+    let settings = settings::sql_sink(&target.sink, &target.config, &target.redshift)?;
+    let mut sink = sink::build(settings);
     let results = QUESTIONS
         .iter()
         .map(|q| sink.query(q.sql))
         .collect::<anyhow::Result<Vec<_>>>()?;
     println!(
         "{}",
-        output::answers(&answers(results), args.format).trim_end_matches('\n')
+        output::answers(&answers(results), target.format).trim_end_matches('\n')
     );
     Ok(())
 }

@@ -4,15 +4,13 @@ use crate::args::SqlArgs;
 use crate::{output, settings, sink};
 
 pub fn sql(args: SqlArgs) -> anyhow::Result<()> {
-    let mut sink = sink::build(settings::sql_sink(
-        &args.sink,
-        &args.config,
-        &args.redshift,
-    )?);
+    let target = &args.target;
+    let settings = settings::sql_sink(&target.sink, &target.config, &target.redshift)?;
+    let mut sink = sink::build(settings);
     let result = sink.query(&args.query)?;
     println!(
         "{}",
-        output::result(&result, args.format).trim_end_matches('\n')
+        output::result(&result, target.format).trim_end_matches('\n')
     );
     Ok(())
 }
