@@ -153,12 +153,9 @@ impl InputFile {
         }
     }
 
-    /// Its path, or its key as a path.
-    fn path_like(&self) -> Option<&Path> {
-        match &self.location {
-            Location::Path(p) => Some(p),
-            Location::S3(url) => Some(Path::new(&url.key)),
-        }
+    /// Whether it is on disk.
+    pub fn is_local(&self) -> bool {
+        self.path().is_some()
     }
 
     /// Its path on disk, for a local file.
@@ -188,21 +185,18 @@ impl Discovery {
 
     /// Whether every file is on disk.
     pub fn is_local(&self) -> bool {
-        self.files
-            .iter()
-            .all(|f| matches!(f.location, Location::Path(_)))
+        self.files.iter().all(InputFile::is_local)
     }
 
     /// Adds an object of a listing: read when JSON by name, else skipped.
     fn offer_object(&mut self, url: S3Url, len: u64) {
-        let file = InputFile {
-            location: Location::S3(url),
-            len,
-        };
-        if file.path_like().is_some_and(is_json_name) {
-            self.files.push(file);
+        if is_json_name(Path::new(&url.key)) {
+            self.files.push(InputFile {
+                location: Location::S3(url),
+                len,
+            });
         } else {
-            self.skipped.push(file.name());
+            self.skipped.push(url.to_string());
         }
     }
 

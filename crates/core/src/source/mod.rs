@@ -84,10 +84,7 @@ pub fn read(
     pool: &rayon::ThreadPool,
     remote: Option<&dyn Remote>,
 ) -> Result<ReadOutput> {
-    let local = files
-        .iter()
-        .all(|f| matches!(f.location, Location::Path(_)));
-    if local {
+    if files.iter().all(InputFile::is_local) {
         return pool.install(|| read_files(files, schema, opts));
     }
     let remote = remote.ok_or(Error::NoRemote)?;

@@ -4,7 +4,6 @@
 //! them as they come, a bounded number ahead.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::array::{
@@ -176,15 +175,13 @@ where
                     return Some(Ok(Work::Big(input)));
                 }
                 self.next = Some(input);
-            } else {
-                let group = closed.then(|| std::mem::take(&mut self.open));
-                self.open.push(input);
-                if group.is_none() {
-                    continue;
-                }
-                return group.map(|g| Ok(Work::Group(g)));
+                return Some(Ok(Work::Group(std::mem::take(&mut self.open))));
             }
-            return Some(Ok(Work::Group(std::mem::take(&mut self.open))));
+            if closed {
+                let group = std::mem::replace(&mut self.open, vec![input]);
+                return Some(Ok(Work::Group(group)));
+            }
+            self.open.push(input);
         }
     }
 }
@@ -316,28 +313,21 @@ pub fn read_files(
     schema: &SchemaRef,
     opts: &ReadOptions,
 ) -> Result<ReadOutput> {
-    let groups: Vec<Work<&InputFile>> =
-        Groups::new(files.iter().map(Ok), opts.chunk_size).collect::<Result<_>>()?;
-    let groups: Vec<Mutex<Option<Work<&InputFile>>>> =
-        groups.into_iter().map(|w| Mutex::new(Some(w))).collect();
+    let groups = Mutex::new(Groups::new(files.iter().map(Ok), opts.chunk_size).enumerate());
     let gather = Mutex::new(Gather::new(schema));
-    let next = AtomicUsize::new(0);
     // Each worker takes the next group in input order, so parts finish nearly in order and
     // few wait to be gathered.
     rayon::scope(|scope| {
         for _ in 0..rayon::current_num_threads() {
             scope.spawn(|_| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(slot) = groups.get(i) else { break };
                     if locked(&gather).is_failed() {
                         break;
                     }
-                    let work = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-                    if let Some(work) = work {
-                        let part = work.decode(schema, opts);
-                        locked(&gather).push(i, part);
-                    }
+                    let next = groups.lock().unwrap_or_else(PoisonError::into_inner).next();
+                    let Some((i, work)) = next else { break };
+                    let part = work.and_then(|work| work.decode(schema, opts));
+                    locked(&gather).push(i, part);
                 }
             });
         }
