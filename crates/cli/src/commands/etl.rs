@@ -11,7 +11,7 @@ use sparkify_core::sink::Staging;
 use sparkify_core::source::{self, Discovery, Input, ReadOptions, ReadOutput, Remote};
 use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS};
 use sparkify_core::{Load, Tables};
-use sparkify_s3::{LazyS3, Source};
+use sparkify_s3::{S3, Source};
 
 use crate::args::EtlArgs;
 use crate::exit::Failure;
@@ -62,7 +62,7 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         .any(Input::is_s3)
         .then(|| -> anyhow::Result<Source> {
             Ok(Source {
-                s3: LazyS3::new(s.s3.clone()).get()?,
+                s3: Arc::new(S3::connect(&s.s3)?),
                 concurrency: s.s3_concurrency,
             })
         })
