@@ -998,3 +998,235 @@ fn analytics_give_the_same_answers_on_every_sink() {
         assert!(stderr.contains("syntax error"), "{stderr}");
     }
 }
+
+/// Runs `sql` on a DuckDB file with DuckDB's own Python package.
+fn duckdb_py(db: &Path, sql: &str) {
+    let script = "import duckdb, sys\n\
+        c = duckdb.connect(sys.argv[1])\n\
+        c.execute(sys.argv[2])\n\
+        c.close()\n";
+    let py = Command::new(std::env::var("SPARKIFY_PYTHON").unwrap_or_else(|_| "python3".into()))
+        .args(["-c", script, db.to_str().unwrap(), sql])
+        .output()
+        .expect("python3 runs");
+    assert!(py.status.success(), "{sql}\n{}", text(&py));
+}
+
+#[test]
+fn verify_agrees_across_every_sink_and_names_each_tampered_row() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fx = repo().join("fixtures/sparkify");
+    let generated = dir.path().join("gen");
+    stdout_of(
+        dir.path(),
+        &[
+            "gen",
+            "--out",
+            generated.to_str().unwrap(),
+            "--songs",
+            "300",
+            "--days",
+            "3",
+            "--users",
+            "30",
+            "--match-fraction",
+            "0.3",
+        ],
+    );
+    let url = server.url();
+    for data in [fx.as_path(), generated.as_path()] {
+        let (songs, events) = (data.join("song_data"), data.join("log_data"));
+        let inputs = [
+            "--songs",
+            songs.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ];
+        for (sink, extra) in [
+            ("duckdb:memory.duckdb", None),
+            ("duckdb:sql.duckdb", Some("--transform=sql")),
+            (url.as_str(), None),
+            ("parquet:lake", Some("--with-staging-tables")),
+            ("parquet:star-only", None),
+        ] {
+            let mut args = vec!["etl", "--sink", sink];
+            args.extend(inputs);
+            args.extend(extra);
+            stdout_of(dir.path(), &args);
+        }
+        let mut args = vec!["verify", "--source"];
+        args.extend(inputs);
+        for sink in [
+            "duckdb:memory.duckdb",
+            "duckdb:sql.duckdb",
+            &url,
+            "parquet:lake",
+            "parquet:star-only",
+        ] {
+            args.extend(["--sink", sink]);
+        }
+        let out = sparkify(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(!table.contains('≠'), "{table}");
+        // The star-only lake was written without staging tables: not compared, and said so.
+        assert_eq!(table.matches("not written").count(), 2, "{table}");
+        if data == fx.as_path() {
+            assert!(
+                table.contains("333 rows") && table.contains("8056 rows"),
+                "{table}"
+            );
+        }
+    }
+
+    // Tampered through each database's own client, one change at a time, each undone after.
+    let verify = |sink: &str| {
+        sparkify(
+            dir.path(),
+            &["verify", "--sink", "parquet:lake", "--sink", sink],
+        )
+    };
+    let differs = |sink: &str, table: &str, line: &str| {
+        let out = verify(sink);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("{table} in ")),
+            "{table}: {}",
+            text(&out)
+        );
+        assert!(stdout.contains(line), "{line}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("differ in {table}")), "{stderr}");
+    };
+    let first = |sql: &str| server.psql(sql).trim().to_owned();
+    let user = first("SELECT min(user_id) FROM dm_users");
+    let row = first(&format!(
+        "SELECT first_name FROM dm_users WHERE user_id = {user}"
+    ));
+    server.psql(&format!("DELETE FROM dm_users WHERE user_id = {user}"));
+    differs(&url, "dm_users", &format!("1 missing: user_id={user}"));
+    server.psql(&format!(
+        "INSERT INTO dm_users SELECT user_id, first_name, last_name, gender, level FROM \
+         (SELECT DISTINCT ON (\"userid\") \"userid\" AS user_id, firstname AS first_name, \
+         lastname AS last_name, gender, level FROM staging_events WHERE \"userid\" = {user} \
+         ORDER BY \"userid\", ts DESC) AS latest"
+    ));
+    assert_eq!(
+        first(&format!(
+            "SELECT first_name FROM dm_users WHERE user_id = {user}"
+        )),
+        row
+    );
+    assert_eq!(verify(&url).status.code(), Some(0), "the row put back");
+
+    let song = first("SELECT min(song_id) FROM dm_songs");
+    server.psql(&format!(
+        "UPDATE dm_songs SET duration = duration + 0.000001 WHERE song_id = '{song}'"
+    ));
+    differs(&url, "dm_songs", &format!("1 changed: song_id={song}"));
+    server.psql(&format!(
+        "UPDATE dm_songs SET duration = duration - 0.000001 WHERE song_id = '{song}'"
+    ));
+
+    let db = dir.path().join("sql.duckdb");
+    duckdb_py(
+        &db,
+        "INSERT INTO ft_songplays SELECT songplay_id + 1000000, start_time, user_id, level, \
+         song_id, artist_id, session_id + 1000000, item_in_session, location, user_agent \
+         FROM ft_songplays ORDER BY session_id, item_in_session LIMIT 1",
+    );
+    differs(
+        "duckdb:sql.duckdb",
+        "ft_songplays",
+        "1 extra: session_id=100",
+    );
+    duckdb_py(&db, "DELETE FROM ft_songplays WHERE session_id >= 1000000");
+    duckdb_py(&db, "UPDATE staging_events SET song = NULL WHERE song = ''");
+    duckdb_py(
+        &db,
+        "UPDATE staging_events SET song = '' WHERE rowid = (SELECT min(rowid) FROM staging_events WHERE song IS NULL)",
+    );
+    let out = verify("duckdb:sql.duckdb");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "NULL and '' are not the same: {}",
+        text(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("staging_events in "));
+}
+
+#[test]
+fn verify_compares_doubles_and_timestamps_exactly_across_engines() {
+    // Values DuckDB and PostgreSQL print differently (`1.0` and `1`; `1500000000000000.0`
+    // and `1.5e+15`; `nan` and `NaN`; `-0.0` and `-0`), and timestamps to the microsecond.
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.duckdb");
+    let url = server.url();
+    for sink in ["duckdb:t.duckdb", url.as_str()] {
+        stdout_of(dir.path(), &["tables", "create", "--sink", sink]);
+    }
+    let doubles = [
+        "1.0",
+        "100",
+        "0.1",
+        "0.30000000000000004",
+        "1e15",
+        "1.5e15",
+        "1234567890123456.7",
+        "1e16",
+        "1e22",
+        "0.0001",
+        "1e-5",
+        "4.35e-10",
+        "-0.0",
+        "5e-324",
+        "1.7976931348623157e308",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "-84.39111",
+    ];
+    let rows: Vec<String> = doubles
+        .iter()
+        .enumerate()
+        .map(|(i, d)| format!("('AR{i:02}', 'n', NULL, CAST('{d}' AS DOUBLE PRECISION), {i}.5)"))
+        .collect();
+    let insert = format!("INSERT INTO dm_artists VALUES {}", rows.join(", "));
+    let times = "INSERT INTO dm_time VALUES (TIMESTAMP '2018-11-01 21:01:46.796123', 21, 1, 44, 11, 2018, 4), \
+                 (TIMESTAMP '1970-01-01 00:00:00', 0, 1, 1, 1, 1970, 4)";
+    server.psql(&insert);
+    server.psql(times);
+    duckdb_py(&db, &insert.replace("DOUBLE PRECISION", "DOUBLE"));
+    duckdb_py(&db, times);
+    let out = sparkify(
+        dir.path(),
+        &["verify", "--sink", "duckdb:t.duckdb", "--sink", &url],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("19 rows"),
+        "{}",
+        text(&out)
+    );
+    // One microsecond, or the last bit of a double, is a difference.
+    server.psql(
+        "UPDATE dm_time SET start_time = start_time + INTERVAL '1 microsecond' WHERE year = 2018",
+    );
+    server.psql("UPDATE dm_artists SET latitude = 0.3000000000000001 WHERE artist_id = 'AR03'");
+    let out = sparkify(
+        dir.path(),
+        &["verify", "--sink", "duckdb:t.duckdb", "--sink", &url],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 changed: artist_id=AR03"), "{stdout}");
+    assert!(
+        stdout.contains("start_time=2018-11-01T21:01:46.796123Z")
+            && stdout.contains("start_time=2018-11-01T21:01:46.796124Z"),
+        "{stdout}"
+    );
+}

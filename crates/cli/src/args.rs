@@ -33,6 +33,9 @@ pub enum Command {
     /// The analytics team's questions: top songs, artists and users, free vs paid, plays per
     /// weekday and hour.
     Analytics(AnalyticsArgs),
+    /// Compare every table's row count and content fingerprint across sinks (and the input);
+    /// exit 1 when they differ.
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +263,34 @@ pub struct SqlArgs {
 pub struct AnalyticsArgs {
     #[command(flatten)]
     pub target: QueryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A copy to compare: duckdb:PATH, postgres://user@host:port/db, redshift or parquet:DIR.
+    /// Give it twice or more, or once with --source; the first copy is the reference.
+    #[arg(long = "sink")]
+    pub sinks: Vec<String>,
+    /// Also rebuild the tables from --songs and --events, in memory, as the reference.
+    #[arg(long, requires_all = ["songs", "events"])]
+    pub source: bool,
+    /// Song files (with --source): a folder, a file, a glob or s3://bucket/prefix.
+    #[arg(long, num_args = 1..)]
+    pub songs: Vec<Input>,
+    /// Event logs (with --source): a folder, a file, a glob or s3://bucket/prefix.
+    #[arg(long, num_args = 1..)]
+    pub events: Vec<Input>,
+    /// Which plays became songplays in the load being verified (with --source).
+    #[arg(long, value_enum, default_value_t = Songplays::Matched)]
+    pub songplays: Songplays,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub redshift: RedshiftArgs,
 }
 
 /// Which sink a query runs on, and how its result is printed.

@@ -1,6 +1,6 @@
 //! Exit status: the one mapping from errors to codes, applied only in `main`.
 //!
-//! 0 loaded; 2 bad usage or configuration; 3 more rejects than `--max-errors` (nothing
+//! 0 loaded (or, for `verify`, every copy agrees); 1 `verify` found a difference; 2 bad usage or configuration; 3 more rejects than `--max-errors` (nothing
 //! committed); 4 a source or sink failed (nothing committed).
 
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use std::process::ExitCode;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     Success = 0,
+    Differs = 1,
     Usage = 2,
     TooManyRejects = 3,
     Failed = 4,
@@ -29,6 +30,9 @@ pub enum Failure {
     /// More rejects than `--max-errors`; nothing was committed.
     #[error("{rejected} rejected records, more than --max-errors {max}: nothing was committed")]
     TooManyRejects { rejected: usize, max: u64 },
+    /// `sparkify verify`: copies of the tables disagree.
+    #[error("{0}")]
+    Differs(String),
 }
 
 /// The status `error` ends the process with: usage and configuration mistakes are 2,
@@ -42,6 +46,7 @@ pub fn status_of(error: &anyhow::Error) -> ExitStatus {
             return match f {
                 Failure::Usage(_) => ExitStatus::Usage,
                 Failure::TooManyRejects { .. } => ExitStatus::TooManyRejects,
+                Failure::Differs(_) => ExitStatus::Differs,
             };
         }
         let usage = matches!(

@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         Command::Tables(args) => commands::tables::tables(args),
         Command::Sql(args) => commands::sql::sql(args),
         Command::Analytics(args) => commands::analytics::analytics(args),
+        Command::Verify(args) => commands::verify::verify(args),
     };
     match done {
         Ok(()) => ExitStatus::Success.into(),

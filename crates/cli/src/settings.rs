@@ -143,6 +143,11 @@ pub fn sql_sink(
     .resolve(spec)
 }
 
+/// How `s3://` inputs are reached: the S3 flags over `[s3]` of the config file.
+pub fn s3_settings(config: &ConfigArgs, flags: &S3Args) -> Result<S3Options, Failure> {
+    Ok(s3_options(flags, &File::load(config)?.s3))
+}
+
 /// S3 flags over `[s3]`; the SDK's own chain (`AWS_ENDPOINT_URL`, `AWS_REGION`, profiles)
 /// after both.
 fn s3_options(flags: &S3Args, file: &S3Section) -> S3Options {

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use sparkify_core::sink::{QueryResult, Staging, TablesAction};
+use sparkify_core::sql::Dialect;
 use sparkify_core::{Load, Sink};
 use sparkify_sink_duckdb::DuckDbSink;
 use sparkify_sink_parquet::ParquetSink;
@@ -12,6 +13,7 @@ use crate::settings::SinkSettings;
 /// [`Sink`] with its error erased into `anyhow`, each message naming the sink.
 pub trait AnySink {
     fn describe(&self) -> String;
+    fn dialect(&self) -> Option<Dialect>;
     fn staging(&self) -> Staging;
     fn plan(&self) -> anyhow::Result<Vec<String>>;
     fn tables_sql(&self, action: TablesAction) -> anyhow::Result<Vec<String>>;
@@ -24,6 +26,10 @@ pub trait AnySink {
 impl<S: Sink> AnySink for S {
     fn describe(&self) -> String {
         Sink::describe(self)
+    }
+
+    fn dialect(&self) -> Option<Dialect> {
+        Sink::dialect(self)
     }
 
     fn staging(&self) -> Staging {

@@ -19,6 +19,7 @@
 
 pub mod analytics;
 pub mod error;
+pub mod fingerprint;
 pub mod model;
 pub mod reader;
 pub mod reject;

@@ -7,6 +7,7 @@
 use arrow::array::RecordBatch;
 
 use crate::model::StarSchema;
+use crate::sql::Dialect;
 use crate::table::{LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, TableDef};
 
 /// Every table of a run that sparkify parsed and built itself.
@@ -74,6 +75,11 @@ pub trait Sink {
 
     /// A short description for messages, with no secrets in it.
     fn describe(&self) -> String;
+
+    /// The SQL this sink speaks (`None`: it runs none, as a Parquet lake).
+    fn dialect(&self) -> Option<Dialect> {
+        None
+    }
 
     /// Where this sink's staging tables come from (parsed here, unless it says otherwise).
     fn staging(&self) -> Staging {

@@ -2,9 +2,7 @@
 //! sinks (and the in-memory model) can be compared row by row.
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{
-    DataType, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMillisecondType,
-};
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 
 /// Every row of `batch` as text; `None` for NULL.
 pub fn rows(batch: &RecordBatch) -> Vec<Vec<Option<String>>> {
@@ -30,16 +28,55 @@ pub fn value(array: &dyn Array, row: usize) -> Option<String> {
         DataType::Int32 => array.as_primitive::<Int32Type>().value(row).to_string(),
         DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_string(),
         DataType::Float64 => double(array.as_primitive::<Float64Type>().value(row)),
-        DataType::Timestamp(TimeUnit::Millisecond, None) => {
-            crate::time::text(array.as_primitive::<TimestampMillisecondType>().value(row))
-        }
+        DataType::Timestamp(..) => match crate::time::micros_at(array, row) {
+            Some(us) => crate::time::text_micros(us),
+            None => "<out of range>".to_owned(),
+        },
         other => format!("<{other}>"),
     })
 }
 
-/// A double as PostgreSQL prints it (shortest text that reads back exactly).
+/// A double as PostgreSQL (12 and later) prints it: the shortest digits that read back to the
+/// same double, in positional notation for decimal exponents from -4 to 14 (`0.0001`,
+/// `123.5`, `100`), else as `1.5e+15`, `1e-05` (two exponent digits at least); `-0`, `NaN`,
+/// `Infinity` and `-Infinity` as such.
 pub fn double(v: f64) -> String {
-    format!("{v}")
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    // Rust's `{:e}` is the shortest round-trip form too: `-1.2345e17`, `1e-5`.
+    let scientific = format!("{v:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if (-4..15).contains(&exponent) {
+        if exponent < 0 {
+            let zeros = "0".repeat(exponent.unsigned_abs() as usize - 1);
+            return format!("{sign}0.{zeros}{digits}");
+        }
+        let whole = exponent as usize + 1;
+        if digits.len() <= whole {
+            return format!("{sign}{digits}{}", "0".repeat(whole - digits.len()));
+        }
+        return format!("{sign}{}.{}", &digits[..whole], &digits[whole..]);
+    }
+    let (first, rest) = digits.split_at(1);
+    let point = if rest.is_empty() { "" } else { "." };
+    let exp_sign = if exponent < 0 { '-' } else { '+' };
+    format!(
+        "{sign}{first}{point}{rest}e{exp_sign}{:02}",
+        exponent.unsigned_abs()
+    )
 }
 
 #[cfg(test)]
@@ -48,6 +85,35 @@ mod tests {
 
     #[test]
     fn doubles_print_like_postgres() {
-        assert_eq!(double(213.9424), "213.9424");
+        // What PostgreSQL 15 prints for each (`SELECT x::float8::text`).
+        for (v, pg) in [
+            (213.9424, "213.9424"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1.0, "1"),
+            (100.0, "100"),
+            (1234567.0, "1234567"),
+            (123456789012345.6, "123456789012345.6"),
+            (1e15, "1e+15"),
+            (1.5e15, "1.5e+15"),
+            (1234567890123456.7, "1.2345678901234568e+15"),
+            (1e16, "1e+16"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (1e22, "1e+22"),
+            (1e-4, "0.0001"),
+            (0.00012345, "0.00012345"),
+            (1e-5, "1e-05"),
+            (4.35e-10, "4.35e-10"),
+            (-84.39111, "-84.39111"),
+            (1.5e300, "1.5e+300"),
+            (5e-324, "5e-324"),
+            (2.2250738585072014e-308, "2.2250738585072014e-308"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ] {
+            assert_eq!(double(v), pg, "{v:e}");
+        }
     }
 }

@@ -28,6 +28,58 @@ pub fn text(ms: i64) -> String {
     }
 }
 
+/// Epoch microseconds as [`text`] prints milliseconds, with up to six fraction digits.
+pub fn text_micros(us: i64) -> String {
+    let frac = us.rem_euclid(1_000_000);
+    let seconds = text(us.div_euclid(1_000_000) * 1000);
+    if frac == 0 {
+        return seconds;
+    }
+    format!("{seconds}.{}", format!("{frac:06}").trim_end_matches('0'))
+}
+
+/// Epoch microseconds as ISO 8601 in UTC with all six fraction digits and `Z`
+/// (`2018-11-01T21:01:46.796000Z`): the canonical form of `sparkify verify`.
+pub fn iso_micros(us: i64) -> String {
+    match DateTime::from_timestamp_micros(us) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        None => format!("<{us} us>"),
+    }
+}
+
+/// The value at `row` of a timestamp column of any unit, as epoch microseconds (`None` for
+/// NULL, another type, or a value out of range).
+pub fn micros_at(array: &dyn arrow::array::Array, row: usize) -> Option<i64> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{
+        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+        TimestampSecondType,
+    };
+    if array.is_null(row) {
+        return None;
+    }
+    match array.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => array
+            .as_primitive::<TimestampSecondType>()
+            .value(row)
+            .checked_mul(1_000_000),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => array
+            .as_primitive::<TimestampMillisecondType>()
+            .value(row)
+            .checked_mul(1000),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            Some(array.as_primitive::<TimestampMicrosecondType>().value(row))
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => Some(
+            array
+                .as_primitive::<TimestampNanosecondType>()
+                .value(row)
+                .div_euclid(1000),
+        ),
+        _ => None,
+    }
+}
+
 /// `batch` with every timestamp column widened to microseconds (DuckDB's `TIMESTAMP`,
 /// Parquet's `TIMESTAMP(MICROS)`), every other column shared as it is.
 pub fn to_micros(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
@@ -64,6 +116,10 @@ mod tests {
         assert_eq!(text(1541106106796), "2018-11-01 21:01:46.796");
         assert_eq!(text(1541106106790), "2018-11-01 21:01:46.79");
         assert_eq!(text(1541106106000), "2018-11-01 21:01:46");
+        assert_eq!(text_micros(1541106106796120), "2018-11-01 21:01:46.79612");
+        assert_eq!(text_micros(1541106106000000), "2018-11-01 21:01:46");
+        assert_eq!(iso_micros(1541106106796000), "2018-11-01T21:01:46.796000Z");
+        assert_eq!(iso_micros(-1), "1969-12-31T23:59:59.999999Z");
     }
 
     #[test]

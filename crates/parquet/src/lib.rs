@@ -20,6 +20,10 @@
 //! # Ok::<(), sparkify_parquet::Error>(())
 //! ```
 
+mod read;
+
+pub use read::{read_table, unescape_partition_value};
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -166,6 +166,10 @@ impl DuckDbSink {
 impl Sink for DuckDbSink {
     type Error = Error;
 
+    fn dialect(&self) -> Option<Dialect> {
+        Some(Dialect::DuckDb)
+    }
+
     fn describe(&self) -> String {
         format!("duckdb:{}", self.path.display())
     }
@@ -340,19 +344,7 @@ fn text(value: duckdb::types::Value) -> Option<String> {
         V::Double(v) => sparkify_core::text::double(v),
         V::Decimal(d) => d.to_string(),
         V::Text(s) | V::Enum(s) => s,
-        V::Timestamp(unit, v) => {
-            let micros = unit.to_micros(v);
-            if micros % 1000 == 0 {
-                sparkify_core::time::text(micros / 1000)
-            } else {
-                let fraction = format!("{:06}", micros.rem_euclid(1_000_000));
-                format!(
-                    "{}.{}",
-                    sparkify_core::time::text(micros.div_euclid(1_000_000) * 1000),
-                    fraction.trim_end_matches('0')
-                )
-            }
-        }
+        V::Timestamp(unit, v) => sparkify_core::time::text_micros(unit.to_micros(v)),
         other => format!("{other:?}"),
     })
 }

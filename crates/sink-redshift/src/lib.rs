@@ -167,6 +167,10 @@ impl WarehouseSink {
 impl Sink for WarehouseSink {
     type Error = Error;
 
+    fn dialect(&self) -> Option<Dialect> {
+        Some(self.config.dialect.clone())
+    }
+
     fn describe(&self) -> String {
         let kind = match self.config.dialect {
             Dialect::Redshift(_) => "redshift",

@@ -11,7 +11,7 @@ use sparkify_core::sink::Staging;
 use sparkify_core::source::{self, Discovery, Input, ReadOptions, ReadOutput, Remote};
 use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS};
 use sparkify_core::{Load, Tables};
-use sparkify_s3::{S3, Source};
+use sparkify_s3::{S3, S3Options, Source};
 
 use crate::args::EtlArgs;
 use crate::exit::Failure;
@@ -55,65 +55,22 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
     }
     sink.check()?;
 
-    let s3 = s
-        .songs
-        .iter()
-        .chain(&s.events)
-        .any(Input::is_s3)
-        .then(|| -> anyhow::Result<Source> {
-            Ok(Source {
-                s3: Arc::new(S3::connect(&s.s3)?),
-                concurrency: s.s3_concurrency,
-            })
-        })
-        .transpose()?;
-    let remote = s3.as_ref().map(|r| r as &dyn Remote);
-    let songs = find("--songs", &s.songs, remote)?;
-    let events = find("--events", &s.events, remote)?;
-    let progress = progress_bar(songs.bytes() + events.bytes());
-    let bar = progress.clone();
-    let opts = ReadOptions {
-        batch_size: s.batch_size,
-        on_file: Some(Arc::new(move |n| bar.inc(n))),
-        ..ReadOptions::default()
-    };
-    let read = || -> anyhow::Result<(ReadOutput, ReadOutput)> {
-        let (songs_schema, events_schema) = (STAGING_SONGS.schema(), STAGING_EVENTS.schema());
-        if songs.is_local() && events.is_local() {
-            // Both tables at once: the pool shares its workers between them.
-            let (s, e) = pool.install(|| {
-                rayon::join(
-                    || source::read_files(&songs.files, &songs_schema, &opts),
-                    || source::read_files(&events.files, &events_schema, &opts),
-                )
-            });
-            return Ok((s?, e?));
-        }
-        // One after the other, each at full concurrency; nothing more is fetched once one fails.
-        let s = source::read(&songs.files, &songs_schema, &opts, &pool, remote)?;
-        let e = source::read(&events.files, &events_schema, &opts, &pool, remote)?;
-        Ok((s, e))
-    };
-    let read = read();
-    progress.finish_and_clear();
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "read");
-    let (songs_out, events_out) = read?;
-    let s3_counts = s3.is_some().then(|| {
-        let fetched = |d: &Discovery, o: &ReadOutput| {
-            if d.is_local() {
-                (0, 0, 0)
-            } else {
-                (d.files.len(), o.files_read, o.bytes_read)
-            }
-        };
-        let (sl, sf, sb) = fetched(&songs, &songs_out);
-        let (el, ef, eb) = fetched(&events, &events_out);
-        S3Counts {
-            objects_listed: sl + el,
-            objects_fetched: sf + ef,
-            bytes_fetched: sb + eb,
-        }
-    });
+    let read = read_inputs(
+        &s.songs,
+        &s.events,
+        &s.s3,
+        s.s3_concurrency,
+        s.batch_size,
+        &pool,
+    )?;
+    let s3_counts = read.s3_counts();
+    let Read {
+        songs,
+        events,
+        songs_out,
+        events_out,
+        ..
+    } = read;
 
     let rejects: Vec<_> = songs_out
         .rejects
@@ -166,6 +123,98 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
     summary.seconds = started.elapsed().as_secs_f64();
     finish(&summary, &s)?;
     loaded
+}
+
+/// What `--songs` and `--events` found, and read.
+pub struct Read {
+    pub songs: Discovery,
+    pub events: Discovery,
+    pub songs_out: ReadOutput,
+    pub events_out: ReadOutput,
+    /// Whether any input is in S3.
+    pub s3: bool,
+}
+
+impl Read {
+    /// What the run listed and fetched from S3, when it read from there.
+    fn s3_counts(&self) -> Option<S3Counts> {
+        let fetched = |d: &Discovery, o: &ReadOutput| {
+            if d.is_local() {
+                (0, 0, 0)
+            } else {
+                (d.files.len(), o.files_read, o.bytes_read)
+            }
+        };
+        let (sl, sf, sb) = fetched(&self.songs, &self.songs_out);
+        let (el, ef, eb) = fetched(&self.events, &self.events_out);
+        self.s3.then_some(S3Counts {
+            objects_listed: sl + el,
+            objects_fetched: sf + ef,
+            bytes_fetched: sb + eb,
+        })
+    }
+}
+
+/// Finds and reads the song files and event logs in parallel on `pool`, with a progress bar
+/// on a terminal.
+pub fn read_inputs(
+    song_inputs: &[Input],
+    event_inputs: &[Input],
+    s3_options: &S3Options,
+    s3_concurrency: usize,
+    batch_size: usize,
+    pool: &rayon::ThreadPool,
+) -> anyhow::Result<Read> {
+    let started = Instant::now();
+    let s3 = song_inputs
+        .iter()
+        .chain(event_inputs)
+        .any(Input::is_s3)
+        .then(|| -> anyhow::Result<Source> {
+            Ok(Source {
+                s3: Arc::new(S3::connect(s3_options)?),
+                concurrency: s3_concurrency,
+            })
+        })
+        .transpose()?;
+    let remote = s3.as_ref().map(|r| r as &dyn Remote);
+    let songs = find("--songs", song_inputs, remote)?;
+    let events = find("--events", event_inputs, remote)?;
+    let progress = progress_bar(songs.bytes() + events.bytes());
+    let bar = progress.clone();
+    let opts = ReadOptions {
+        batch_size,
+        on_file: Some(Arc::new(move |n| bar.inc(n))),
+        ..ReadOptions::default()
+    };
+    let read = || -> anyhow::Result<(ReadOutput, ReadOutput)> {
+        let (songs_schema, events_schema) = (STAGING_SONGS.schema(), STAGING_EVENTS.schema());
+        if songs.is_local() && events.is_local() {
+            // Both tables at once: the pool shares its workers between them.
+            let (s, e) = pool.install(|| {
+                rayon::join(
+                    || source::read_files(&songs.files, &songs_schema, &opts),
+                    || source::read_files(&events.files, &events_schema, &opts),
+                )
+            });
+            return Ok((s?, e?));
+        }
+        // One after the other, each at full concurrency; nothing more is fetched once one fails.
+        let s = source::read(&songs.files, &songs_schema, &opts, pool, remote)?;
+        let e = source::read(&events.files, &events_schema, &opts, pool, remote)?;
+        Ok((s, e))
+    };
+    let read = read();
+    progress.finish_and_clear();
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "read");
+    let (songs_out, events_out) = read?;
+    Ok(Read {
+        songs,
+        events,
+        songs_out,
+        events_out,
+        s3: s3.is_some(),
+    })
 }
 
 /// The files of one table's inputs; for `s3://` ones, says what the listing found.

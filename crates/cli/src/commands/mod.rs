@@ -7,3 +7,4 @@ pub mod r#gen;
 pub mod run;
 pub mod sql;
 pub mod tables;
+pub mod verify;
