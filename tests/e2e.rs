@@ -1230,3 +1230,55 @@ fn verify_compares_doubles_and_timestamps_exactly_across_engines() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_load_that_loses_rows_in_the_sink_fails_reconciliation_and_commits_nothing() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fx = repo().join("fixtures/sparkify");
+    let (songs, events) = (fx.join("song_data"), fx.join("log_data"));
+    let url = server.url();
+    let etl = || {
+        sparkify(
+            dir.path(),
+            &[
+                "etl",
+                "--songs",
+                songs.to_str().unwrap(),
+                "--events",
+                events.to_str().unwrap(),
+                "--sink",
+                &url,
+            ],
+        )
+    };
+    let out = etl();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A fault inside the database, after COPY has counted its rows: the transforms' insert
+    // into ft_songplays deletes one session from staging_events (a statement trigger, added
+    // to every ft_songplays table created from now on).
+    server.psql(
+        "CREATE FUNCTION lose_session() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN DELETE FROM staging_events WHERE sessionid = 23; RETURN NULL; END $$; \
+         CREATE FUNCTION add_fault() RETURNS event_trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() \
+           WHERE object_identity = 'public.ft_songplays') THEN \
+           CREATE TRIGGER lose AFTER INSERT ON ft_songplays FOR EACH STATEMENT \
+           EXECUTE FUNCTION lose_session(); END IF; END $$; \
+         CREATE EVENT TRIGGER fault ON ddl_command_end WHEN TAG IN ('CREATE TABLE') \
+           EXECUTE FUNCTION add_fault();",
+    );
+    let out = etl();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("reconciliation: staging_events holds")
+            && stderr.contains("but the run staged 8056; nothing was committed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        pg_count(&url, "staging_events"),
+        8056,
+        "the previous load stays"
+    );
+}

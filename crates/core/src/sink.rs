@@ -37,6 +37,51 @@ impl Tables<'_> {
     }
 }
 
+/// The rows a load must leave in the tables the run parsed, counted in the sink before COMMIT
+/// ([`reconcile`]): every staging table and `load_errors`, as many rows as the run staged or
+/// rejected (SPEC: every input record is loaded or reported).
+pub fn staged_counts(tables: &Tables<'_>) -> [(&'static TableDef, u64); 3] {
+    [
+        (&STAGING_EVENTS, tables.staging_events.num_rows() as u64),
+        (&STAGING_SONGS, tables.staging_songs.num_rows() as u64),
+        (&LOAD_ERRORS, tables.load_errors.num_rows() as u64),
+    ]
+}
+
+/// A table holding another number of rows than the run staged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "reconciliation: {table} holds {found} rows after the load, but the run staged {expected}; \
+     nothing was committed"
+)]
+pub struct Unreconciled {
+    pub table: &'static str,
+    pub expected: u64,
+    pub found: u64,
+}
+
+/// Checks the counts a sink found (`(table, rows)`, from [`crate::sql::count_rows`]) against
+/// what the run staged; a table not counted counts 0.
+pub fn reconcile(
+    expected: &[(&'static TableDef, u64)],
+    counted: &[(String, u64)],
+) -> Result<(), Unreconciled> {
+    for (table, rows) in expected {
+        let found = counted
+            .iter()
+            .find(|(t, _)| t == table.name)
+            .map_or(0, |(_, n)| *n);
+        if found != *rows {
+            return Err(Unreconciled {
+                table: table.name,
+                expected: *rows,
+                found,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Where a load's staging tables come from.
 #[derive(Debug, Clone, Copy)]
 pub enum Load<'a> {
@@ -66,6 +111,20 @@ pub enum TablesAction {
 pub struct QueryResult {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Option<String>>>,
+}
+
+impl QueryResult {
+    /// The rows of a `(name, count)` query ([`crate::sql::count_rows`]).
+    pub fn counts(&self) -> Vec<(String, u64)> {
+        self.rows
+            .iter()
+            .filter_map(|r| {
+                let name = r.first()?.clone()?;
+                let n = r.get(1)?.as_deref()?.parse().ok()?;
+                Some((name, n))
+            })
+            .collect()
+    }
 }
 
 /// A place the tables go.
@@ -103,4 +162,29 @@ pub trait Sink {
 
     /// Runs one query (`sparkify sql`, `sparkify analytics`) and returns its last result set.
     fn query(&mut self, sql: &str) -> Result<QueryResult, Self::Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconciliation_names_the_first_table_that_lost_or_gained_rows() {
+        let expected = [(&STAGING_EVENTS, 8056), (&LOAD_ERRORS, 0)];
+        let counted = |e: u64| {
+            vec![
+                ("staging_events".to_owned(), e),
+                ("load_errors".to_owned(), 0),
+            ]
+        };
+        assert_eq!(reconcile(&expected, &counted(8056)), Ok(()));
+        let lost = reconcile(&expected, &counted(8055)).unwrap_err();
+        assert_eq!(
+            (lost.table, lost.expected, lost.found),
+            ("staging_events", 8056, 8055)
+        );
+        assert!(reconcile(&expected, &counted(8057)).is_err());
+        // A table the sink did not count holds no rows.
+        assert!(reconcile(&[(&STAGING_SONGS, 1)], &counted(8056)).is_err());
+    }
 }

@@ -8,6 +8,20 @@ use crate::model::SongplaysMode;
 use crate::sink::TablesAction;
 use crate::table::{ALL_TABLES, Column, SqlType, TableDef};
 
+/// `(table_name, row_count)` for each of `tables`, in one query (the load's reconciliation).
+pub fn count_rows(tables: &[&TableDef]) -> String {
+    tables
+        .iter()
+        .map(|t| {
+            format!(
+                "SELECT '{0}' AS table_name, COUNT(*) AS row_count FROM {0}",
+                t.name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
 /// A SQL dialect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dialect {

@@ -22,7 +22,7 @@
 
 mod read;
 
-pub use read::{read_table, unescape_partition_value};
+pub use read::{count_rows, read_table, unescape_partition_value};
 
 use std::collections::BTreeMap;
 use std::fs;

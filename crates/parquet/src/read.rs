@@ -11,6 +11,7 @@ use arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, n
 use arrow::compute::concat_batches;
 use arrow::datatypes::{Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::{FileReader, SerializedFileReader};
 use sparkify_core::table::{SqlType, TableDef};
 
 use crate::{Error, NULL_PARTITION, Partition, Result, io, partitioning};
@@ -45,6 +46,27 @@ pub fn read_table(root: &Path, table: &TableDef) -> Result<Option<RecordBatch>> 
         return Ok(Some(RecordBatch::new_empty(table.schema())));
     };
     Ok(Some(concat_batches(&first.schema(), &batches)?))
+}
+
+/// The rows of `root/TABLE` from its files' footers (no data is read); `None` when the lake
+/// has no such folder.
+pub fn count_rows(root: &Path, table: &TableDef) -> Result<Option<u64>> {
+    let dir = root.join(table.name);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut files = Vec::new();
+    collect(&dir, &mut files)?;
+    let mut rows = 0;
+    for file in &files {
+        let handle = fs::File::open(file).map_err(io(file))?;
+        let reader = SerializedFileReader::new(handle).map_err(|source| Error::Parquet {
+            table: file.display().to_string(),
+            source,
+        })?;
+        rows += reader.metadata().file_metadata().num_rows().unsigned_abs();
+    }
+    Ok(Some(rows))
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -17,14 +17,18 @@ mod scan;
 
 use duckdb::Connection;
 use sparkify_core::model::SongplaysMode;
-use sparkify_core::sink::{QueryResult, TablesAction};
+use sparkify_core::sink::{self, QueryResult, TablesAction};
 use sparkify_core::sql::{self, Dialect};
-use sparkify_core::table::{ALL_TABLES, STAR_TABLES, TableDef};
-use sparkify_core::{Load, Sink};
+use sparkify_core::table::{
+    ALL_TABLES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef,
+};
+use sparkify_core::{Load, Sink, Tables};
 
 /// What can go wrong loading DuckDB.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Unreconciled(#[from] sparkify_core::sink::Unreconciled),
     /// The database file could not be opened or created.
     #[error("cannot open DuckDB database {path}: {source}")]
     Open {
@@ -152,6 +156,18 @@ impl DuckDbSink {
         Ok(())
     }
 
+    /// Counts the tables the run parsed, inside the load's transaction, against the run's rows.
+    fn reconcile(&self, tx: &duckdb::Transaction<'_>, tables: &Tables<'_>) -> Result<()> {
+        let expected = sink::staged_counts(tables);
+        let count = sql::count_rows(&expected.map(|(t, _)| t));
+        let mut stmt = tx.prepare(&count).map_err(self.sql_error(count.clone()))?;
+        let counted: Vec<(String, u64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.unsigned_abs())))
+            .and_then(Iterator::collect)
+            .map_err(self.sql_error(count.clone()))?;
+        Ok(sink::reconcile(&expected, &counted)?)
+    }
+
     fn sql_error(&self, context: impl Into<String>) -> impl FnOnce(duckdb::Error) -> Error {
         let path = self.path.display().to_string();
         let context = context.into();
@@ -190,6 +206,10 @@ impl Sink for DuckDbSink {
         if let Transform::Sql(mode) = self.transform {
             out.extend(sql::transforms(&Dialect::DuckDb, mode));
         }
+        out.push(format!(
+            "-- fails the load unless each count equals the run's:\n{}",
+            sql::count_rows(&[&STAGING_EVENTS, &STAGING_SONGS, &LOAD_ERRORS])
+        ));
         if let Some(check) = sql::duplicate_keys(&ALL_TABLES) {
             out.push(format!("-- fails the load if it returns a row:\n{check}"));
         }
@@ -275,6 +295,7 @@ impl Sink for DuckDbSink {
                     .map_err(self.sql_error(statement.clone()))?;
             }
         }
+        self.reconcile(&tx, &tables)?;
         let keying = std::time::Instant::now();
         self.add_keys(&tx)?;
         tracing::debug!(

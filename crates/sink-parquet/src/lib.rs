@@ -34,17 +34,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sparkify_core::sink::{QueryResult, TablesAction};
+use sparkify_core::sink::{self, QueryResult, TablesAction};
 use sparkify_core::source::Location;
 use sparkify_core::table::STAGING_TABLES;
 use sparkify_core::{Load, Sink, Tables};
 pub use sparkify_parquet::Compression;
-use sparkify_parquet::{io, write_table};
+use sparkify_parquet::{count_rows, io, write_table};
 use sparkify_s3::{Body, LazyS3, S3, S3Options, S3Url};
 
 /// What can go wrong writing the lake.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Unreconciled(#[from] sparkify_core::sink::Unreconciled),
     #[error(transparent)]
     Parquet(#[from] sparkify_parquet::Error),
     #[error(transparent)]
@@ -146,6 +148,21 @@ impl ParquetSink {
             let files = write_table(root, table, batch, self.compression)?;
             tracing::debug!(table = table.name, files = files.len(), "written");
         }
+        // The tables the run parsed, counted from the files' footers, before they replace the
+        // previous output.
+        let mut expected = Vec::new();
+        let mut counted = Vec::new();
+        for (table, rows) in sink::staged_counts(tables) {
+            if let Some(found) = count_rows(root, table)? {
+                expected.push((table, rows));
+                counted.push((table.name.to_owned(), found));
+            } else if rows > 0
+                && (self.staging_tables || !STAGING_TABLES.iter().any(|t| t.name == table.name))
+            {
+                expected.push((table, rows));
+            }
+        }
+        sink::reconcile(&expected, &counted)?;
         let success = root.join("_SUCCESS");
         fs::write(&success, b"").map_err(io(&success))?;
         Ok(())

@@ -5,7 +5,7 @@ use sparkify_core::Tables;
 use sparkify_core::sink::QueryResult;
 use tokio_postgres::Client;
 
-use crate::plan::{Step, insert_rejects_sql, load_errors_query};
+use crate::plan::{Step, insert_rejects_sql, load_errors_query, reconcile_sql};
 use crate::{Error, Result, copy};
 
 fn sql_error(statement: &str) -> impl FnOnce(tokio_postgres::Error) -> Error {
@@ -95,6 +95,15 @@ async fn run_step(client: &Client, step: &Step, tables: Option<&Tables<'_>>) -> 
                 }
             }
             Ok(())
+        }
+        Step::Reconcile => {
+            let Some(tables) = tables else { return Ok(()) };
+            let sql = reconcile_sql();
+            let counted = query_text(client, &sql).await?.counts();
+            Ok(sparkify_core::sink::reconcile(
+                &sparkify_core::sink::staged_counts(tables),
+                &counted,
+            )?)
         }
         Step::InsertRejects => {
             let Some(tables) = tables else { return Ok(()) };

@@ -75,6 +75,8 @@ pub enum Error {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error(transparent)]
+    Unreconciled(#[from] sparkify_core::sink::Unreconciled),
     #[error("COPY into {table} loaded {got} rows, expected {expected}")]
     CopyCount {
         table: String,

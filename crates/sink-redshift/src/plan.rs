@@ -64,6 +64,9 @@ pub enum Step {
         expected: Option<u64>,
         serverless: bool,
     },
+    /// The staging tables and `load_errors` counted, to hold what the run parsed
+    /// ([`sparkify_core::sink::reconcile`]); nothing to check when the warehouse read the input.
+    Reconcile,
     /// The run's rejects as `INSERT`s into `load_errors` (Redshift has no `COPY FROM STDIN`).
     InsertRejects,
 }
@@ -74,6 +77,10 @@ impl Step {
         match self {
             Step::Sql(s) | Step::CopyS3 { sql: s, .. } => s.clone(),
             Step::CopyIn { table } => copy_in_sql(table),
+            Step::Reconcile => format!(
+                "-- fails the load unless each count equals the run's:\n{}",
+                reconcile_sql()
+            ),
             Step::InsertRejects => match tables {
                 Some(tables) => insert_rejects_sql(tables.load_errors).join(";\n"),
                 None => format!(
@@ -131,8 +138,14 @@ pub fn load_plan(
         },
         Some(_) => Step::InsertRejects,
     });
+    steps.push(Step::Reconcile);
     steps.push(Step::Sql("COMMIT".into()));
     steps
+}
+
+/// The reconciliation's count of the tables the run parsed.
+pub(crate) fn reconcile_sql() -> String {
+    sql::count_rows(&[&STAGING_EVENTS, &STAGING_SONGS, &LOAD_ERRORS])
 }
 
 fn column_list(table: &TableDef) -> String {
