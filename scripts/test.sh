@@ -26,6 +26,13 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 fi
 
+# Chromium: the HTML report's test renders the page in it, headless.
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${SPARKIFY_CHROMIUM:-}" ]; then
+    echo "test.sh: installing Chromium (Debian package chromium)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 # The DuckDB Python package: the end-to-end tests open our output file with it.
 venv="$cache/venv"
 if ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then

@@ -245,6 +245,14 @@ fn rejects_within_max_errors_load_with_load_errors() {
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let rejects = summary["rejects"].as_i64().unwrap();
     assert_eq!(rejects, 10, "{summary:#}");
+    // Every record read is a staged row or a reject.
+    let staged = summary["rows"]["staging_events"].as_i64().unwrap()
+        + summary["rows"]["staging_songs"].as_i64().unwrap();
+    assert_eq!(
+        summary["records_read"].as_i64(),
+        Some(staged + rejects),
+        "{summary:#}"
+    );
     assert_eq!(summary["files_skipped"], 1);
     assert_eq!(count(&db, "load_errors"), rejects);
     let conn = Connection::open(&db).unwrap();
@@ -1280,5 +1288,119 @@ fn a_load_that_loses_rows_in_the_sink_fails_reconciliation_and_commits_nothing()
         pg_count(&url, "staging_events"),
         8056,
         "the previous load stays"
+    );
+}
+
+/// Chromium, headless, on `page`, with `args` (`--dump-dom`, `--screenshot=…`); its stdout.
+fn chromium(page: &Path, args: &[&str]) -> String {
+    let exe = std::env::var("SPARKIFY_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(exe)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1200,3400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs (scripts/test.sh installs the Debian package)");
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn analytics_html_report_renders_in_chromium_with_the_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = repo().join("fixtures");
+    let songs = fx.join("sparkify/song_data");
+    let (events, bad) = (fx.join("sparkify/log_data"), fx.join("bad"));
+    stdout_of(
+        dir.path(),
+        &[
+            "etl",
+            "--songs",
+            songs.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            bad.to_str().unwrap(),
+            "--sink",
+            "duckdb:out.duckdb",
+            "--max-errors",
+            "100",
+        ],
+    );
+    let json = stdout_of(
+        dir.path(),
+        &[
+            "analytics",
+            "--sink",
+            "duckdb:out.duckdb",
+            "--format",
+            "json",
+        ],
+    );
+    let answers: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let out = sparkify(
+        dir.path(),
+        &[
+            "analytics",
+            "--sink",
+            "duckdb:out.duckdb",
+            "--html",
+            "report.html",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "the page is written, not printed");
+    let page = dir.path().join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        !html.contains("http") && !html.contains("<script"),
+        "self-contained"
+    );
+
+    let dom = chromium(&page, &["--dump-dom"]);
+    let top = &answers["top_songs"][0];
+    assert_eq!(top["title"], "You're The One");
+    let bar = format!(
+        "data-label=\"{} — {}\" data-value=\"{}\"",
+        top["title"].as_str().unwrap(),
+        top["artist"].as_str().unwrap(),
+        top["plays"]
+    );
+    assert!(dom.contains(&bar), "{bar} not in the DOM");
+    assert!(dom.contains("<td>You're The One</td>"), "the table");
+    let hours = dom
+        .split("data-chart=\"plays_by_hour\"")
+        .nth(1)
+        .and_then(|s| s.split("</svg>").next())
+        .unwrap();
+    assert_eq!(hours.matches("<rect class=\"bar\"").count(), 24);
+    for row in answers["plays_by_hour"].as_array().unwrap() {
+        let bar = format!(
+            "data-label=\"{}\" data-value=\"{}\"",
+            row["hour"], row["plays"]
+        );
+        assert!(hours.contains(&bar), "{bar}");
+    }
+    let ratio = &answers["free_vs_paid"][0];
+    assert!(dom.contains(&format!("<td class=\"n\">{}</td>", ratio["ratio"])));
+    // The run's row counts and its rejects (the bad fixtures: 10 rejected records).
+    let counts = dom.split("id=\"row_counts\"").nth(1).unwrap();
+    assert!(counts.contains("<td>dm_time</td>"), "{counts}");
+    assert!(dom.contains("10 rejected records."), "the rejects section");
+
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("analytics-report.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&page, &[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{}",
+        png.len()
     );
 }

@@ -263,6 +263,10 @@ pub struct SqlArgs {
 pub struct AnalyticsArgs {
     #[command(flatten)]
     pub target: QueryArgs,
+    /// Write the answers as one self-contained HTML page (charts and tables, row counts and
+    /// rejects) to this file instead of printing them.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

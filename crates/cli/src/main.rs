@@ -14,6 +14,7 @@ mod args;
 mod commands;
 mod exit;
 mod output;
+mod report;
 mod settings;
 mod sink;
 mod summary;

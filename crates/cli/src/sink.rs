@@ -3,6 +3,7 @@
 use anyhow::Context;
 use sparkify_core::sink::{QueryResult, Staging, TablesAction};
 use sparkify_core::sql::Dialect;
+use sparkify_core::table::{ALL_TABLES, TableDef};
 use sparkify_core::{Load, Sink};
 use sparkify_sink_duckdb::DuckDbSink;
 use sparkify_sink_parquet::ParquetSink;
@@ -74,4 +75,19 @@ pub fn build(settings: SinkSettings) -> Box<dyn AnySink> {
         SinkSettings::Warehouse(config) => Box::new(WarehouseSink::new(*config)),
         SinkSettings::Parquet(config) => Box::new(ParquetSink::new(config)),
     }
+}
+
+/// Which of sparkify's tables `sink` holds, in [`ALL_TABLES`] order.
+pub fn tables_present(sink: &mut dyn AnySink) -> anyhow::Result<Vec<&'static TableDef>> {
+    let found = sink.query(&sparkify_core::sql::tables_present())?;
+    Ok(ALL_TABLES
+        .iter()
+        .copied()
+        .filter(|t| {
+            found
+                .rows
+                .iter()
+                .any(|r| r.first().and_then(|v| v.as_deref()) == Some(t.name))
+        })
+        .collect())
 }

@@ -9,6 +9,8 @@ use sparkify_core::Reject;
 /// What a run did.
 #[derive(Debug)]
 pub struct Summary {
+    /// Every input record: each one a staged row or a reject.
+    pub records_read: u64,
     pub files_read: usize,
     pub files_skipped: usize,
     /// What came from S3, when anything did.
@@ -41,6 +43,7 @@ struct JsonReject<'a> {
 
 #[derive(Serialize)]
 struct JsonSummary<'a> {
+    records_read: u64,
     files_read: usize,
     files_skipped: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,6 +87,7 @@ impl Summary {
         };
         let mut lines = vec![
             ("rejects", self.rejects.len().to_string()),
+            ("records read", self.records_read.to_string()),
             ("files read", self.files_read.to_string()),
             ("files skipped", self.files_skipped.to_string()),
             ("bytes read", self.bytes_read.to_string()),
@@ -107,6 +111,7 @@ impl Summary {
 
     fn json(&self) -> JsonSummary<'_> {
         JsonSummary {
+            records_read: self.records_read,
             files_read: self.files_read,
             files_skipped: self.files_skipped,
             s3: self.s3,

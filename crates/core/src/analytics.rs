@@ -81,6 +81,13 @@ LIMIT 10",
     },
 ];
 
+/// The last load's rejects by reason, most first (for a sink that holds `load_errors`).
+pub const REJECTS_BY_REASON: &str = "SELECT reason, COUNT(*) AS records
+FROM load_errors
+GROUP BY reason
+ORDER BY records DESC, reason
+LIMIT 20";
+
 /// One answer: a table of text values (`None` for NULL).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Answer {

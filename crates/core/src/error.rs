@@ -33,6 +33,17 @@ pub enum Error {
     /// An input from elsewhere (S3, say) could not be listed or fetched.
     #[error(transparent)]
     Fetch(Box<dyn std::error::Error + Send + Sync>),
+    /// The reader's count of records does not match the rows and rejects it returned.
+    #[error(
+        "reconciliation: read {records} records of {table}, but staged {rows} rows and \
+         rejected {rejects}"
+    )]
+    Unaccounted {
+        table: &'static str,
+        records: u64,
+        rows: u64,
+        rejects: u64,
+    },
     /// Arrow refused to build a batch.
     #[error(transparent)]
     Arrow(#[from] ArrowError),

@@ -30,7 +30,7 @@ use md5::{Digest, Md5};
 use crate::sink::QueryResult;
 use crate::sql::Dialect;
 use crate::table::{
-    ALL_TABLES, Column, FT_SONGPLAYS, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, SqlType, TableDef,
+    Column, FT_SONGPLAYS, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, SqlType, TableDef,
 };
 
 /// A table's row count and the two sums of its rows' hashes.
@@ -191,16 +191,6 @@ pub fn row_hashes_sql(dialect: &Dialect, table: &TableDef) -> String {
         "SELECT {key} AS row_key, {hash} AS row_hash FROM {name}",
         hash = row_hash_sql(dialect, table),
         name = table.name
-    )
-}
-
-/// Which of sparkify's tables exist in the current schema.
-pub fn tables_present_sql() -> String {
-    let names: Vec<String> = ALL_TABLES.iter().map(|t| format!("'{}'", t.name)).collect();
-    format!(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() \
-         AND table_name IN ({})",
-        names.join(", ")
     )
 }
 

@@ -8,6 +8,7 @@ use arrow::array::RecordBatch;
 
 use crate::model::StarSchema;
 use crate::sql::Dialect;
+pub use crate::sql::TablesAction;
 use crate::table::{LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, TableDef};
 
 /// Every table of a run that sparkify parsed and built itself.
@@ -97,13 +98,6 @@ pub enum Load<'a> {
 pub enum Staging {
     Parsed,
     InWarehouse,
-}
-
-/// `sparkify tables create` (drop, then create, every table) or `drop`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TablesAction {
-    Create,
-    Drop,
 }
 
 /// A query's result, every value as text the way the database prints it (`None` for NULL).

@@ -5,8 +5,24 @@
 //! to the same tables.
 
 use crate::model::SongplaysMode;
-use crate::sink::TablesAction;
 use crate::table::{ALL_TABLES, Column, SqlType, TableDef};
+
+/// `sparkify tables create` (drop, then create, every table) or `drop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TablesAction {
+    Create,
+    Drop,
+}
+
+/// Which of sparkify's tables exist in the current schema.
+pub fn tables_present() -> String {
+    let names: Vec<String> = ALL_TABLES.iter().map(|t| format!("'{}'", t.name)).collect();
+    format!(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() \
+         AND table_name IN ({})",
+        names.join(", ")
+    )
+}
 
 /// `(table_name, row_count)` for each of `tables`, in one query (the load's reconciliation).
 pub fn count_rows(tables: &[&TableDef]) -> String {

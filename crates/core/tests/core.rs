@@ -543,6 +543,14 @@ fn a_stream_of_inputs_reads_exactly_as_the_files_do() {
                 .unwrap();
             assert_eq!(got.batch, want.batch, "{sub} at {chunk_size}");
             assert_eq!(got.rejects, want.rejects, "{sub} at {chunk_size}");
+            // Every record counted once, split in chunks or not, as a row or a reject.
+            assert_eq!(got.records, want.records, "{sub} at {chunk_size}");
+            assert_eq!(
+                want.records,
+                (want.batch.num_rows() + want.rejects.len()) as u64,
+                "{sub} at {chunk_size}"
+            );
+            want.reconcile(table.name).unwrap();
             assert_eq!(got.files_read, want.files_read);
             assert_eq!(got.bytes_read, want.bytes_read);
         }

@@ -63,6 +63,8 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         s.batch_size,
         &pool,
     )?;
+    read.songs_out.reconcile(STAGING_SONGS.name)?;
+    read.events_out.reconcile(STAGING_EVENTS.name)?;
     let s3_counts = read.s3_counts();
     let Read {
         songs,
@@ -79,6 +81,7 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         .cloned()
         .collect();
     let mut summary = Summary {
+        records_read: songs_out.records + events_out.records,
         files_read: songs_out.files_read + events_out.files_read,
         files_skipped: songs.skipped.len() + events.skipped.len(),
         s3: s3_counts,
@@ -240,6 +243,7 @@ fn load_in_warehouse(
 ) -> anyhow::Result<()> {
     let loaded = sink.load(Load::InWarehouse);
     let summary = Summary {
+        records_read: 0,
         files_read: 0,
         files_skipped: 0,
         s3: None,

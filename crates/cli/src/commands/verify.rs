@@ -121,17 +121,7 @@ impl Target {
         let mut out = BTreeMap::new();
         match &mut self.copy {
             Copy::Sql { sink, dialect } => {
-                let present = sink.query(&fingerprint::tables_present_sql())?;
-                let present: Vec<&TableDef> = ALL_TABLES
-                    .iter()
-                    .copied()
-                    .filter(|t| {
-                        present
-                            .rows
-                            .iter()
-                            .any(|r| r.first().and_then(|v| v.as_deref()) == Some(t.name))
-                    })
-                    .collect();
+                let present = sink::tables_present(sink.as_mut())?;
                 let sums = if present.is_empty() {
                     BTreeMap::new()
                 } else {

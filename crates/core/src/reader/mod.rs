@@ -128,6 +128,7 @@ impl ReaderBuilder {
             schema: self.schema,
             batch_size: self.batch_size,
             rows: 0,
+            records: 0,
             source: self.source,
             line: self.line,
             offset: self.offset,
@@ -405,6 +406,8 @@ pub struct Decoder {
     columns: Columns,
     batch_size: usize,
     rows: usize,
+    /// Every record seen, whether it became a row or a reject (never reset).
+    records: u64,
     source: Arc<str>,
     /// Line and byte offset of the first byte not yet consumed.
     line: u64,
@@ -471,7 +474,13 @@ impl Decoder {
         self.rows >= self.batch_size
     }
 
-    /// Rows decoded and not yet flushed.
+    /// Every record decoded so far, as a row or a reject, over every stream: what a run
+    /// reconciles its rows and rejects against.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The rows decoded and not yet flushed.
     pub fn len(&self) -> usize {
         self.rows
     }
@@ -615,6 +624,7 @@ impl Decoder {
                     let raw = &input[start..resume];
                     self.rejects
                         .push(Reject::new(&self.source, line, at, None, reason, raw));
+                    self.records += 1;
                     line += count_lines(raw);
                     pos = resume;
                 }
@@ -637,6 +647,7 @@ impl Decoder {
         let result = match parsed {
             Err(err) => Err(json_reason(&err)),
             Ok(()) => {
+                self.records += 1;
                 match self.columns.append_row(&tape.0, raw) {
                     Ok(()) => self.rows += 1,
                     Err(e) => self.rejects.push(Reject::new(

@@ -14,18 +14,24 @@ use crate::reader::{Decoder, ReaderBuilder};
 use crate::reject::Reject;
 use crate::source::ReadOptions;
 
-/// What one piece of work decodes to: its batches and rejects, in input order.
-pub(super) type Part = (Vec<RecordBatch>, Vec<Reject>);
+/// What one piece of work decodes to: its batches and rejects, in input order, and how many
+/// records the decoder saw (each one a row or a reject).
+#[derive(Debug, Default)]
+pub(super) struct Part {
+    pub batches: Vec<RecordBatch>,
+    pub rejects: Vec<Reject>,
+    pub records: u64,
+}
 
 /// The parts' batches and rejects, each in the parts' order.
 fn flatten(parts: Vec<Part>) -> Part {
-    let mut batches = Vec::new();
-    let mut rejects = Vec::new();
-    for (b, r) in parts {
-        batches.extend(b);
-        rejects.extend(r);
+    let mut out = Part::default();
+    for part in parts {
+        out.batches.extend(part.batches);
+        out.rejects.extend(part.rejects);
+        out.records += part.records;
     }
-    (batches, rejects)
+    out
 }
 
 /// A large input (`stored` bytes as stored) decoded in chunks, then reported to `on_file`.
@@ -36,7 +42,7 @@ pub(super) fn decode_big(
     schema: &SchemaRef,
     opts: &ReadOptions,
 ) -> Result<Part> {
-    let out = decode_bytes(data, name, schema, opts)?;
+    let out = decode_part(data, name, schema, opts)?;
     if let Some(cb) = &opts.on_file {
         cb(stored);
     }
@@ -82,7 +88,11 @@ fn finish(mut decoder: Decoder, mut batches: Vec<RecordBatch>) -> Result<Part> {
     while let Some(batch) = decoder.flush()? {
         batches.push(batch);
     }
-    Ok((batches, decoder.take_rejects()))
+    Ok(Part {
+        batches,
+        rejects: decoder.take_rejects(),
+        records: decoder.records(),
+    })
 }
 
 /// A file's bytes, decompressed when its name ends `.gz`.
@@ -114,6 +124,11 @@ pub fn decode_bytes(
     schema: &SchemaRef,
     opts: &ReadOptions,
 ) -> Result<(Vec<RecordBatch>, Vec<Reject>)> {
+    let part = decode_part(data, source, schema, opts)?;
+    Ok((part.batches, part.rejects))
+}
+
+fn decode_part(data: &[u8], source: &str, schema: &SchemaRef, opts: &ReadOptions) -> Result<Part> {
     let source: Arc<str> = Arc::from(source);
     let builder = ReaderBuilder::new(Arc::clone(schema))
         .with_batch_size(opts.batch_size)

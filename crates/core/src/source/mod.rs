@@ -60,9 +60,28 @@ pub struct ReadOutput {
     /// All rows, in file order then line order.
     pub batch: RecordBatch,
     pub rejects: Vec<Reject>,
+    /// Every record read, each one a row of `batch` or a reject.
+    pub records: u64,
     pub files_read: usize,
     /// Bytes as stored (compressed for `.gz`).
     pub bytes_read: u64,
+}
+
+impl ReadOutput {
+    /// Checks that every record read is a row of the batch or a reject (SPEC: nothing is
+    /// lost on the way from the decoder to the table).
+    pub fn reconcile(&self, table: &'static str) -> Result<()> {
+        let (rows, rejects) = (self.batch.num_rows() as u64, self.rejects.len() as u64);
+        if self.records != rows + rejects {
+            return Err(Error::Unaccounted {
+                table,
+                records: self.records,
+                rows,
+                rejects,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// One input already in memory, as fetched from S3, say.
@@ -95,4 +114,27 @@ pub fn read(
 /// [`read_files`].
 pub fn read_path(spec: &str, schema: &SchemaRef, opts: &ReadOptions) -> Result<ReadOutput> {
     read_files(&discover(spec)?.files, schema, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_neither_staged_nor_rejected_fails_reconciliation() {
+        let mut out = ReadOutput {
+            batch: RecordBatch::new_empty(crate::table::STAGING_SONGS.schema()),
+            rejects: Vec::new(),
+            records: 0,
+            files_read: 1,
+            bytes_read: 2,
+        };
+        assert!(out.reconcile("staging_songs").is_ok());
+        out.records = 1;
+        let err = out.reconcile("staging_songs").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "reconciliation: read 1 records of staging_songs, but staged 0 rows and rejected 0"
+        );
+    }
 }

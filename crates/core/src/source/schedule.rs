@@ -198,6 +198,7 @@ struct Gather {
     builders: Vec<Box<dyn ArrayBuilder>>,
     rows: usize,
     rejects: Vec<Reject>,
+    records: u64,
     next: usize,
     waiting: BTreeMap<usize, Part>,
     /// The failure of the earliest part that failed.
@@ -215,6 +216,7 @@ impl Gather {
                 .collect(),
             rows: 0,
             rejects: Vec::new(),
+            records: 0,
             next: 0,
             waiting: BTreeMap::new(),
             failed: None,
@@ -229,9 +231,10 @@ impl Gather {
             Err(e) => return self.fail(index, e),
         };
         self.waiting.insert(index, part);
-        while let Some((batches, rejects)) = self.waiting.remove(&self.next) {
-            self.rejects.extend(rejects);
-            for batch in batches {
+        while let Some(part) = self.waiting.remove(&self.next) {
+            self.rejects.extend(part.rejects);
+            self.records += part.records;
+            for batch in part.batches {
                 if let Err(e) = self.append(&batch) {
                     return self.fail(self.next, e);
                 }
@@ -274,8 +277,8 @@ impl Gather {
         Ok(())
     }
 
-    /// The table and its rejects, or the earliest failure.
-    fn finish(mut self) -> Result<(RecordBatch, Vec<Reject>)> {
+    /// The table, its rejects and the records read, or the earliest failure.
+    fn finish(mut self) -> Result<(RecordBatch, Vec<Reject>, u64)> {
         if let Some((_, e)) = self.failed {
             return Err(e);
         }
@@ -283,7 +286,7 @@ impl Gather {
         let columns = self.builders.iter_mut().map(|b| b.finish()).collect();
         let options = RecordBatchOptions::new().with_row_count(Some(self.rows));
         let batch = RecordBatch::try_new_with_options(self.schema, columns, &options)?;
-        Ok((batch, self.rejects))
+        Ok((batch, self.rejects, self.records))
     }
 }
 
@@ -294,7 +297,7 @@ fn locked(gather: &Mutex<Gather>) -> std::sync::MutexGuard<'_, Gather> {
 }
 
 /// [`Gather::finish`] on the shared gather once every worker is done.
-fn finish(gather: Mutex<Gather>) -> Result<(RecordBatch, Vec<Reject>)> {
+fn finish(gather: Mutex<Gather>) -> Result<(RecordBatch, Vec<Reject>, u64)> {
     gather
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner)
@@ -332,10 +335,11 @@ pub fn read_files(
             });
         }
     });
-    let (batch, rejects) = finish(gather)?;
+    let (batch, rejects, records) = finish(gather)?;
     Ok(ReadOutput {
         batch,
         rejects,
+        records,
         files_read: files.len(),
         bytes_read: files.iter().map(|f| f.len).sum(),
     })
@@ -387,10 +391,11 @@ where
         Ok(())
     });
     fetched?;
-    let (batch, rejects) = finish(gather)?;
+    let (batch, rejects, records) = finish(gather)?;
     Ok(ReadOutput {
         batch,
         rejects,
+        records,
         files_read,
         bytes_read,
     })
@@ -420,10 +425,11 @@ mod tests {
             })
             .collect();
         let batch = RecordBatch::try_new(schema, columns).unwrap();
-        (
-            vec![batch.slice(0, 1), batch.slice(1, rows as usize - 1)],
-            vec![],
-        )
+        Part {
+            batches: vec![batch.slice(0, 1), batch.slice(1, rows as usize - 1)],
+            rejects: vec![],
+            records: rows as u64,
+        }
     }
 
     fn years(batch: &RecordBatch) -> Vec<i32> {
@@ -442,8 +448,9 @@ mod tests {
         assert_eq!(g.waiting.len(), 1, "part 2 waits for part 1");
         g.push(1, Ok(part(10, 4)));
         assert!(g.waiting.is_empty());
-        let (batch, _) = g.finish().unwrap();
+        let (batch, _, records) = g.finish().unwrap();
         assert_eq!(years(&batch), [0, 1, 10, 11, 12, 13, 20, 21, 22]);
+        assert_eq!(records, 9);
     }
 
     #[test]
