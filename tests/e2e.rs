@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use duckdb::Connection;
 use sparkify_core::model::SongplaysMode;
 use sparkify_sink_redshift::{WarehouseConfig, WarehouseSink};
+use sparkify_test_support::cli::{self, text};
 use sparkify_test_support::fixtures::repo;
 use sparkify_test_support::{moto, pg};
 
@@ -19,30 +20,12 @@ fn checkout() -> tempfile::TempDir {
 }
 
 fn sparkify(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sparkify"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the binary runs")
+    cli::run(env!("CARGO_BIN_EXE_sparkify"), dir, args, &[])
 }
 
 /// `sparkify` with `env` added to its environment (an S3 endpoint and credentials).
 fn sparkify_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sparkify"))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(dir)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    cli::run(env!("CARGO_BIN_EXE_sparkify"), dir, args, env)
 }
 
 fn count(db: &Path, table: &str) -> i64 {

@@ -36,6 +36,140 @@ pub enum Command {
     /// Compare every table's row count and content fingerprint across sinks (and the input);
     /// exit 1 when they differ.
     Verify(VerifyArgs),
+    /// Write a commented sparkify.toml, or convert the seed's dwh.cfg into one.
+    Init(InitArgs),
+    /// The settings: `config show` prints each one's value and where it came from.
+    Config(ConfigCmd),
+    /// The Redshift cluster's life cycle: create, status, delete.
+    Cluster(ClusterCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Convert the seed's dwh.cfg (INI: [AWS], [DWH], [CLUSTER], [IAM_ROLE], [S3]); its AWS
+    /// keys and passwords are left out.
+    #[arg(long, value_name = "DWH_CFG")]
+    pub from_dwh_cfg: Option<PathBuf>,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+    /// Where to write (default ./sparkify.toml).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigCmd {
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Every setting's value (secrets as <secret>) and where it came from: flag, env, file or
+    /// default.
+    Show(ConfigShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigShowArgs {
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub redshift: RedshiftArgs,
+}
+
+/// The cluster and the AWS account it lives in; over `[cluster]` and `[aws]`.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Cluster")]
+pub struct ClusterArgs {
+    /// The cluster's identifier ([cluster] identifier).
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+    /// The node type, as ra3.large ([cluster] node_type).
+    #[arg(long)]
+    pub node_type: Option<String>,
+    /// Nodes; 1 is a single-node cluster ([cluster] num_nodes).
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// The IPv4 CIDR let in to the cluster's port ([cluster] allow_cidr).
+    #[arg(long)]
+    pub cidr: Option<String>,
+    /// The AWS region ([aws] region; else the AWS chain).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// A profile of the AWS config files ([aws] profile; else AWS_PROFILE).
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterCmd {
+    #[command(subcommand)]
+    pub action: ClusterAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// The IAM role, the cluster, a wait until it is available, the ingress rule; the endpoint
+    /// and role written back to sparkify.toml. What exists is reused.
+    Create(ClusterCreateArgs),
+    /// The cluster's state; exit 0 when it is available, 1 otherwise.
+    Status(ClusterStatusArgs),
+    /// The cluster (after a final snapshot), its ingress rule and the role.
+    Delete(ClusterDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterCreateArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Let in 0.0.0.0/0 (anyone) when no CIDR is given, or when it is 0.0.0.0/0.
+    #[arg(long)]
+    pub allow_anywhere: bool,
+    /// Seconds to wait for the cluster to become available.
+    #[arg(long, default_value_t = 1800)]
+    pub timeout: u64,
+    /// Seconds between two looks at the cluster's state.
+    #[arg(long, default_value_t = 15, hide = true)]
+    pub poll: u64,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterStatusArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterDeleteArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Delete without a final snapshot.
+    #[arg(long)]
+    pub skip_final_snapshot: bool,
+    /// Keep the IAM role.
+    #[arg(long)]
+    pub keep_role: bool,
+    /// Seconds to wait for the cluster to be gone.
+    #[arg(long, default_value_t = 1800)]
+    pub timeout: u64,
+    #[arg(long, default_value_t = 15, hide = true)]
+    pub poll: u64,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Debug, Args)]
@@ -190,7 +324,8 @@ pub struct RedshiftArgs {
     /// The database.
     #[arg(long)]
     pub redshift_database: Option<String>,
-    /// The user (the password comes from PGPASSWORD or the config file).
+    /// The user (the password comes from PGPASSWORD, ~/.pgpass, --iam-auth or the config
+    /// file).
     #[arg(long)]
     pub redshift_user: Option<String>,
     /// What COPY reads: json (the input where it lies in S3) or parquet (the parsed staging
@@ -200,6 +335,10 @@ pub struct RedshiftArgs {
     /// Where the Parquet upload puts its parts (default: [s3] upload_prefix).
     #[arg(long, alias = "staging-prefix")]
     pub upload_prefix: Option<String>,
+    /// Connect with temporary credentials from Redshift's GetClusterCredentials for
+    /// [cluster] identifier (the AWS credential chain), so no password exists anywhere.
+    #[arg(long)]
+    pub iam_auth: bool,
 }
 
 #[derive(Debug, Args)]

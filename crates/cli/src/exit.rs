@@ -1,6 +1,7 @@
 //! Exit status: the one mapping from errors to codes, applied only in `main`.
 //!
-//! 0 loaded (or, for `verify`, every copy agrees); 1 `verify` found a difference; 2 bad usage or configuration; 3 more rejects than `--max-errors` (nothing
+//! 0 loaded (or, for `verify`, every copy agrees; for `cluster status`, it is available); 1
+//! `verify` found a difference, or the cluster is not available; 2 bad usage or configuration; 3 more rejects than `--max-errors` (nothing
 //! committed); 4 a source or sink failed (nothing committed).
 
 use std::process::ExitCode;
@@ -30,7 +31,7 @@ pub enum Failure {
     /// More rejects than `--max-errors`; nothing was committed.
     #[error("{rejected} rejected records, more than --max-errors {max}: nothing was committed")]
     TooManyRejects { rejected: usize, max: u64 },
-    /// `sparkify verify`: copies of the tables disagree.
+    /// `sparkify verify`: copies of the tables disagree; `cluster status`: not available.
     #[error("{0}")]
     Differs(String),
 }
@@ -55,7 +56,11 @@ pub fn status_of(error: &anyhow::Error) -> ExitStatus {
         ) || matches!(
             cause.downcast_ref::<Warehouse>(),
             Some(Warehouse::Config(_) | Warehouse::Dialect(_) | Warehouse::Url(_))
-        ) || matches!(cause.downcast_ref::<Parquet>(), Some(Parquet::NoSql(_)));
+        ) || matches!(cause.downcast_ref::<Parquet>(), Some(Parquet::NoSql(_)))
+            || matches!(
+                cause.downcast_ref::<sparkify_cluster::Error>(),
+                Some(sparkify_cluster::Error::Config(_) | sparkify_cluster::Error::NoDefaultVpc)
+            );
         if usage {
             return ExitStatus::Usage;
         }

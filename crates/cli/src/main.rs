@@ -13,6 +13,7 @@
 mod args;
 mod commands;
 mod exit;
+mod layers;
 mod output;
 mod report;
 mod settings;
@@ -53,6 +54,9 @@ fn main() -> ExitCode {
         Command::Sql(args) => commands::sql::sql(args),
         Command::Analytics(args) => commands::analytics::analytics(args),
         Command::Verify(args) => commands::verify::verify(args),
+        Command::Init(args) => commands::init::init(args),
+        Command::Config(args) => commands::config::config(args),
+        Command::Cluster(args) => commands::cluster::cluster(args),
     };
     match done {
         Ok(()) => ExitStatus::Success.into(),

@@ -4,53 +4,101 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use sparkify_cluster::{Cloud, ClusterSection};
 use sparkify_core::model::SongplaysMode;
 use sparkify_core::source::Input;
 use sparkify_core::source::Location;
-use sparkify_s3::{S3Options, S3Section};
+use sparkify_s3::{AwsSection, S3Options, S3Section};
 use sparkify_sink_duckdb::Transform;
 use sparkify_sink_parquet::ParquetConfig;
-use sparkify_sink_redshift::{CopySettings, IamSection, RedshiftSection, WarehouseConfig};
+use sparkify_sink_redshift::{
+    CopySettings, CredentialSource, IamSection, RedshiftSection, WarehouseConfig,
+};
 
 use crate::args::{
     CompressionArg, ConfigArgs, DuckDbArgs, LoadArgs, ParquetArgs, RedshiftArgs, S3Args, Songplays,
     TransformArg,
 };
 use crate::exit::Failure;
+use crate::layers::{FlagValue, Layered, Origin};
 
-/// `sparkify.toml`: each section belongs to the crate that uses it.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `sparkify.toml` merged with the environment and the flags ([`Layered`]): each section
+/// belongs to the crate that uses it.
+#[derive(Debug, Default)]
 pub struct File {
-    #[serde(default)]
     pub redshift: RedshiftSection,
-    #[serde(default)]
     pub s3: S3Section,
-    #[serde(default)]
     pub iam: IamSection,
+    pub aws: AwsSection,
+    pub cluster: ClusterSection,
 }
 
 impl File {
-    /// `--config`, else `./sparkify.toml`; a missing file is an empty one unless it was named.
-    pub fn load(args: &ConfigArgs) -> Result<File, Failure> {
-        let explicit = args.config.is_some();
-        let path = args
-            .config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("sparkify.toml"));
-        read(&path, explicit)
+    /// The sections of `layers`; a section sparkify does not know is an error.
+    pub fn from_layers(layers: &Layered) -> Result<File, Failure> {
+        if let Some(unknown) = layers.unknown_sections().first() {
+            return Err(Failure::Usage(format!(
+                "{}: unknown section [{unknown}]: expected [aws], [cluster], [iam], [redshift] \
+                 or [s3]",
+                layers.path.display()
+            )));
+        }
+        if matches!(layers.origin("redshift", "password"), Some(Origin::File(_))) {
+            warn_plaintext_password(&layers.path);
+        }
+        Ok(File {
+            redshift: layers.section("redshift")?,
+            s3: layers.section("s3")?,
+            iam: layers.section("iam")?,
+            aws: layers.section("aws")?,
+            cluster: layers.section("cluster")?,
+        })
+    }
+
+    /// The settings every command reads: `--config` with the environment, and `flags`.
+    pub fn load(config: &ConfigArgs, flags: &[FlagValue]) -> Result<File, Failure> {
+        File::from_layers(&Layered::load(config, flags)?)
     }
 }
 
-fn read(path: &Path, explicit: bool) -> Result<File, Failure> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            toml::from_str(&text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(File::default()),
-        Err(e) => Err(Failure::Usage(format!("{}: {e}", path.display()))),
+/// Once a run: a password in the config file works, but the file is plain text.
+fn warn_plaintext_password(path: &Path) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        eprintln!(
+            "warning: {} holds [redshift] password in plain text; prefer PGPASSWORD, \
+             ~/.pgpass (libpq's password file) or --iam-auth",
+            path.display()
+        );
+    });
+}
+
+/// The flags that set `sparkify.toml` settings, as layers.
+pub fn flag_values(s3: Option<&S3Args>, redshift: Option<&RedshiftArgs>) -> Vec<FlagValue> {
+    let text = |v: &Option<String>| v.clone().map(toml::Value::String);
+    let mut out = Vec::new();
+    if let Some(s3) = s3 {
+        out.push(("s3", "endpoint", text(&s3.s3_endpoint)));
+        out.push(("s3", "region", text(&s3.s3_region)));
     }
+    if let Some(r) = redshift {
+        out.push(("redshift", "host", text(&r.redshift_host)));
+        out.push((
+            "redshift",
+            "port",
+            r.redshift_port.map(|p| toml::Value::Integer(i64::from(p))),
+        ));
+        out.push(("redshift", "database", text(&r.redshift_database)));
+        out.push(("redshift", "user", text(&r.redshift_user)));
+        out.push(("redshift", "copy_from", text(&r.copy_from)));
+        out.push(("s3", "upload_prefix", text(&r.upload_prefix)));
+        out.push((
+            "redshift",
+            "iam_auth",
+            r.iam_auth.then_some(toml::Value::Boolean(true)),
+        ));
+    }
+    out
 }
 
 /// Where the tables go, and how.
@@ -85,7 +133,10 @@ impl LoadSettings {
         sink: &str,
         args: LoadArgs,
     ) -> Result<Self, Failure> {
-        let file = File::load(&args.config)?;
+        let file = File::load(
+            &args.config,
+            &flag_values(Some(&args.s3), Some(&args.redshift)),
+        )?;
         let mode = match args.run.songplays {
             Songplays::Matched => SongplaysMode::Matched,
             Songplays::All => SongplaysMode::All,
@@ -95,7 +146,6 @@ impl LoadSettings {
             s3: &args.s3,
             duckdb: &args.duckdb,
             parquet: &args.parquet,
-            redshift: &args.redshift,
             mode,
             songs: &songs,
             events: &events,
@@ -109,7 +159,7 @@ impl LoadSettings {
             batch_size: args.run.batch_size.max(1),
             summary_json: args.run.summary_json,
             dry_run: args.run.dry_run,
-            s3: s3_options(&args.s3, &file.s3),
+            s3: s3_options(&args.s3, &file),
             s3_concurrency: args.s3.s3_concurrency.max(1),
             songs,
             events,
@@ -124,7 +174,7 @@ pub fn sql_sink(
     config: &ConfigArgs,
     redshift: &RedshiftArgs,
 ) -> Result<SinkSettings, Failure> {
-    let file = File::load(config)?;
+    let file = File::load(config, &flag_values(None, Some(redshift)))?;
     SinkSpec {
         file: &file,
         s3: &S3Args {
@@ -135,7 +185,6 @@ pub fn sql_sink(
         },
         duckdb: &DuckDbArgs::default(),
         parquet: &ParquetArgs::default(),
-        redshift,
         mode: SongplaysMode::Matched,
         songs: &[],
         events: &[],
@@ -145,15 +194,31 @@ pub fn sql_sink(
 
 /// How `s3://` inputs are reached: the S3 flags over `[s3]` of the config file.
 pub fn s3_settings(config: &ConfigArgs, flags: &S3Args) -> Result<S3Options, Failure> {
-    Ok(s3_options(flags, &File::load(config)?.s3))
+    let file = File::load(config, &flag_values(Some(flags), None))?;
+    Ok(s3_options(flags, &file))
 }
 
-/// S3 flags over `[s3]`; the SDK's own chain (`AWS_ENDPOINT_URL`, `AWS_REGION`, profiles)
-/// after both.
-fn s3_options(flags: &S3Args, file: &S3Section) -> S3Options {
+/// The AWS control plane's clients (IAM, Redshift, EC2): `[aws]`'s region and profile, the
+/// endpoint of `AWS_ENDPOINT_URL` (a local stand-in such as moto), the standard chain for the
+/// rest.
+pub fn aws_options(file: &File) -> S3Options {
     S3Options {
-        endpoint_url: flags.s3_endpoint.clone().or_else(|| file.endpoint.clone()),
-        region: flags.s3_region.clone().or_else(|| file.region.clone()),
+        region: file.aws.region.clone(),
+        profile: file.aws.profile.clone(),
+        endpoint_url: std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .filter(|e| !e.is_empty()),
+        ..S3Options::default()
+    }
+}
+
+/// `[s3]` (with the S3 flags merged in), `[aws]` after it; the SDK's own chain
+/// (`AWS_ENDPOINT_URL`, `AWS_REGION`, profiles) after both.
+pub fn s3_options(flags: &S3Args, file: &File) -> S3Options {
+    S3Options {
+        endpoint_url: file.s3.endpoint.clone(),
+        region: file.s3.region.clone().or_else(|| file.aws.region.clone()),
+        profile: file.aws.profile.clone(),
         no_sign_request: flags.no_sign_request,
         ..S3Options::default()
     }
@@ -165,7 +230,6 @@ struct SinkSpec<'a> {
     s3: &'a S3Args,
     duckdb: &'a DuckDbArgs,
     parquet: &'a ParquetArgs,
-    redshift: &'a RedshiftArgs,
     mode: SongplaysMode,
     songs: &'a [Input],
     events: &'a [Input],
@@ -200,7 +264,7 @@ impl SinkSpec<'_> {
                 },
                 staging_tables: self.parquet.with_staging_tables,
                 concurrency: self.s3.s3_concurrency.max(1),
-                s3: s3_options(self.s3, &self.file.s3),
+                s3: s3_options(self.s3, self.file),
                 ..ParquetConfig::new(location)
             }));
         }
@@ -213,48 +277,72 @@ impl SinkSpec<'_> {
     /// `[redshift]`, `[s3]` and `[iam]` with the Redshift flags over them. What is missing is
     /// for the sink to report, all at once, when a plan or a load needs it.
     fn redshift(&self) -> WarehouseConfig {
-        let flags = self.redshift;
         let file = &self.file;
-        let section = RedshiftSection {
-            host: flags
-                .redshift_host
-                .clone()
-                .or_else(|| file.redshift.host.clone()),
-            port: flags.redshift_port.or(file.redshift.port),
-            database: flags
-                .redshift_database
-                .clone()
-                .or_else(|| file.redshift.database.clone()),
-            user: flags
-                .redshift_user
-                .clone()
-                .or_else(|| file.redshift.user.clone()),
-            ..file.redshift.clone()
-        };
         // `--songs s3://…` / `--events s3://…` (one prefix each) over `[s3]`.
         let s3_input = |inputs: &[Input]| match inputs {
             [Input::S3(url)] => Some(url.to_string()),
             _ => None,
         };
         let copy = CopySettings {
-            copy_from: flags
-                .copy_from
-                .clone()
-                .or_else(|| file.redshift.copy_from.clone()),
+            copy_from: file.redshift.copy_from.clone(),
             events: s3_input(self.events).or_else(|| file.s3.events.clone()),
             songs: s3_input(self.songs).or_else(|| file.s3.songs.clone()),
             jsonpaths: file.s3.jsonpaths.clone(),
-            region: file.s3.region.clone(),
-            upload_prefix: flags
-                .upload_prefix
-                .clone()
-                .or_else(|| file.s3.upload_prefix.clone()),
+            region: file.s3.region.clone().or_else(|| file.aws.region.clone()),
+            upload_prefix: file.s3.upload_prefix.clone(),
             iam_role: file.iam.role_arn.clone(),
             serverless: file.redshift.serverless,
         };
-        let mut config = WarehouseConfig::redshift(&section, copy, self.mode);
+        let section = &file.redshift;
+        let mut config = WarehouseConfig::redshift(section, copy, self.mode);
         config.upload.concurrency = self.s3.s3_concurrency.max(1);
-        config.s3 = s3_options(self.s3, &file.s3);
+        config.s3 = s3_options(self.s3, file);
+        if section.iam_auth == Some(true) {
+            config.connection = config.connection.with_iam(iam_credentials(file));
+        }
         config
     }
+}
+
+/// `--iam-auth`: credentials from `GetClusterCredentials` for `[cluster] identifier`, the
+/// database and the user of `[redshift]` (else `[cluster]`), asked when a connection is made.
+fn iam_credentials(file: &File) -> CredentialSource {
+    let cluster = file.cluster.identifier.clone();
+    let database = file
+        .redshift
+        .database
+        .clone()
+        .or_else(|| file.cluster.database.clone());
+    let user = file
+        .redshift
+        .user
+        .clone()
+        .or_else(|| file.cluster.user.clone());
+    let aws = aws_options(file);
+    std::sync::Arc::new(move || {
+        let places = |section: &str, key: &str| {
+            crate::layers::setting(section, key).map_or_else(String::new, |k| k.places())
+        };
+        let cluster = cluster.clone().ok_or_else(|| {
+            format!(
+                "--iam-auth needs [cluster] identifier: set it with {}",
+                places("cluster", "identifier")
+            )
+        })?;
+        let (Some(database), Some(user)) = (database.clone(), user.clone()) else {
+            return Err(format!(
+                "--iam-auth needs the database and user: set them with {} and {}",
+                places("redshift", "database"),
+                places("redshift", "user")
+            ));
+        };
+        // Asked from inside the sink's runtime: the AWS clients get a thread of their own.
+        let got = std::thread::scope(|s| {
+            s.spawn(|| Cloud::connect(&aws)?.credentials(&cluster, &database, &user))
+                .join()
+        })
+        .map_err(|_| "the credentials request panicked".to_owned())?
+        .map_err(|e| e.to_string())?;
+        Ok((got.user, got.password))
+    })
 }

@@ -12,6 +12,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use rayon::prelude::*;
 use sparkify_core::table::{SqlType, TableDef};
 
 use crate::{Error, NULL_PARTITION, Partition, Result, io, partitioning};
@@ -26,22 +27,14 @@ pub fn read_table(root: &Path, table: &TableDef) -> Result<Option<RecordBatch>> 
     let mut files = Vec::new();
     collect(&dir, &mut files)?;
     files.sort();
-    let mut batches = Vec::new();
-    for file in &files {
-        let partitions = partition_values(&dir, file);
-        let err = |source| Error::Parquet {
-            table: file.display().to_string(),
-            source,
-        };
-        let handle = fs::File::open(file).map_err(io(file))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
-            .map_err(err)?
-            .build()
-            .map_err(err)?;
-        for batch in reader {
-            batches.push(with_partitions(table, &batch?, &partitions)?);
-        }
-    }
+    // One file a task: a partitioned table is thousands of small files.
+    let batches: Vec<RecordBatch> = files
+        .par_iter()
+        .map(|file| read_file(table, &dir, file))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     let Some(first) = batches.first() else {
         return Ok(Some(RecordBatch::new_empty(table.schema())));
     };
@@ -57,16 +50,37 @@ pub fn count_rows(root: &Path, table: &TableDef) -> Result<Option<u64>> {
     }
     let mut files = Vec::new();
     collect(&dir, &mut files)?;
-    let mut rows = 0;
-    for file in &files {
-        let handle = fs::File::open(file).map_err(io(file))?;
-        let reader = SerializedFileReader::new(handle).map_err(|source| Error::Parquet {
-            table: file.display().to_string(),
-            source,
-        })?;
-        rows += reader.metadata().file_metadata().num_rows().unsigned_abs();
-    }
+    let rows = files
+        .par_iter()
+        .map(|file| {
+            let handle = fs::File::open(file).map_err(io(file))?;
+            let reader = SerializedFileReader::new(handle).map_err(|source| Error::Parquet {
+                table: file.display().to_string(),
+                source,
+            })?;
+            Ok(reader.metadata().file_metadata().num_rows().unsigned_abs())
+        })
+        .collect::<Result<Vec<u64>>>()?
+        .into_iter()
+        .sum();
     Ok(Some(rows))
+}
+
+/// One file's batches, with the partition columns of its folder.
+fn read_file(table: &TableDef, dir: &Path, file: &Path) -> Result<Vec<RecordBatch>> {
+    let partitions = partition_values(dir, file);
+    let err = |source| Error::Parquet {
+        table: file.display().to_string(),
+        source,
+    };
+    let handle = fs::File::open(file).map_err(io(file))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(handle)
+        .map_err(err)?
+        .build()
+        .map_err(err)?;
+    reader
+        .map(|batch| with_partitions(table, &batch?, &partitions))
+        .collect()
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -84,6 +84,15 @@ pub struct S3Section {
     pub upload_prefix: Option<String>,
 }
 
+/// `[aws]` of `sparkify.toml`: the region and profile every AWS client of a run uses. The
+/// keys are never here: the standard AWS credential chain is their only source.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSection {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+}
+
 /// `s3://` inputs for the core's reader: listed with [`S3::list`], fetched with
 /// [`S3::fetch`], `concurrency` GETs at a time.
 #[derive(Debug, Clone)]
@@ -142,6 +151,8 @@ pub struct S3Options {
     pub max_attempts: u32,
     /// Connect timeout per attempt.
     pub connect_timeout: Duration,
+    /// A named profile of the AWS config files (`[aws] profile`); `AWS_PROFILE` otherwise.
+    pub profile: Option<String>,
 }
 
 impl Default for S3Options {
@@ -153,6 +164,7 @@ impl Default for S3Options {
             static_keys: None,
             max_attempts: 5,
             connect_timeout: Duration::from_secs(5),
+            profile: None,
         }
     }
 }
@@ -256,6 +268,63 @@ where
     }
 }
 
+/// The endpoint every AWS client of a run uses: `opts`', else `service_variable`
+/// (`AWS_ENDPOINT_URL_S3`), else `AWS_ENDPOINT_URL`.
+pub fn endpoint_url(opts: &S3Options, service_variable: &str) -> Option<String> {
+    opts.endpoint_url.clone().or_else(|| {
+        [service_variable, "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+    })
+}
+
+/// The one AWS configuration loader (S3 here; IAM, Redshift and EC2 in `sparkify-cluster`):
+/// rustls on ring, the region from `opts`, else the standard chain, else `us-east-1`; the
+/// profile from `opts`, else `AWS_PROFILE`; credentials from the standard chain (environment,
+/// profile, SSO, IMDS) unless `opts` says otherwise; `opts`' endpoint, else `AWS_ENDPOINT_URL`
+/// (the SDK reads it); retries with backoff and a connect timeout.
+pub async fn sdk_config(opts: &S3Options) -> aws_config::SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let region = aws_config::meta::region::RegionProviderChain::first_try(
+        opts.region.clone().map(Region::new),
+    )
+    .or_default_provider()
+    .or_else(Region::from_static("us-east-1"));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .region(region)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(opts.max_attempts.max(1))
+                .with_initial_backoff(Duration::from_millis(100)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(opts.connect_timeout)
+                .build(),
+        );
+    if let Some(profile) = &opts.profile {
+        loader = loader.profile_name(profile);
+    }
+    if opts.no_sign_request {
+        loader = loader.no_credentials();
+    } else if let Some(keys) = &opts.static_keys {
+        loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+            &keys.access_key_id,
+            &keys.secret_access_key,
+            None,
+            None,
+            "sparkify-static",
+        ));
+    }
+    if let Some(endpoint) = &opts.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
 impl S3 {
     /// Loads the configuration (credentials are resolved lazily, on the first request).
     pub fn connect(opts: &S3Options) -> Result<Self> {
@@ -265,48 +334,13 @@ impl S3 {
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
-        let endpoint = opts.endpoint_url.clone().or_else(|| {
-            ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-                .iter()
-                .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        });
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
+        let endpoint = endpoint_url(opts, "AWS_ENDPOINT_URL_S3");
+        let opts = S3Options {
+            endpoint_url: endpoint.clone(),
+            ..opts.clone()
+        };
         let client = rt.block_on(async {
-            let region = aws_config::meta::region::RegionProviderChain::first_try(
-                opts.region.clone().map(Region::new),
-            )
-            .or_default_provider()
-            .or_else(Region::from_static("us-east-1"));
-            let mut loader = aws_config::defaults(BehaviorVersion::latest())
-                .http_client(http)
-                .region(region)
-                .retry_config(
-                    RetryConfig::standard()
-                        .with_max_attempts(opts.max_attempts.max(1))
-                        .with_initial_backoff(Duration::from_millis(100)),
-                )
-                .timeout_config(
-                    TimeoutConfig::builder()
-                        .connect_timeout(opts.connect_timeout)
-                        .build(),
-                );
-            if opts.no_sign_request {
-                loader = loader.no_credentials();
-            } else if let Some(keys) = &opts.static_keys {
-                loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    &keys.access_key_id,
-                    &keys.secret_access_key,
-                    None,
-                    None,
-                    "sparkify-static",
-                ));
-            }
-            if let Some(endpoint) = &endpoint {
-                loader = loader.endpoint_url(endpoint);
-            }
-            let shared = loader.load().await;
+            let shared = sdk_config(&opts).await;
             let conf = aws_sdk_s3::config::Builder::from(&shared)
                 .force_path_style(endpoint.is_some())
                 // S3-compatible servers differ in which checksums they know; S3 needs none.

@@ -1,7 +1,7 @@
 //! The warehouse sink's settings: its sections of `sparkify.toml` (`[redshift]`, `[iam]`), and
 //! the settings a sink is built from once the command line has had its say. The one secret,
 //! the database password, is looked up in this crate and nowhere else (`target::password`):
-//! `PGPASSWORD`, then the file.
+//! `PGPASSWORD`, then `~/.pgpass` (libpq's file), then the config file.
 
 use std::fmt;
 
@@ -11,7 +11,7 @@ use sparkify_core::sql::Dialect;
 use sparkify_s3::{S3Options, S3Url};
 
 use crate::plan::{CopyFrom, RedshiftCopy};
-use crate::target::{Target, Tls};
+use crate::target::{Lookup, Target, Tls};
 use crate::upload::UploadOptions;
 use crate::{Error, Result};
 
@@ -36,6 +36,9 @@ pub struct RedshiftSection {
     pub copy_from: Option<String>,
     /// The cluster's slices: the Parquet upload cuts a multiple of this many parts.
     pub slices: Option<usize>,
+    /// Connect with temporary credentials from `GetClusterCredentials` (`[cluster]
+    /// identifier`), so that no password exists anywhere.
+    pub iam_auth: Option<bool>,
 }
 
 impl fmt::Debug for RedshiftSection {
@@ -50,6 +53,7 @@ impl fmt::Debug for RedshiftSection {
             .field("tls", &self.tls)
             .field("copy_from", &self.copy_from)
             .field("slices", &self.slices)
+            .field("iam_auth", &self.iam_auth)
             .finish()
     }
 }
@@ -60,7 +64,14 @@ impl fmt::Debug for RedshiftSection {
 pub struct IamSection {
     /// The role the cluster reads S3 with.
     pub role_arn: Option<String>,
+    /// The role's name, for `sparkify cluster create` and `delete`.
+    pub role_name: Option<String>,
 }
+
+/// Where temporary database credentials come from (`--iam-auth`: Redshift's
+/// `GetClusterCredentials`): asked only when a connection is made; `(user, password)`.
+pub type CredentialSource =
+    std::sync::Arc<dyn Fn() -> std::result::Result<(String, String), String> + Send + Sync>;
 
 /// How to reach the database.
 #[derive(Clone)]
@@ -74,9 +85,11 @@ pub enum Connection {
         port: u16,
         database: Option<String>,
         user: Option<String>,
-        /// The config file's password, used when `PGPASSWORD` is not set.
+        /// The config file's password, used when `PGPASSWORD` and `~/.pgpass` have none.
         file_password: Option<String>,
         tls: Tls,
+        /// IAM credentials instead of a password (`--iam-auth`).
+        iam: Option<CredentialSource>,
     },
 }
 
@@ -120,7 +133,16 @@ impl Connection {
             } else {
                 Tls::Disable
             },
+            iam: None,
         }
+    }
+
+    /// Connects with the credentials `source` gives (asked when connecting), not a password.
+    pub fn with_iam(mut self, source: CredentialSource) -> Self {
+        if let Connection::Parts { iam, .. } = &mut self {
+            *iam = Some(source);
+        }
+        self
     }
 
     /// Where to connect; every missing setting named at once.
@@ -134,6 +156,7 @@ impl Connection {
                 user,
                 file_password,
                 tls,
+                iam,
             } => {
                 let missing = missing(&[
                     (host.is_none(), "[redshift] host (--redshift-host)"),
@@ -146,7 +169,26 @@ impl Connection {
                 let (Some(host), Some(database), Some(user)) = (host, database, user) else {
                     return Err(Error::Config(format!("connecting needs {missing}")));
                 };
-                let password = crate::target::password(file_password.as_deref());
+                if let Some(iam) = iam {
+                    let (iam_user, password) = iam().map_err(Error::Credentials)?;
+                    return Ok(Target::new(
+                        host,
+                        *port,
+                        database,
+                        &iam_user,
+                        Some(&password),
+                        *tls,
+                    ));
+                }
+                let password = crate::target::password(
+                    &Lookup {
+                        host,
+                        port: *port,
+                        database,
+                        user,
+                    },
+                    file_password.as_deref(),
+                );
                 Ok(Target::new(
                     host,
                     *port,

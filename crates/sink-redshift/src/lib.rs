@@ -38,7 +38,9 @@ use sparkify_core::{Load, Sink, Tables};
 use sparkify_s3::{LazyS3, S3};
 use tokio_postgres::Client;
 
-pub use config::{Connection, CopySettings, IamSection, RedshiftSection, WarehouseConfig};
+pub use config::{
+    Connection, CopySettings, CredentialSource, IamSection, RedshiftSection, WarehouseConfig,
+};
 pub use plan::{
     CopyFrom, Expected, RedshiftCopy, Step, copy_events_sql, copy_parquet_sql, copy_songs_sql,
     load_errors_query,
@@ -53,6 +55,9 @@ pub enum Error {
     /// A setting is missing or bad; the message names it and where it is set.
     #[error("{0}")]
     Config(String),
+    /// `--iam-auth`: no temporary credentials.
+    #[error("IAM database credentials: {0}")]
+    Credentials(String),
     /// A malformed `s3://` URL in the settings.
     #[error(transparent)]
     Url(#[from] sparkify_core::Error),

@@ -38,10 +38,23 @@ impl Target {
                     "bad connection settings: {e} (in the postgres:// URL)"
                 ))
             })?;
-        if config.get_password().is_none()
-            && let Some(pw) = password(None)
-        {
-            config.password(pw);
+        if config.get_password().is_none() {
+            let host = match config.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                _ => "localhost".to_owned(),
+            };
+            let lookup = Lookup {
+                host: &host,
+                port: config.get_ports().first().copied().unwrap_or(5432),
+                database: config
+                    .get_dbname()
+                    .or(config.get_user())
+                    .unwrap_or_default(),
+                user: config.get_user().unwrap_or_default(),
+            };
+            if let Some(pw) = password(&lookup, None) {
+                config.password(pw);
+            }
         }
         let tls = if url.contains("sslmode=require") {
             Tls::Require
@@ -128,9 +141,91 @@ impl Target {
     }
 }
 
-/// The database password: `PGPASSWORD` when set, else `from_file` (the config file's).
-pub(crate) fn password(from_file: Option<&str>) -> Option<String> {
+/// What a password is looked up for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lookup<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub database: &'a str,
+    pub user: &'a str,
+}
+
+/// The database password: `PGPASSWORD` when set, else the matching line of `~/.pgpass`
+/// (`PGPASSFILE`), else `from_file` (the config file's).
+pub(crate) fn password(lookup: &Lookup<'_>, from_file: Option<&str>) -> Option<String> {
     std::env::var("PGPASSWORD")
         .ok()
+        .or_else(|| pgpass(lookup))
         .or_else(|| from_file.map(str::to_owned))
+}
+
+/// The password libpq would take from the password file: `PGPASSFILE`, else `~/.pgpass`;
+/// the first line `host:port:database:user:password` that matches (`*` matches anything,
+/// `\:` and `\\` escape). Like libpq, a file that others may read is ignored, with a warning.
+fn pgpass(lookup: &Lookup<'_>) -> Option<String> {
+    let path = std::env::var_os("PGPASSFILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).ok()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                "password file has group or world access; permissions should be u=rw (0600) or less; ignored"
+            );
+            return None;
+        }
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    let port = lookup.port.to_string();
+    let wanted = [lookup.host, port.as_str(), lookup.database, lookup.user];
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .find_map(|line| {
+            let fields = pgpass_fields(line);
+            let [host, port, db, user, password] = fields.as_slice() else {
+                return None;
+            };
+            let matches = [host, port, db, user]
+                .iter()
+                .zip(wanted)
+                .all(|(have, want)| have.as_str() == "*" || have.as_str() == want);
+            matches.then(|| password.clone())
+        })
+}
+
+/// A `.pgpass` line's five fields, escapes undone; the last takes the rest of the line.
+fn pgpass_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => fields
+                .last_mut()
+                .into_iter()
+                .for_each(|f| f.extend(chars.next())),
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => fields.last_mut().into_iter().for_each(|f| f.push(c)),
+        }
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgpass_lines_split_on_unescaped_colons() {
+        assert_eq!(
+            pgpass_fields(r"db.example:5439:*:etl:pa\:ss\\word"),
+            ["db.example", "5439", "*", "etl", r"pa:ss\word"]
+        );
+        assert_eq!(
+            pgpass_fields("h:1:d:u:a:b").last().map(String::as_str),
+            Some("a:b")
+        );
+    }
 }

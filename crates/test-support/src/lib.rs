@@ -15,6 +15,7 @@
 #![allow(clippy::unwrap_used)] // test support panics on what it does not expect
 #![allow(missing_debug_implementations)]
 
+pub mod cli;
 pub mod fixtures;
 pub mod moto;
 pub mod pg;

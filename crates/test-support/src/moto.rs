@@ -61,6 +61,8 @@ impl Moto {
             );
             let mut watchdog = Command::new("sh")
                 .args(["-c", &script])
+                // AWS's managed policies (AmazonS3ReadOnlyAccess), which the cluster's role gets.
+                .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -157,6 +157,23 @@ impl PgServer {
         self.dir.path()
     }
 
+    /// A login role `user` (a superuser, so that a load may create tables) that must give
+    /// `password` (SCRAM) to connect over TCP; every other role still connects without one.
+    pub fn add_password_user(&self, user: &str, password: &str) {
+        self.psql(&format!(
+            "SET password_encryption = 'scram-sha-256'; \
+             CREATE ROLE \"{user}\" LOGIN SUPERUSER PASSWORD '{password}'"
+        ));
+        let hba = self.data().join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).unwrap();
+        // The first matching line wins.
+        let rule = format!("host all \"{user}\" 127.0.0.1/32 scram-sha-256\n");
+        std::fs::write(&hba, rule + &rules).unwrap();
+        self.run("pg_ctl", &["-D", self.data().to_str().unwrap(), "reload"]);
+        // The postmaster rereads the file on SIGHUP; give it a moment.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
     /// Runs `sql` with the server's own client, `psql`, stopping at the first error; what it
     /// printed, unaligned and without headers.
     pub fn psql(&self, sql: &str) -> String {

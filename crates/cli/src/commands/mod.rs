@@ -2,8 +2,11 @@
 //! picks the exit status.
 
 pub mod analytics;
+pub mod cluster;
+pub mod config;
 pub mod etl;
 pub mod r#gen;
+pub mod init;
 pub mod run;
 pub mod sql;
 pub mod tables;
