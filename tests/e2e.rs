@@ -1387,3 +1387,340 @@ fn analytics_html_report_renders_in_chromium_with_the_numbers() {
         png.len()
     );
 }
+
+/// `sparkify etl` of the real fixtures into `sink`, with `extra` flags, as a child process.
+fn etl_child(dir: &Path, sink: &str, extra: &[&str]) -> std::process::Child {
+    let fx = repo().join("fixtures/sparkify");
+    Command::new(env!("CARGO_BIN_EXE_sparkify"))
+        .args(["etl", "--songs"])
+        .arg(fx.join("song_data"))
+        .arg("--events")
+        .arg(fx.join("log_data"))
+        .args(["--sink", sink])
+        .args(extra)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn two_loads_at_once_take_turns_and_leave_one_whole_load() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    // The reference: one clean load.
+    let out = etl_child(dir.path(), "duckdb:clean.duckdb", &[])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let clean = dump(&dir.path().join("clean.duckdb"));
+    for round in 0..10 {
+        for sink in ["duckdb:both.duckdb", url.as_str()] {
+            let a = etl_child(dir.path(), sink, &[]);
+            let b = etl_child(dir.path(), sink, &[]);
+            for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+                assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "round {round}, {sink}: {}",
+                    text(&out)
+                );
+            }
+        }
+        assert_eq!(
+            dump(&dir.path().join("both.duckdb")),
+            clean,
+            "round {round}"
+        );
+        for (table, rows) in [
+            ("staging_events", 8056),
+            ("ft_songplays", 333),
+            ("dm_users", 97),
+        ] {
+            assert_eq!(pg_count(&url, table), rows, "round {round}");
+        }
+    }
+}
+
+#[test]
+fn a_load_that_waits_too_long_for_another_fails_in_words() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    // PostgreSQL: another session holds sparkify's load lock for 4 s.
+    let holder = std::thread::scope(|s| {
+        let held = s.spawn(|| {
+            server.psql(
+                "SELECT pg_advisory_lock(1936747366, hashtext(current_schema())); \
+                 SELECT pg_sleep(4)",
+            )
+        });
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let out = etl_child(dir.path(), &url, &["--lock-timeout", "1"])
+            .wait_with_output()
+            .unwrap();
+        held.join().unwrap();
+        out
+    });
+    assert_eq!(holder.status.code(), Some(4), "{}", text(&holder));
+    let stderr = String::from_utf8_lossy(&holder.stderr);
+    assert!(
+        stderr.contains("another load into this database holds sparkify's load lock (PID")
+            && stderr.contains("application psql")
+            && stderr.contains("gave up after 1 s (--lock-timeout)"),
+        "{stderr}"
+    );
+    // DuckDB: another process (DuckDB's Python package) has the file open for 4 s.
+    let db = dir.path().join("held.duckdb");
+    let script = "import duckdb, sys, time\n\
+        c = duckdb.connect(sys.argv[1])\n\
+        print('open', flush=True)\n\
+        time.sleep(4)\n";
+    let mut py =
+        Command::new(std::env::var("SPARKIFY_PYTHON").unwrap_or_else(|_| "python3".into()))
+            .args(["-c", script, db.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(py.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "open\n");
+    let sink = format!("duckdb:{}", db.display());
+    let out = etl_child(dir.path(), &sink, &["--lock-timeout", "1"])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is in use by another process (PID") && stderr.contains("waited 1 s"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("IO Error"),
+        "DuckDB's raw text is not the message: {stderr}"
+    );
+    // With time enough, the load waits for the file, then loads.
+    let out = etl_child(dir.path(), &sink, &["--lock-timeout", "30"])
+        .wait_with_output()
+        .unwrap();
+    py.wait().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(count(&db, "ft_songplays"), 333);
+}
+
+#[test]
+fn a_stalled_s3_endpoint_fails_in_time_naming_the_key_and_commits_nothing() {
+    use sparkify_test_support::stall::{Stall, StallProxy};
+    let moto = moto::Moto::shared();
+    let fixtures = moto.fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.duckdb");
+    local_run(dir.path(), &db);
+    let before = dump(&db);
+    // Object GETs (the SDK marks them `x-id=GetObject`) stall; listings pass.
+    let proxy = StallProxy::start(&moto.endpoint, "x-id=GetObject");
+    let env: Vec<(&str, String)> = moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| match k {
+            "AWS_ENDPOINT_URL" => (k, proxy.endpoint.clone()),
+            _ => (k, v),
+        })
+        .collect();
+    let events = repo().join("fixtures/sparkify/log_data");
+    for (stall, says) in [
+        (Stall::Silent, "fetching s3://"),
+        (
+            Stall::MidBody,
+            "the body stalled: no data for 1 s after 10 bytes",
+        ),
+    ] {
+        proxy.set(stall);
+        let started = std::time::Instant::now();
+        let out = sparkify_env(
+            dir.path(),
+            &[
+                "etl",
+                "--songs",
+                &format!("s3://{fixtures}/song_data/A/A/"),
+                "--events",
+                events.to_str().unwrap(),
+                "--sink",
+                &format!("duckdb:{}", db.display()),
+                "--s3-read-timeout",
+                "1",
+                "--s3-connect-timeout",
+                "1",
+                "--s3-attempts",
+                "2",
+            ],
+            &env,
+        );
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(4), "{stall:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{stall:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("s3://{fixtures}/song_data/A/A/")) && stderr.contains(".json"),
+            "the key is named: {stderr}"
+        );
+        // Two attempts of a second each, and backoff: nowhere near a hang.
+        assert!(took.as_secs() < 60, "{stall:?} took {took:?}");
+        assert_eq!(dump(&db), before, "{stall:?}: nothing committed");
+    }
+    // The same run through the proxy, passing, loads.
+    proxy.set(Stall::Pass);
+    let out = sparkify_env(
+        dir.path(),
+        &[
+            "etl",
+            "--songs",
+            &format!("s3://{fixtures}/song_data/A/A/"),
+            "--events",
+            events.to_str().unwrap(),
+            "--sink",
+            &format!("duckdb:{}", db.display()),
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// Starts a load of one day of events (other tables than the full load's) into `sink` and
+/// kills it with SIGKILL when its debug log shows `marker` (`None`: 100 ms after the start,
+/// while it reads); whether the load got as far as the end of its sink step (`sink done`,
+/// logged after COMMIT returned), from everything it logged.
+fn kill_load_at(dir: &Path, sink: &str, marker: Option<&str>) -> bool {
+    use std::io::BufRead;
+    let fx = repo().join("fixtures/sparkify");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sparkify"))
+        .args(["etl", "--songs"])
+        .arg(fx.join("song_data"))
+        .arg("--events")
+        .arg(fx.join("log_data/2018/11/2018-11-01-events.json"))
+        .args(["--sink", sink])
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut done = false;
+    match marker {
+        None => std::thread::sleep(std::time::Duration::from_millis(100)),
+        Some(marker) => {
+            for line in lines.by_ref() {
+                let line = line.unwrap_or_default();
+                done |= line.contains("sink done");
+                if line.contains(marker) {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = child.kill();
+    for line in lines {
+        done |= line.unwrap_or_default().contains("sink done");
+    }
+    child.wait().unwrap();
+    done
+}
+
+#[test]
+fn a_load_killed_at_any_phase_leaves_the_previous_tables_whole() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let db = dir.path().join("k.duckdb");
+    let duck = format!("duckdb:{}", db.display());
+    let full = |sink: &str| {
+        let out = etl_child(dir.path(), sink, &[]).wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    };
+    // What a whole one-day load gives, to tell "the new load, whole" from a mix.
+    let day = dir.path().join("day.duckdb");
+    assert!(kill_load_at(
+        dir.path(),
+        &format!("duckdb:{}", day.display()),
+        Some("no such line")
+    ));
+    let one_day = dump(&day);
+
+    full(&duck);
+    let good = dump(&db);
+    for marker in [None, Some("appended"), Some("keys checked and added")] {
+        let killed = kill_load_at(dir.path(), &duck, marker);
+        let now = dump(&db);
+        // Killed before COMMIT: the previous load. Killed as it commits (or too late): the
+        // previous load or the new one, whole. Never a mix.
+        let before_commit = marker != Some("keys checked and added");
+        if killed && before_commit {
+            assert_eq!(now, good, "DuckDB, killed at {marker:?}");
+        } else {
+            assert!(
+                now == good || now == one_day,
+                "DuckDB, killed at {marker:?}"
+            );
+        }
+        full(&duck);
+        assert_eq!(dump(&db), good, "DuckDB: the next run after {marker:?}");
+    }
+
+    full(&url);
+    let counts = |url: &str| -> Vec<i64> {
+        [
+            "staging_events",
+            "staging_songs",
+            "ft_songplays",
+            "dm_users",
+            "dm_time",
+            "load_errors",
+        ]
+        .iter()
+        .map(|t| pg_count(url, t))
+        .collect()
+    };
+    let good = counts(&url);
+    let new_whole: Vec<i64> = [
+        "staging_events",
+        "staging_songs",
+        "ft_songplays",
+        "dm_users",
+        "dm_time",
+        "load_errors",
+    ]
+    .iter()
+    .map(|t| count(&day, t))
+    .collect();
+    for marker in [
+        None,
+        Some("COPY staging_events"),
+        Some("INSERT INTO dm_users"),
+        Some("COMMIT"),
+    ] {
+        let killed = kill_load_at(dir.path(), &url, marker);
+        let now = counts(&url);
+        if killed && marker != Some("COMMIT") {
+            assert_eq!(now, good, "PostgreSQL, killed at {marker:?}");
+        } else {
+            assert!(
+                now == good || now == new_whole,
+                "PostgreSQL, killed at {marker:?}: {now:?}"
+            );
+        }
+        full(&url);
+        assert_eq!(
+            counts(&url),
+            good,
+            "PostgreSQL: the next run after {marker:?}"
+        );
+    }
+}

@@ -238,6 +238,10 @@ pub struct RunOptions {
     /// Print every SQL statement the load would run, in order, without connecting.
     #[arg(long)]
     pub dry_run: bool,
+    /// Seconds a load waits for another load into the same sink (PostgreSQL's advisory
+    /// lock and table locks; DuckDB's file lock) before it fails with exit 4.
+    #[arg(long, default_value_t = 600)]
+    pub lock_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -272,6 +276,17 @@ pub struct S3Args {
     /// The S3 region (default: [s3] region, else the AWS chain, else us-east-1).
     #[arg(long)]
     pub s3_region: Option<String>,
+    /// Seconds to wait for a connection to S3 (default: [s3] connect_timeout, else 5).
+    #[arg(long)]
+    pub s3_connect_timeout: Option<u64>,
+    /// Seconds an S3 response may keep silent, before its first byte or midway through a
+    /// body, before the attempt is given up (default: [s3] read_timeout, else 30).
+    #[arg(long)]
+    pub s3_read_timeout: Option<u64>,
+    /// Attempts per S3 request, the first included, with backoff between them (default:
+    /// [s3] attempts, else 5).
+    #[arg(long)]
+    pub s3_attempts: Option<u32>,
 }
 
 /// The DuckDB sink.

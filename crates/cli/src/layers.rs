@@ -100,6 +100,21 @@ pub const KNOWN: &[Known] = &[
     known("s3", "region", Some("--s3-region"), Text, None),
     known("s3", "endpoint", Some("--s3-endpoint"), Text, None),
     known("s3", "upload_prefix", Some("--upload-prefix"), Text, None),
+    known(
+        "s3",
+        "connect_timeout",
+        Some("--s3-connect-timeout"),
+        Int,
+        Some("5"),
+    ),
+    known(
+        "s3",
+        "read_timeout",
+        Some("--s3-read-timeout"),
+        Int,
+        Some("30"),
+    ),
+    known("s3", "attempts", Some("--s3-attempts"), Int, Some("5")),
 ];
 
 /// The setting `[section] key`.

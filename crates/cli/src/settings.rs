@@ -3,6 +3,7 @@
 //! the file (and its own secret lookup), and gets back a config it is built from.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sparkify_cluster::{Cloud, ClusterSection};
 use sparkify_core::model::SongplaysMode;
@@ -80,6 +81,11 @@ pub fn flag_values(s3: Option<&S3Args>, redshift: Option<&RedshiftArgs>) -> Vec<
     if let Some(s3) = s3 {
         out.push(("s3", "endpoint", text(&s3.s3_endpoint)));
         out.push(("s3", "region", text(&s3.s3_region)));
+        let int =
+            |v: Option<u64>| v.map(|n| toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+        out.push(("s3", "connect_timeout", int(s3.s3_connect_timeout)));
+        out.push(("s3", "read_timeout", int(s3.s3_read_timeout)));
+        out.push(("s3", "attempts", int(s3.s3_attempts.map(u64::from))));
     }
     if let Some(r) = redshift {
         out.push(("redshift", "host", text(&r.redshift_host)));
@@ -104,7 +110,11 @@ pub fn flag_values(s3: Option<&S3Args>, redshift: Option<&RedshiftArgs>) -> Vec<
 /// Where the tables go, and how.
 #[derive(Debug, Clone)]
 pub enum SinkSettings {
-    DuckDb { path: PathBuf, transform: Transform },
+    DuckDb {
+        path: PathBuf,
+        transform: Transform,
+        lock_timeout: Duration,
+    },
     Warehouse(Box<WarehouseConfig>),
     Parquet(ParquetConfig),
 }
@@ -149,6 +159,7 @@ impl LoadSettings {
             mode,
             songs: &songs,
             events: &events,
+            lock_timeout: Duration::from_secs(args.run.lock_timeout),
         }
         .resolve(sink)?;
         Ok(LoadSettings {
@@ -182,12 +193,16 @@ pub fn sql_sink(
             no_sign_request: false,
             s3_endpoint: None,
             s3_region: None,
+            s3_connect_timeout: None,
+            s3_read_timeout: None,
+            s3_attempts: None,
         },
         duckdb: &DuckDbArgs::default(),
         parquet: &ParquetArgs::default(),
         mode: SongplaysMode::Matched,
         songs: &[],
         events: &[],
+        lock_timeout: sparkify_sink_duckdb::DEFAULT_LOCK_TIMEOUT,
     }
     .resolve(spec)
 }
@@ -215,12 +230,22 @@ pub fn aws_options(file: &File) -> S3Options {
 /// `[s3]` (with the S3 flags merged in), `[aws]` after it; the SDK's own chain
 /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, profiles) after both.
 pub fn s3_options(flags: &S3Args, file: &File) -> S3Options {
+    let defaults = S3Options::default();
     S3Options {
         endpoint_url: file.s3.endpoint.clone(),
         region: file.s3.region.clone().or_else(|| file.aws.region.clone()),
         profile: file.aws.profile.clone(),
         no_sign_request: flags.no_sign_request,
-        ..S3Options::default()
+        connect_timeout: file
+            .s3
+            .connect_timeout
+            .map_or(defaults.connect_timeout, Duration::from_secs),
+        read_timeout: file
+            .s3
+            .read_timeout
+            .map_or(defaults.read_timeout, Duration::from_secs),
+        max_attempts: file.s3.attempts.unwrap_or(defaults.max_attempts).max(1),
+        ..defaults
     }
 }
 
@@ -233,6 +258,7 @@ struct SinkSpec<'a> {
     mode: SongplaysMode,
     songs: &'a [Input],
     events: &'a [Input],
+    lock_timeout: Duration,
 }
 
 impl SinkSpec<'_> {
@@ -245,12 +271,13 @@ impl SinkSpec<'_> {
             return Ok(SinkSettings::DuckDb {
                 path: path.into(),
                 transform,
+                lock_timeout: self.lock_timeout,
             });
         }
         if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-            return Ok(SinkSettings::Warehouse(Box::new(
-                WarehouseConfig::postgres(spec, self.mode),
-            )));
+            let mut config = WarehouseConfig::postgres(spec, self.mode);
+            config.lock_timeout = self.lock_timeout;
+            return Ok(SinkSettings::Warehouse(Box::new(config)));
         }
         if spec == "redshift" {
             return Ok(SinkSettings::Warehouse(Box::new(self.redshift())));
@@ -297,6 +324,7 @@ impl SinkSpec<'_> {
         let mut config = WarehouseConfig::redshift(section, copy, self.mode);
         config.upload.concurrency = self.s3.s3_concurrency.max(1);
         config.s3 = s3_options(self.s3, file);
+        config.lock_timeout = self.lock_timeout;
         if section.iam_auth == Some(true) {
             config.connection = config.connection.with_iam(iam_credentials(file));
         }

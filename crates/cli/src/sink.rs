@@ -69,9 +69,15 @@ impl<S: Sink> AnySink for S {
 /// The sink `settings` describe; nothing is opened or connected yet.
 pub fn build(settings: SinkSettings) -> Box<dyn AnySink> {
     match settings {
-        SinkSettings::DuckDb { path, transform } => {
-            Box::new(DuckDbSink::new(path).with_transform(transform))
-        }
+        SinkSettings::DuckDb {
+            path,
+            transform,
+            lock_timeout,
+        } => Box::new(
+            DuckDbSink::new(path)
+                .with_transform(transform)
+                .with_lock_timeout(lock_timeout),
+        ),
         SinkSettings::Warehouse(config) => Box::new(WarehouseSink::new(*config)),
         SinkSettings::Parquet(config) => Box::new(ParquetSink::new(config)),
     }

@@ -69,7 +69,13 @@ fn truncate_raw(raw: &[u8]) -> String {
     // input) and no SQL sink stores it in a text column.
     let mut text = text.replace('\0', "\u{FFFD}");
     // Cutting at RAW_LIMIT may split a character; its replacement char is left as a marker.
-    text.truncate(text.len().min(RAW_LIMIT + 3));
+    // Each invalid byte became a 3-byte replacement char, so cut again, at a char boundary
+    // (found by fuzzing: a long record of invalid UTF-8 made `truncate` panic).
+    let mut cut = text.len().min(RAW_LIMIT + 3);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
     text
 }
 
@@ -105,4 +111,23 @@ pub fn rejects_batch(rejects: &[Reject], run_started_at_ms: i64) -> RecordBatch 
         ],
     )
     .expect("load_errors columns match LOAD_ERRORS")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_raw_record_of_invalid_utf8_is_cut_at_a_character() {
+        // Found by fuzzing: invalid bytes grow threefold as replacement characters, and the
+        // cut fell inside one.
+        for lead in 0..4 {
+            let mut raw = vec![b'a'; lead];
+            raw.extend(std::iter::repeat_n(0xFF, 2 * RAW_LIMIT));
+            let text = truncate_raw(&raw);
+            assert!(text.len() <= RAW_LIMIT + 3, "{}", text.len());
+            assert!(text.ends_with('\u{FFFD}'));
+        }
+        assert_eq!(truncate_raw(b"{\"a\":1}  \n"), "{\"a\":1}");
+    }
 }

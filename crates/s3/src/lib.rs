@@ -79,6 +79,12 @@ pub struct S3Section {
     pub region: Option<String>,
     /// An S3-compatible endpoint (else `AWS_ENDPOINT_URL`); path-style addressing with it.
     pub endpoint: Option<String>,
+    /// Seconds to wait for a connection ([`S3Options::connect_timeout`]).
+    pub connect_timeout: Option<u64>,
+    /// Seconds a response may keep silent ([`S3Options::read_timeout`]).
+    pub read_timeout: Option<u64>,
+    /// Attempts per request, the first included ([`S3Options::max_attempts`]).
+    pub attempts: Option<u32>,
     /// Where Redshift's Parquet upload puts its parts. Formerly `staging_prefix`.
     #[serde(alias = "staging_prefix")]
     pub upload_prefix: Option<String>,
@@ -151,6 +157,9 @@ pub struct S3Options {
     pub max_attempts: u32,
     /// Connect timeout per attempt.
     pub connect_timeout: Duration,
+    /// How long a response may keep silent: before its first byte, and between two pieces
+    /// of a body. A stalled attempt is tried again, up to `max_attempts` in all.
+    pub read_timeout: Duration,
     /// A named profile of the AWS config files (`[aws] profile`); `AWS_PROFILE` otherwise.
     pub profile: Option<String>,
 }
@@ -164,6 +173,7 @@ impl Default for S3Options {
             static_keys: None,
             max_attempts: 5,
             connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
             profile: None,
         }
     }
@@ -248,6 +258,7 @@ pub struct S3 {
     rt: Arc<Runtime>,
     client: aws_sdk_s3::Client,
     max_attempts: u32,
+    read_timeout: Duration,
 }
 
 impl fmt::Debug for S3 {
@@ -303,6 +314,7 @@ pub async fn sdk_config(opts: &S3Options) -> aws_config::SdkConfig {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(opts.connect_timeout)
+                .read_timeout(opts.read_timeout)
                 .build(),
         );
     if let Some(profile) = &opts.profile {
@@ -353,6 +365,7 @@ impl S3 {
             rt: Arc::new(rt),
             client,
             max_attempts: opts.max_attempts.max(1),
+            read_timeout: opts.read_timeout,
         })
     }
 
@@ -407,10 +420,10 @@ impl S3 {
         let concurrency = concurrency.max(1);
         let (tx, rx) = tokio::sync::mpsc::channel(concurrency);
         let client = self.client.clone();
-        let attempts = self.max_attempts;
+        let (attempts, read_timeout) = (self.max_attempts, self.read_timeout);
         self.rt.spawn(async move {
             let mut bodies = futures_util::stream::iter(objects)
-                .map(|o| get(&client, o.url, o.size, attempts))
+                .map(|o| get(&client, o.url, o.size, attempts, read_timeout))
                 .buffered(concurrency);
             while let Some(item) = bodies.next().await {
                 let failed = item.is_err();
@@ -428,7 +441,13 @@ impl S3 {
     /// Fetches one object.
     pub fn get(&self, url: &S3Url) -> Result<Vec<u8>> {
         self.rt
-            .block_on(get(&self.client, url.clone(), 0, self.max_attempts))
+            .block_on(get(
+                &self.client,
+                url.clone(),
+                0,
+                self.max_attempts,
+                self.read_timeout,
+            ))
             .map(|f| f.body)
     }
 
@@ -600,9 +619,16 @@ async fn put(client: &aws_sdk_s3::Client, url: &S3Url, body: Vec<u8>) -> Result<
         .map_err(|e| request_error("uploading", url, e))
 }
 
-/// One GET. The SDK retries the request itself; a body that breaks off midway is fetched
-/// again, up to `attempts` times in all.
-async fn get(client: &aws_sdk_s3::Client, url: S3Url, size: u64, attempts: u32) -> Result<Fetched> {
+/// One GET. The SDK retries the request itself (and a response that stays silent past the
+/// read timeout); a body that breaks off or stalls midway is fetched again, up to `attempts`
+/// times in all.
+async fn get(
+    client: &aws_sdk_s3::Client,
+    url: S3Url,
+    size: u64,
+    attempts: u32,
+    read_timeout: Duration,
+) -> Result<Fetched> {
     let mut attempt = 1;
     loop {
         let resp = client
@@ -619,14 +645,8 @@ async fn get(client: &aws_sdk_s3::Client, url: S3Url, size: u64, attempts: u32) 
                 },
                 _ => request_error("fetching", &url, e),
             })?;
-        match resp.body.collect().await {
-            Ok(data) => {
-                return Ok(Fetched {
-                    body: data.to_vec(),
-                    size,
-                    url,
-                });
-            }
+        match read_body(resp.body, read_timeout).await {
+            Ok(body) => return Ok(Fetched { body, size, url }),
             Err(e) if attempt < attempts => {
                 tracing::warn!(url = %url, attempt, error = %e, "body broke off; fetching again");
                 tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
@@ -636,9 +656,31 @@ async fn get(client: &aws_sdk_s3::Client, url: S3Url, size: u64, attempts: u32) 
                 return Err(Error::Request {
                     op: "fetching",
                     url: url.to_string(),
-                    message: e.to_string(),
+                    message: format!("{e} ({attempts} attempts)"),
                 });
             }
+        }
+    }
+}
+
+/// A body, piece by piece, each piece within `timeout` of the last.
+async fn read_body(
+    mut body: ByteStream,
+    timeout: Duration,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(timeout, body.next()).await {
+            Err(_) => {
+                return Err(format!(
+                    "the body stalled: no data for {} s after {} bytes (read timeout)",
+                    timeout.as_secs_f64(),
+                    out.len()
+                ));
+            }
+            Ok(None) => return Ok(out),
+            Ok(Some(Ok(piece))) => out.extend_from_slice(&piece),
+            Ok(Some(Err(e))) => return Err(e.to_string()),
         }
     }
 }

@@ -29,12 +29,23 @@ use sparkify_core::{Load, Sink, Tables};
 pub enum Error {
     #[error(transparent)]
     Unreconciled(#[from] sparkify_core::sink::Unreconciled),
-    /// The database file could not be opened or created.
-    #[error("cannot open DuckDB database {path}: {source}")]
+    /// The database file could not be opened or created (the cause follows in the chain).
+    #[error("cannot open DuckDB database {path}")]
     Open {
         path: String,
         #[source]
         source: duckdb::Error,
+    },
+    /// Another process holds the file: DuckDB lets one process write a file at a time.
+    #[error(
+        "DuckDB {path} is in use by another process{holder}: another load or query has it \
+         open; waited {waited} s (--lock-timeout). Try again when it is done, or load another file"
+    )]
+    Locked {
+        path: String,
+        /// ` (PID 1234, /usr/local/bin/sparkify)`, as DuckDB reports it; else empty.
+        holder: String,
+        waited: u64,
     },
     /// A table holds a primary key value more than once; nothing of the run was committed.
     #[error(
@@ -54,8 +65,9 @@ pub enum Error {
     /// A batch could not be converted for DuckDB.
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),
-    /// A statement or an append failed; nothing of the run was committed.
-    #[error("DuckDB {path}: {context}: {source}")]
+    /// A statement or an append failed; nothing of the run was committed (the database's
+    /// message follows in the chain).
+    #[error("DuckDB {path}: {context}")]
     Sql {
         path: String,
         context: String,
@@ -76,11 +88,28 @@ pub enum Transform {
     Sql(SongplaysMode),
 }
 
+/// How long a load waits for another process to let go of the file, by default.
+pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Who holds the lock, from DuckDB's message (`Conflicting lock is held in /bin/x (PID 12)`):
+/// ` (PID 12, /bin/x)`, or empty.
+fn lock_holder(message: &str) -> String {
+    let Some(rest) = message.split("Conflicting lock is held in ").nth(1) else {
+        return String::new();
+    };
+    let Some((program, rest)) = rest.split_once(" (PID ") else {
+        return String::new();
+    };
+    let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    format!(" (PID {pid}, {program})")
+}
+
 /// A DuckDB database file.
 #[derive(Debug, Clone)]
 pub struct DuckDbSink {
     path: PathBuf,
     transform: Transform,
+    lock_timeout: std::time::Duration,
 }
 
 impl DuckDbSink {
@@ -88,6 +117,7 @@ impl DuckDbSink {
         DuckDbSink {
             path: path.into(),
             transform: Transform::Memory,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
     }
 
@@ -105,11 +135,39 @@ impl DuckDbSink {
         &self.path
     }
 
+    /// Waits up to this long for another process to let go of the file (default 600 s).
+    pub fn with_lock_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// Opens the file; while another process holds it, tries again every 200 ms until
+    /// the lock timeout.
     fn open(&self) -> Result<Connection> {
-        Connection::open(&self.path).map_err(|source| Error::Open {
-            path: self.path.display().to_string(),
-            source,
-        })
+        let started = std::time::Instant::now();
+        loop {
+            match Connection::open(&self.path) {
+                Ok(conn) => return Ok(conn),
+                Err(e) => {
+                    let text = e.to_string();
+                    if !text.contains("Could not set lock on file") {
+                        return Err(Error::Open {
+                            path: self.path.display().to_string(),
+                            source: e,
+                        });
+                    }
+                    if started.elapsed() >= self.lock_timeout {
+                        return Err(Error::Locked {
+                            path: self.path.display().to_string(),
+                            holder: lock_holder(&text),
+                            waited: started.elapsed().as_secs(),
+                        });
+                    }
+                    tracing::info!(path = %self.path.display(), "waiting for another process to let go of the file");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }
+        }
     }
 
     /// A connection ready for [`append_steps`]: rows go in through a table function DuckDB
@@ -368,4 +426,17 @@ fn text(value: duckdb::types::Value) -> Option<String> {
         V::Timestamp(unit, v) => sparkify_core::time::text_micros(unit.to_micros(v)),
         other => format!("{other:?}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_holder_is_read_from_duckdbs_message() {
+        let msg = "IO Error: Could not set lock on file \"/tmp/x.duckdb\": Conflicting lock is \
+                   held in /usr/local/bin/sparkify (PID 4242) by user root. See also https://x";
+        assert_eq!(lock_holder(msg), " (PID 4242, /usr/local/bin/sparkify)");
+        assert_eq!(lock_holder("IO Error: something else"), "");
+    }
 }

@@ -296,6 +296,8 @@ pub struct WarehouseConfig {
     /// Redshift's Parquet upload: how parts are cut, and the S3 client's settings.
     pub upload: UploadOptions,
     pub s3: S3Options,
+    /// How long a load waits for another load's lock (and any table lock) before it fails.
+    pub lock_timeout: std::time::Duration,
 }
 
 impl WarehouseConfig {
@@ -308,6 +310,7 @@ impl WarehouseConfig {
             mode,
             upload: UploadOptions::default(),
             s3: S3Options::default(),
+            lock_timeout: crate::plan::DEFAULT_LOCK_TIMEOUT,
         }
     }
 
@@ -323,6 +326,7 @@ impl WarehouseConfig {
                 ..UploadOptions::default()
             },
             s3: S3Options::default(),
+            lock_timeout: crate::plan::DEFAULT_LOCK_TIMEOUT,
         }
     }
 }

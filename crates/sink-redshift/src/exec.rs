@@ -4,6 +4,7 @@
 use sparkify_core::Tables;
 use sparkify_core::sink::QueryResult;
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 
 use crate::plan::{Step, insert_rejects_sql, load_errors_query, reconcile_sql};
 use crate::{Error, Result, copy};
@@ -33,7 +34,20 @@ pub(crate) async fn run(
 
 async fn run_step(client: &Client, step: &Step, tables: Option<&Tables<'_>>) -> Result<()> {
     match step {
-        Step::Sql(s) => client.batch_execute(s).await.map_err(sql_error(s)),
+        Step::Sql(s) => {
+            let started = std::time::Instant::now();
+            match client.batch_execute(s).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(Error::Locked {
+                        holder: lock_holder(client).await,
+                        waited: started.elapsed().as_secs(),
+                    })
+                }
+                Err(e) => Err(sql_error(s)(e)),
+            }
+        }
         Step::CopyIn { table } => {
             let batch = tables.and_then(|l| {
                 l.all()
@@ -116,6 +130,26 @@ async fn run_step(client: &Client, step: &Step, tables: Option<&Tables<'_>>) -> 
 }
 
 /// Runs `sql` (simple protocol) and returns its last result set as text.
+/// Who holds sparkify's load lock: ` (PID 123, application sparkify, since …)`, or empty.
+async fn lock_holder(client: &Client) -> String {
+    let sql = format!(
+        "SELECT a.pid, a.application_name, a.xact_start FROM pg_locks AS l \
+         JOIN pg_stat_activity AS a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = {} LIMIT 1",
+        crate::plan::LOCK_KEY
+    );
+    match query_text(client, &sql).await {
+        Ok(QueryResult { rows, .. }) => rows
+            .first()
+            .map(|r| {
+                let v = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                format!(" (PID {}, application {}, since {})", v(0), v(1), v(2))
+            })
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
 pub(crate) async fn query_text(client: &Client, sql: &str) -> Result<QueryResult> {
     let messages = client.simple_query(sql).await.map_err(sql_error(sql))?;
     let mut columns = Vec::new();

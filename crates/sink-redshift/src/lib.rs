@@ -55,6 +55,12 @@ pub enum Error {
     /// A setting is missing or bad; the message names it and where it is set.
     #[error("{0}")]
     Config(String),
+    /// Another load held the lock longer than the lock timeout; nothing was committed.
+    #[error(
+        "another load into this database holds sparkify's load lock{holder}; gave up after \
+         {waited} s (--lock-timeout); nothing was committed"
+    )]
+    Locked { holder: String, waited: u64 },
     /// `--iam-auth`: no temporary credentials.
     #[error("IAM database credentials: {0}")]
     Credentials(String),
@@ -203,6 +209,7 @@ impl Sink for WarehouseSink {
             copy.as_ref(),
             Expected::default(),
             self.config.mode,
+            self.config.lock_timeout,
         )
         .iter()
         .map(|s| s.text(None))
@@ -247,6 +254,7 @@ impl Sink for WarehouseSink {
             copy.as_ref(),
             expected,
             self.config.mode,
+            self.config.lock_timeout,
         );
         self.block_on(async {
             let client = self.client().await?;

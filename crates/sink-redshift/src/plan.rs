@@ -92,6 +92,28 @@ impl Step {
     }
 }
 
+/// How long a load waits for another one, by default.
+pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The key of sparkify's load lock (with the schema's hash as the second key): `spkf`.
+pub const LOCK_KEY: i32 = 0x7370_6b66;
+
+/// Two loads into one schema take turns: PostgreSQL's transaction-scoped advisory lock, taken
+/// first, waited for up to `timeout` (`lock_timeout` also bounds every table lock of the
+/// load). Redshift has no advisory locks; its DDL on the same tables serializes the loads.
+pub fn lock_sql(dialect: &Dialect, timeout: std::time::Duration) -> Vec<String> {
+    match dialect {
+        Dialect::Postgres => vec![
+            format!(
+                "SET LOCAL lock_timeout = '{}ms'",
+                timeout.as_millis().max(1)
+            ),
+            format!("SELECT pg_advisory_xact_lock({LOCK_KEY}, hashtext(current_schema()))"),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// Every step of a load, in order: one transaction that recreates the tables, stages (`COPY`
 /// from S3 on Redshift with `copy`, `COPY … FROM STDIN` of the parsed staging tables
 /// otherwise), runs the transforms and records the rejects.
@@ -100,8 +122,10 @@ pub fn load_plan(
     copy: Option<&RedshiftCopy>,
     expected: Expected,
     mode: SongplaysMode,
+    lock_timeout: std::time::Duration,
 ) -> Vec<Step> {
     let mut steps = vec![Step::Sql("BEGIN".into())];
+    steps.extend(lock_sql(dialect, lock_timeout).into_iter().map(Step::Sql));
     steps.extend(sql::recreate_all(dialect).into_iter().map(Step::Sql));
     match copy {
         None => {

@@ -20,4 +20,5 @@ pub mod fixtures;
 pub mod moto;
 pub mod pg;
 pub mod ports;
+pub mod stall;
 pub mod tables;

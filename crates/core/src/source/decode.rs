@@ -128,7 +128,12 @@ pub fn decode_bytes(
     Ok((part.batches, part.rejects))
 }
 
-fn decode_part(data: &[u8], source: &str, schema: &SchemaRef, opts: &ReadOptions) -> Result<Part> {
+pub(super) fn decode_part(
+    data: &[u8],
+    source: &str,
+    schema: &SchemaRef,
+    opts: &ReadOptions,
+) -> Result<Part> {
     let source: Arc<str> = Arc::from(source);
     let builder = ReaderBuilder::new(Arc::clone(schema))
         .with_batch_size(opts.batch_size)

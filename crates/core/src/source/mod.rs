@@ -2,6 +2,7 @@
 //! parallel into Arrow: [`discover`] says what the input is, `schedule` groups inputs and
 //! runs the decoding on rayon's workers, `decode` turns bytes into batches and rejects.
 
+pub mod contract;
 mod decode;
 mod discover;
 mod schedule;
