@@ -20,13 +20,9 @@ use crate::{Error, NULL_PARTITION, Partition, Result, io, partitioning};
 /// `root/TABLE` as one batch; `None` when the lake has no such folder (a lake written without
 /// its staging tables).
 pub fn read_table(root: &Path, table: &TableDef) -> Result<Option<RecordBatch>> {
-    let dir = root.join(table.name);
-    if !dir.is_dir() {
+    let Some((dir, files)) = table_files(root, table)? else {
         return Ok(None);
-    }
-    let mut files = Vec::new();
-    collect(&dir, &mut files)?;
-    files.sort();
+    };
     // One file a task: a partitioned table is thousands of small files.
     let batches: Vec<RecordBatch> = files
         .par_iter()
@@ -44,12 +40,9 @@ pub fn read_table(root: &Path, table: &TableDef) -> Result<Option<RecordBatch>> 
 /// The rows of `root/TABLE` from its files' footers (no data is read); `None` when the lake
 /// has no such folder.
 pub fn count_rows(root: &Path, table: &TableDef) -> Result<Option<u64>> {
-    let dir = root.join(table.name);
-    if !dir.is_dir() {
+    let Some((_, files)) = table_files(root, table)? else {
         return Ok(None);
-    }
-    let mut files = Vec::new();
-    collect(&dir, &mut files)?;
+    };
     let rows = files
         .par_iter()
         .map(|file| {
@@ -64,6 +57,18 @@ pub fn count_rows(root: &Path, table: &TableDef) -> Result<Option<u64>> {
         .into_iter()
         .sum();
     Ok(Some(rows))
+}
+
+/// `root/TABLE` and every Parquet file under it, in path order; `None` without the folder.
+fn table_files(root: &Path, table: &TableDef) -> Result<Option<(PathBuf, Vec<PathBuf>)>> {
+    let dir = root.join(table.name);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut files = Vec::new();
+    collect(&dir, &mut files)?;
+    files.sort();
+    Ok(Some((dir, files)))
 }
 
 /// One file's batches, with the partition columns of its folder.
