@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sparkify_core::ledger::{self, Kind};
 use sparkify_core::model::{self, SongplaysMode};
 use sparkify_core::reject::rejects_batch;
 use sparkify_core::source::{self, ReadOptions};
@@ -20,15 +21,26 @@ fn bench(c: &mut Criterion) {
         source::read_path(root.join(sub).to_str().expect("utf-8 path"), &schema, &opts)
             .expect("fixtures")
     };
-    let events = read("log_data", STAGING_EVENTS.schema());
-    let songs = read("song_data", STAGING_SONGS.schema());
+    let events = read("log_data", STAGING_EVENTS.input_schema());
+    let songs = read("song_data", STAGING_SONGS.input_schema());
     let star = model::build(&events.batch, &songs.batch, SongplaysMode::Matched).expect("model");
     let errors = rejects_batch(&[], 0);
+    let run = [
+        (Kind::Songs, songs.files.as_slice()),
+        (Kind::Events, events.files.as_slice()),
+    ];
+    let first_event = 1 + songs.files.len() as i32;
+    let staged_songs = ledger::tag(&STAGING_SONGS, &songs.batch, &songs.files, 1).expect("tag");
+    let staged_events =
+        ledger::tag(&STAGING_EVENTS, &events.batch, &events.files, first_event).expect("tag");
+    let etl_files = ledger::ledger_batch(&run, 1, 0).expect("ledger");
     let tables = Tables {
-        staging_events: &events.batch,
-        staging_songs: &songs.batch,
-        star: &star,
+        staging_events: &staged_events,
+        staging_songs: &staged_songs,
+        star: Some(&star),
         load_errors: &errors,
+        etl_files: &etl_files,
+        increment: None,
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let mut g = c.benchmark_group("duckdb");

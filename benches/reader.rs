@@ -30,15 +30,23 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(song_bytes));
     g.bench_function("song files (14,896 files, from disk)", |b| {
         b.iter(|| {
-            source::read_files(black_box(&songs.files), &STAGING_SONGS.schema(), &opts)
-                .expect("read")
+            source::read_files(
+                black_box(&songs.files),
+                &STAGING_SONGS.input_schema(),
+                &opts,
+            )
+            .expect("read")
         })
     });
     g.throughput(Throughput::Bytes(event_bytes));
     g.bench_function("event logs (30 files, from disk)", |b| {
         b.iter(|| {
-            source::read_files(black_box(&events.files), &STAGING_EVENTS.schema(), &opts)
-                .expect("read")
+            source::read_files(
+                black_box(&events.files),
+                &STAGING_EVENTS.input_schema(),
+                &opts,
+            )
+            .expect("read")
         })
     });
     // The logs concatenated 40 times in memory (~150 MB): decoding alone, split in chunks.
@@ -52,14 +60,19 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(big.len() as u64));
     g.bench_function("events decode (in memory, x40)", |b| {
         b.iter(|| {
-            source::decode_bytes(black_box(&big), "big.json", &STAGING_EVENTS.schema(), &opts)
-                .expect("decode")
+            source::decode_bytes(
+                black_box(&big),
+                "big.json",
+                &STAGING_EVENTS.input_schema(),
+                &opts,
+            )
+            .expect("decode")
         })
     });
     g.finish();
 
-    let s = source::read_files(&songs.files, &STAGING_SONGS.schema(), &opts).expect("read");
-    let e = source::read_files(&events.files, &STAGING_EVENTS.schema(), &opts).expect("read");
+    let s = source::read_files(&songs.files, &STAGING_SONGS.input_schema(), &opts).expect("read");
+    let e = source::read_files(&events.files, &STAGING_EVENTS.input_schema(), &opts).expect("read");
     let mut g = c.benchmark_group("model");
     g.throughput(Throughput::Bytes(song_bytes + event_bytes));
     g.bench_function("star schema from staging", |b| {

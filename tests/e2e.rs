@@ -444,7 +444,11 @@ fn dry_run_prints_every_statement_without_connecting() {
     let out = sparkify(dir.path(), &["etl", "--sink", "redshift", "--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("COPY staging_events FROM 's3://udacity-dend/log_data'\nIAM_ROLE 'arn:aws:iam::123456789012:role/dwh''Role'"), "{stdout}");
+    assert!(
+        stdout.contains("COPY staging_events (artist, auth, firstName,"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("userAgent, userId) FROM 's3://udacity-dend/log_data'\nIAM_ROLE 'arn:aws:iam::123456789012:role/dwh''Role'"), "{stdout}");
     assert!(
         stdout.contains("DISTSTYLE KEY DISTKEY (song_id)"),
         "{stdout}"
@@ -1721,6 +1725,457 @@ fn a_load_killed_at_any_phase_leaves_the_previous_tables_whole() {
             counts(&url),
             good,
             "PostgreSQL: the next run after {marker:?}"
+        );
+    }
+}
+
+/// `etl --incremental` of `songs` and `events` into `sink`, with `extra` flags: its summary.
+fn incremental(
+    dir: &Path,
+    sink: &str,
+    songs: &Path,
+    events: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
+    let json = dir.join("summary.json");
+    let mut args = vec![
+        "etl",
+        "--incremental",
+        "--songs",
+        songs.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--sink",
+        sink,
+        "--summary-json",
+        json.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = sparkify(dir, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    summary["stderr"] = String::from_utf8_lossy(&out.stderr).into_owned().into();
+    summary
+}
+
+/// `verify` of `a` against `b`: whether every table agrees.
+fn agree(dir: &Path, a: &str, b: &str) -> Result<(), String> {
+    let out = sparkify(dir, &["verify", "--sink", a, "--sink", b]);
+    match out.status.code() {
+        Some(0) => Ok(()),
+        _ => Err(text(&out)),
+    }
+}
+
+#[test]
+fn incremental_loads_equal_a_full_load_and_replace_a_changed_files_rows() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fx = repo().join("fixtures/sparkify");
+    let songs = fx.join("song_data");
+    let mut days: Vec<_> = walk(&fx.join("log_data"));
+    days.sort();
+    assert_eq!(days.len(), 30);
+    let url = server.url();
+    // The reference: a full load of what `logs` holds, into a DuckDB file of its own.
+    let full = |logs: &Path, name: &str| {
+        let sink = format!("duckdb:{name}");
+        stdout_of(
+            d,
+            &[
+                "etl",
+                "--songs",
+                songs.to_str().unwrap(),
+                "--events",
+                logs.to_str().unwrap(),
+                "--sink",
+                &sink,
+            ],
+        );
+        sink
+    };
+    for (i, sink) in ["duckdb:inc.duckdb".to_owned(), url.clone()]
+        .iter()
+        .enumerate()
+    {
+        let logs = d.join(format!("logs{i}"));
+        std::fs::create_dir(&logs).unwrap();
+        // Three groups of days, one load each.
+        for (group, files) in days.chunks(10).enumerate() {
+            for f in files {
+                std::fs::copy(f, logs.join(f.file_name().unwrap())).unwrap();
+            }
+            let s = incremental(d, sink, &songs, &logs, &[]);
+            let read = s["files_read"].as_u64().unwrap();
+            if group == 0 {
+                assert_eq!(read, 14_896 + 10, "{s}");
+                assert!(
+                    s["stderr"]
+                        .as_str()
+                        .unwrap()
+                        .contains("holds no etl_files yet"),
+                    "{s}"
+                );
+            } else {
+                assert_eq!(read, 10, "only the new days are parsed: {s}");
+                assert_eq!(s["files_already_loaded"], 14_896 + 10 * group as u64, "{s}");
+            }
+        }
+        let reference = full(&logs, &format!("full{i}.duckdb"));
+        agree(d, &reference, sink).unwrap();
+        let s = incremental(d, sink, &songs, &logs, &[]);
+        assert_eq!(
+            (&s["files_read"], &s["up_to_date"], &s["committed"]),
+            (&0.into(), &true.into(), &false.into()),
+            "a fourth run parses nothing: {s}"
+        );
+        assert_eq!(s["rows"]["staging_events"], 8056, "{s}");
+
+        // One user's level changes in the last day's log.
+        let last = logs.join(days[29].file_name().unwrap());
+        let log = std::fs::read_to_string(&last).unwrap();
+        let final_line: serde_json::Value =
+            serde_json::from_str(log.lines().last().unwrap()).unwrap();
+        let user = final_line["userId"].as_str().unwrap().to_owned();
+        let (old, new) = match final_line["level"].as_str().unwrap() {
+            "free" => ("free", "paid"),
+            _ => ("paid", "free"),
+        };
+        let tag = format!("\"userId\":\"{user}\"}}");
+        let edited: Vec<String> = log
+            .lines()
+            .map(|l| match l.ends_with(&tag) {
+                true => l.replace(
+                    &format!("\"level\":\"{old}\""),
+                    &format!("\"level\":\"{new}\""),
+                ),
+                false => l.to_owned(),
+            })
+            .collect();
+        std::fs::write(&last, edited.join("\n") + "\n").unwrap();
+        let s = incremental(d, sink, &songs, &logs, &[]);
+        assert_eq!(s["files_read"], 1, "{s}");
+        assert_eq!(
+            s["rows"]["staging_events"], 8056,
+            "the file's old rows were replaced: {s}"
+        );
+        let level = stdout_of(
+            d,
+            &[
+                "sql",
+                "--sink",
+                sink,
+                "--format",
+                "csv",
+                &format!("SELECT level FROM dm_users WHERE user_id = {user}"),
+            ],
+        );
+        assert!(level.contains(new), "user {user} is {new} now: {level}");
+        let reference = full(&logs, &format!("edited{i}.duckdb"));
+        agree(d, &reference, sink).unwrap();
+
+        // A day that vanished from the input stays until --prune.
+        let gone = logs.join(days[0].file_name().unwrap());
+        std::fs::remove_file(&gone).unwrap();
+        let s = incremental(d, sink, &songs, &logs, &[]);
+        assert_eq!(
+            (&s["files_vanished"], &s["rows"]["staging_events"]),
+            (&1.into(), &8056.into()),
+            "{s}"
+        );
+        assert!(
+            s["stderr"]
+                .as_str()
+                .unwrap()
+                .contains("--prune removes them"),
+            "{s}"
+        );
+        let s = incremental(d, sink, &songs, &logs, &["--prune"]);
+        assert_eq!(s["committed"], true, "{s}");
+        let reference = full(&logs, &format!("pruned{i}.duckdb"));
+        agree(d, &reference, sink).unwrap();
+        assert!(s["rows"]["staging_events"].as_u64().unwrap() < 8056, "{s}");
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_parquet_load_killed_at_any_phase_leaves_the_previous_lake_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let full = |sink: &str| {
+        let out = etl_child(d, sink, &["--with-staging-tables"])
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    };
+    // A whole one-day lake, to tell "the new load, whole" from a mix.
+    assert!(kill_load_at(d, "parquet:day", Some("no such line")));
+    full("parquet:good");
+    full("parquet:lake");
+    for marker in [None, Some("written"), Some("swapping the new output in")] {
+        kill_load_at(d, "parquet:lake", marker);
+        let as_before = agree(d, "parquet:lake", "parquet:good");
+        if marker == Some("swapping the new output in") {
+            // Killed as the folders are exchanged: the previous lake or the new one, whole.
+            assert!(
+                as_before.is_ok() || agree(d, "parquet:lake", "parquet:day").is_ok(),
+                "killed at {marker:?}: {as_before:?}"
+            );
+        } else {
+            as_before.unwrap();
+        }
+        full("parquet:lake");
+        agree(d, "parquet:lake", "parquet:good").unwrap();
+    }
+}
+
+#[test]
+fn secrets_never_appear_in_logs_errors_dry_runs_summaries_or_settings() {
+    let server = pg::PgServer::start();
+    server.add_password_user("keeper", "Sentinel-Url-1");
+    let moto = moto::Moto::shared();
+    let fixtures = moto.fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let secrets = [
+        "Sentinel-Url-1",
+        "Sentinel-PgPassword-2",
+        "SentinelSecretAccessKey3",
+        "SentinelSessionToken4",
+        "Sentinel-File-5",
+        "Sentinel-Wrong-6",
+    ];
+    std::fs::write(
+        d.join("sparkify.toml"),
+        "[redshift]\nhost = \"example.redshift.amazonaws.com\"\ndatabase = \"dev\"\nuser = \"awsuser\"\n\
+         password = \"Sentinel-File-5\"\n\
+         [s3]\nevents = \"s3://b/log_data\"\nsongs = \"s3://b/song_data\"\n\
+         jsonpaths = \"s3://b/log_json_path.json\"\nregion = \"us-west-2\"\n\
+         [iam]\nrole_arn = \"arn:aws:iam::123456789012:role/dwhRole\"\n",
+    )
+    .unwrap();
+    let mut env = moto.env();
+    env.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    env.extend([
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "SentinelSecretAccessKey3".to_owned(),
+        ),
+        ("AWS_SESSION_TOKEN", "SentinelSessionToken4".to_owned()),
+        ("PGPASSWORD", "Sentinel-PgPassword-2".to_owned()),
+        ("RUST_LOG", "trace".to_owned()),
+        ("NO_COLOR", "1".to_owned()),
+    ]);
+    let port = server
+        .url()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let good = format!("postgres://keeper:Sentinel-Url-1@127.0.0.1:{port}/postgres");
+    let wrong = format!("postgres://keeper:Sentinel-Wrong-6@127.0.0.1:{port}/postgres");
+    let json = d.join("summary.json");
+    let songs = format!("s3://{fixtures}/song_data/A/A/A/");
+    let events = format!("s3://{fixtures}/log_data/2018/11/2018-11-01");
+    let load = |sink: &str, extra: &[&str]| {
+        let mut args = vec![
+            "etl",
+            "--songs",
+            &songs,
+            "--events",
+            &events,
+            "--sink",
+            sink,
+            "--summary-json",
+            json.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        sparkify_env(d, &args, &env)
+    };
+    let runs = [
+        // S3 in, PostgreSQL out, logged at trace: the SDK's requests and the load's steps.
+        (load(&good, &[]), Some(0)),
+        // A password the server refuses: the error.
+        (load(&wrong, &[]), Some(4)),
+        // The plans.
+        (load(&good, &["--dry-run"]), Some(0)),
+        (
+            sparkify_env(d, &["etl", "--sink", "redshift", "--dry-run"], &env),
+            Some(0),
+        ),
+        (load("redshift", &["--dry-run"]), Some(0)),
+        // Queries, the settings as resolved, and a failed query.
+        (
+            sparkify_env(
+                d,
+                &[
+                    "sql",
+                    "--sink",
+                    &good,
+                    "SELECT count(*) FROM staging_events",
+                ],
+                &env,
+            ),
+            Some(0),
+        ),
+        (
+            sparkify_env(d, &["sql", "--sink", &good, "SELECT nonsense"], &env),
+            Some(4),
+        ),
+        (sparkify_env(d, &["config", "show"], &env), Some(0)),
+        (
+            sparkify_env(d, &["analytics", "--sink", &good, "--format", "json"], &env),
+            Some(0),
+        ),
+    ];
+    let summary = std::fs::read_to_string(&json).unwrap();
+    for (out, code) in &runs {
+        let all = text(out);
+        assert_eq!(out.status.code(), *code, "{all}");
+        for secret in secrets {
+            assert!(!all.contains(secret), "{secret} printed:\n{all}");
+            assert!(!summary.contains(secret), "{secret} in the summary");
+        }
+    }
+    // The first run logged at trace level, and signed its S3 requests with the sentinel keys.
+    let first = text(&runs[0].0);
+    assert!(
+        first.contains("TRACE") && first.contains(fixtures),
+        "{first}"
+    );
+    assert!(first.contains("keeper@127.0.0.1"), "{first}");
+}
+
+/// A tmpfs of `size` mounted at `at` (this test runs as root, as CI does), unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount a tmpfs: {}", text(&out));
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_load_onto_a_full_disk_fails_in_words_and_leaves_the_previous_output() {
+    // Mounting needs root; CI runs as root.
+    let root = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+        eprintln!("not root: cannot mount the small filesystem this test fills");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The small loads fit; the whole data set does not: its DuckDB file alone is 7 MB, its
+    // lake 12,625 files (a tmpfs block each).
+    let duck = Tmpfs::mount(&dir.path().join("duck"), "4m");
+    let lake = Tmpfs::mount(&dir.path().join("lake"), "8m");
+    let fx = repo().join("fixtures/sparkify");
+    let small = |at: &Path, sink: &str| {
+        stdout_of(
+            at,
+            &[
+                "etl",
+                "--songs",
+                fx.join("song_data/A/A").to_str().unwrap(),
+                "--events",
+                fx.join("log_data/2018/11/2018-11-01-events.json")
+                    .to_str()
+                    .unwrap(),
+                "--sink",
+                sink,
+                "--with-staging-tables",
+            ],
+        );
+    };
+    small(&duck.0, "duckdb:x.duckdb");
+    let before = dump(&duck.0.join("x.duckdb"));
+    small(&lake.0, "parquet:lake");
+    small(dir.path(), "parquet:ref");
+    for (at, sink) in [(&duck.0, "duckdb:x.duckdb"), (&lake.0, "parquet:lake")] {
+        let out = etl_child(at, sink, &["--with-staging-tables"])
+            .wait_with_output()
+            .unwrap();
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(4), "{all}");
+        assert!(all.contains("No space left on device"), "{all}");
+        assert!(all.contains("hint: the disk is full"), "{all}");
+    }
+    assert_eq!(dump(&duck.0.join("x.duckdb")), before);
+    let reference = format!("parquet:{}", dir.path().join("ref").display());
+    agree(&lake.0, "parquet:lake", &reference).unwrap();
+    let d = lake.0.clone();
+    // Nothing of the failed lake is left beside the old one.
+    let left: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".lake"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_incremental_load_replaces_the_rejects_of_a_file_whose_name_is_sql() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fx = repo().join("fixtures/sparkify");
+    let songs = fx.join("song_data/A/A/A");
+    let logs = d.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let day = std::fs::read_to_string(fx.join("log_data/2018/11/2018-11-01-events.json")).unwrap();
+    let good = day.lines().next().unwrap();
+    let file = logs.join("o'brien\\x;$$ DROP TABLE dm_users; --.json");
+    for sink in ["duckdb:weird.duckdb".to_owned(), server.url()] {
+        std::fs::write(&file, format!("{good}\n{{\"ts\": \"soon\"}}\n")).unwrap();
+        let s = incremental(d, &sink, &songs, &logs, &["--max-errors", "5"]);
+        assert_eq!(s["rows"]["load_errors"], 1, "{s}");
+        assert_eq!(
+            s["reject_details"][0]["source"],
+            file.to_str().unwrap(),
+            "{s}"
+        );
+        std::fs::write(&file, format!("{good}\n{good}\n")).unwrap();
+        let s = incremental(d, &sink, &songs, &logs, &["--max-errors", "5"]);
+        assert_eq!(s["files_read"], 1, "{s}");
+        assert_eq!(
+            (
+                &s["rows"]["load_errors"],
+                &s["rows"]["staging_events"],
+                &s["rows"]["dm_users"]
+            ),
+            (&0.into(), &2.into(), &1.into()),
+            "the file's reject went with its old rows: {s}"
         );
     }
 }

@@ -242,6 +242,16 @@ pub struct RunOptions {
     /// lock and table locks; DuckDB's file lock) before it fails with exit 4.
     #[arg(long, default_value_t = 600)]
     pub lock_timeout: u64,
+    /// Parse only the input files that are new or changed since the last load into this sink
+    /// (by the sink's etl_files: path, size, mtime or ETag), replace a changed file's rows,
+    /// and rebuild the star schema over everything staged. DuckDB, PostgreSQL, Redshift
+    /// with Parquet staging.
+    #[arg(long)]
+    pub incremental: bool,
+    /// With --incremental: remove the rows of files loaded before that are no longer in the
+    /// input (without it they stay, and are reported).
+    #[arg(long, requires = "incremental")]
+    pub prune: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

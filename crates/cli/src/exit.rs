@@ -56,14 +56,31 @@ pub fn status_of(error: &anyhow::Error) -> ExitStatus {
         ) || matches!(
             cause.downcast_ref::<Warehouse>(),
             Some(Warehouse::Config(_) | Warehouse::Dialect(_) | Warehouse::Url(_))
-        ) || matches!(cause.downcast_ref::<Parquet>(), Some(Parquet::NoSql(_)))
-            || matches!(
-                cause.downcast_ref::<sparkify_cluster::Error>(),
-                Some(sparkify_cluster::Error::Config(_) | sparkify_cluster::Error::NoDefaultVpc)
-            );
+        ) || matches!(
+            cause.downcast_ref::<Parquet>(),
+            Some(Parquet::NoSql(_) | Parquet::Incremental)
+        ) || matches!(
+            cause.downcast_ref::<sparkify_cluster::Error>(),
+            Some(sparkify_cluster::Error::Config(_) | sparkify_cluster::Error::NoDefaultVpc)
+        );
         if usage {
             return ExitStatus::Usage;
         }
     }
     ExitStatus::Failed
+}
+
+/// A line of advice for a failure a person can fix, after the error itself: a full disk,
+/// named by the OS error (`ENOSPC`) or by a database that reports it in its own words.
+pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
+    let full = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
+            || cause.to_string().contains("No space left on device")
+    });
+    full.then_some(
+        "the disk is full. Nothing was committed: the previous tables are as they were. \
+         Free some space (or load somewhere else) and run again",
+    )
 }

@@ -64,6 +64,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitStatus::Success.into(),
         Err(error) => {
             eprintln!("error: {error:#}");
+            if let Some(hint) = exit::hint(&error) {
+                eprintln!("hint: {hint}");
+            }
             exit::status_of(&error).into()
         }
     }

@@ -131,6 +131,9 @@ pub struct LoadSettings {
     pub batch_size: usize,
     pub summary_json: Option<PathBuf>,
     pub dry_run: bool,
+    /// `--incremental`, `--prune`.
+    pub incremental: bool,
+    pub prune: bool,
     /// How `s3://` inputs are reached, and GETs at a time.
     pub s3: S3Options,
     pub s3_concurrency: usize,
@@ -170,6 +173,8 @@ impl LoadSettings {
             batch_size: args.run.batch_size.max(1),
             summary_json: args.run.summary_json,
             dry_run: args.run.dry_run,
+            incremental: args.run.incremental,
+            prune: args.run.prune,
             s3: s3_options(&args.s3, &file),
             s3_concurrency: args.s3.s3_concurrency.max(1),
             songs,

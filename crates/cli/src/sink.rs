@@ -3,7 +3,7 @@
 use anyhow::Context;
 use sparkify_core::sink::{QueryResult, Staging, TablesAction};
 use sparkify_core::sql::Dialect;
-use sparkify_core::table::{ALL_TABLES, TableDef};
+use sparkify_core::table::{SINK_TABLES, TableDef};
 use sparkify_core::{Load, Sink};
 use sparkify_sink_duckdb::DuckDbSink;
 use sparkify_sink_parquet::ParquetSink;
@@ -83,10 +83,10 @@ pub fn build(settings: SinkSettings) -> Box<dyn AnySink> {
     }
 }
 
-/// Which of sparkify's tables `sink` holds, in [`ALL_TABLES`] order.
+/// Which of sparkify's tables `sink` holds, in [`SINK_TABLES`] order.
 pub fn tables_present(sink: &mut dyn AnySink) -> anyhow::Result<Vec<&'static TableDef>> {
     let found = sink.query(&sparkify_core::sql::tables_present())?;
-    Ok(ALL_TABLES
+    Ok(SINK_TABLES
         .iter()
         .copied()
         .filter(|t| {

@@ -13,6 +13,12 @@ pub struct Summary {
     pub records_read: u64,
     pub files_read: usize,
     pub files_skipped: usize,
+    /// `--incremental`: files not parsed, as the sink already holds them as they are; files
+    /// the sink holds that are no longer in the input.
+    pub files_already_loaded: usize,
+    pub files_vanished: usize,
+    /// Whether the load added to what the sink held (rows are then the sink's, after it).
+    pub incremental: bool,
     /// What came from S3, when anything did.
     pub s3: Option<S3Counts>,
     pub bytes_read: u64,
@@ -20,6 +26,8 @@ pub struct Summary {
     pub rows: Vec<(String, usize)>,
     pub rejects: Vec<Reject>,
     pub committed: bool,
+    /// `--incremental` found nothing new, changed or pruned, and loaded nothing.
+    pub up_to_date: bool,
     pub sink: String,
     pub seconds: f64,
 }
@@ -46,6 +54,9 @@ struct JsonSummary<'a> {
     records_read: u64,
     files_read: usize,
     files_skipped: usize,
+    incremental: bool,
+    files_already_loaded: usize,
+    files_vanished: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     s3: Option<S3Counts>,
     bytes_read: u64,
@@ -53,6 +64,7 @@ struct JsonSummary<'a> {
     rejects: usize,
     reject_details: Vec<JsonReject<'a>>,
     committed: bool,
+    up_to_date: bool,
     sink: &'a str,
     seconds: f64,
 }
@@ -82,6 +94,8 @@ impl Summary {
         }
         let status = if self.committed {
             "committed"
+        } else if self.up_to_date {
+            "up to date: nothing to load"
         } else {
             "nothing committed"
         };
@@ -92,6 +106,13 @@ impl Summary {
             ("files skipped", self.files_skipped.to_string()),
             ("bytes read", self.bytes_read.to_string()),
         ];
+        if self.incremental {
+            lines.push((
+                "files already loaded",
+                self.files_already_loaded.to_string(),
+            ));
+            lines.push(("files vanished", self.files_vanished.to_string()));
+        }
         if let Some(s3) = &self.s3 {
             lines.push((
                 "s3 objects listed / fetched",
@@ -114,6 +135,9 @@ impl Summary {
             records_read: self.records_read,
             files_read: self.files_read,
             files_skipped: self.files_skipped,
+            incremental: self.incremental,
+            files_already_loaded: self.files_already_loaded,
+            files_vanished: self.files_vanished,
             s3: self.s3,
             bytes_read: self.bytes_read,
             rows: self
@@ -134,6 +158,7 @@ impl Summary {
                 })
                 .collect(),
             committed: self.committed,
+            up_to_date: self.up_to_date,
             sink: &self.sink,
             seconds: self.seconds,
         }

@@ -44,6 +44,9 @@ pub enum Error {
         rows: u64,
         rejects: u64,
     },
+    /// The ledger of loaded files (`etl_files`) is not what a load can use.
+    #[error("{0}")]
+    Ledger(String),
     /// Arrow refused to build a batch.
     #[error(transparent)]
     Arrow(#[from] ArrowError),

@@ -15,9 +15,11 @@
 //!   the second 32 bits of the hash: a row missing, added or changed changes it, the order of
 //!   the rows does not.
 //!
-//! Two columns are left out: `ft_songplays.songplay_id`, a surrogate each warehouse numbers its
-//! own way (Redshift's `IDENTITY`), and `load_errors.run_started_at`, the run's clock. Rows are
-//! matched on their natural key instead ([`key_columns`]).
+//! Columns left out: `ft_songplays.songplay_id`, a surrogate each warehouse numbers its own
+//! way (Redshift's `IDENTITY`); `load_errors.run_started_at`, the run's clock; and the staging
+//! tables' `etl_file_id`, which numbers files in the order loads met them (an incremental load
+//! numbers them otherwise than a full one). Rows are matched on their natural key instead
+//! ([`key_columns`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -70,7 +72,8 @@ fn halves(hash: &str) -> [u32; 2] {
 /// The columns a fingerprint covers, in table order.
 pub fn compared_columns(table: &TableDef) -> impl Iterator<Item = &'static Column> + '_ {
     table.columns.iter().filter(move |c| {
-        !((table.name == FT_SONGPLAYS.name && c.name == "songplay_id")
+        !(c.lineage
+            || (table.name == FT_SONGPLAYS.name && c.name == "songplay_id")
             || (table.name == LOAD_ERRORS.name && c.name == "run_started_at"))
     })
 }

@@ -6,48 +6,64 @@
 
 use arrow::array::RecordBatch;
 
+use crate::ledger::Increment;
 use crate::model::StarSchema;
 use crate::sql::Dialect;
 pub use crate::sql::TablesAction;
-use crate::table::{LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, TableDef};
+use crate::table::{ETL_FILES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, TableDef};
 
 /// Every table of a run that sparkify parsed and built itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Tables<'a> {
+    /// The staging tables, each row tagged with its file's `etl_file_id` ([`crate::ledger::tag`]).
     pub staging_events: &'a RecordBatch,
     pub staging_songs: &'a RecordBatch,
-    pub star: &'a StarSchema,
+    /// The star schema built in memory; `None` when the sink builds it in SQL over every
+    /// staged row (an incremental load).
+    pub star: Option<&'a StarSchema>,
     /// The run's rejects, as the `load_errors` table.
     pub load_errors: &'a RecordBatch,
+    /// The run's files, as `etl_files` rows.
+    pub etl_files: &'a RecordBatch,
+    /// `None`: the run replaces every table. `Some`: it adds its files to what the sink holds.
+    pub increment: Option<&'a Increment>,
 }
 
 impl Tables<'_> {
-    /// Every table with its definition, in the order a run reports them.
-    pub fn all(&self) -> [(&'static TableDef, &RecordBatch); 8] {
-        let [fact, users, songs, artists, time] = self.star.tables();
-        [
+    /// Every table with its definition, in the order a run reports them (no star tables when
+    /// the sink builds them).
+    pub fn all(&self) -> Vec<(&'static TableDef, &RecordBatch)> {
+        let mut out = vec![
             (&STAGING_EVENTS, self.staging_events),
             (&STAGING_SONGS, self.staging_songs),
-            fact,
-            users,
-            songs,
-            artists,
-            time,
-            (&LOAD_ERRORS, self.load_errors),
-        ]
+        ];
+        if let Some(star) = self.star {
+            out.extend(star.tables());
+        }
+        out.push((&LOAD_ERRORS, self.load_errors));
+        out.push((&ETL_FILES, self.etl_files));
+        out
     }
 }
 
 /// The rows a load must leave in the tables the run parsed, counted in the sink before COMMIT
-/// ([`reconcile`]): every staging table and `load_errors`, as many rows as the run staged or
-/// rejected (SPEC: every input record is loaded or reported).
-pub fn staged_counts(tables: &Tables<'_>) -> [(&'static TableDef, u64); 3] {
-    [
+/// ([`reconcile`]): every staging table, `load_errors` and `etl_files`, as many rows as the
+/// run staged, rejected and read (SPEC: every input record is loaded or reported); for an
+/// incremental load, the ledger's files that stay plus the run's.
+pub fn staged_counts(tables: &Tables<'_>) -> Vec<(&'static TableDef, u64)> {
+    if let Some(increment) = tables.increment {
+        return increment.expected.clone();
+    }
+    vec![
         (&STAGING_EVENTS, tables.staging_events.num_rows() as u64),
         (&STAGING_SONGS, tables.staging_songs.num_rows() as u64),
         (&LOAD_ERRORS, tables.load_errors.num_rows() as u64),
+        (&ETL_FILES, tables.etl_files.num_rows() as u64),
     ]
 }
+
+/// The tables [`staged_counts`] counts.
+pub const COUNTED: [&TableDef; 4] = [&STAGING_EVENTS, &STAGING_SONGS, &LOAD_ERRORS, &ETL_FILES];
 
 /// A table holding another number of rows than the run staged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,7 +5,7 @@
 //! to the same tables.
 
 use crate::model::SongplaysMode;
-use crate::table::{ALL_TABLES, Column, SqlType, TableDef};
+use crate::table::{Column, SINK_TABLES, STAR_TABLES, SqlType, TableDef};
 
 /// `sparkify tables create` (drop, then create, every table) or `drop`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +16,10 @@ pub enum TablesAction {
 
 /// Which of sparkify's tables exist in the current schema.
 pub fn tables_present() -> String {
-    let names: Vec<String> = ALL_TABLES.iter().map(|t| format!("'{}'", t.name)).collect();
+    let names: Vec<String> = SINK_TABLES
+        .iter()
+        .map(|t| format!("'{}'", t.name))
+        .collect();
     format!(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() \
          AND table_name IN ({})",
@@ -114,6 +117,12 @@ pub fn create_table(table: &TableDef, dialect: &Dialect) -> String {
     create(table, dialect, true)
 }
 
+/// `CREATE TABLE IF NOT EXISTS` for `table`, keyed: an incremental load's first statement
+/// for the tables it appends to.
+pub fn create_table_if_missing(table: &TableDef, dialect: &Dialect) -> String {
+    create(table, dialect, true).replacen("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1)
+}
+
 /// `CREATE TABLE` for `table` without its primary key, for a load that adds the key once the
 /// rows are in: [`duplicate_keys`], then [`add_primary_key`]. DuckDB then builds the
 /// index in one pass instead of row by row (the 643,713 rows of a 100x `dm_time` went in
@@ -199,7 +208,7 @@ pub fn drop_table(table: &TableDef) -> String {
 
 /// Drops and creates every table, in report order.
 pub fn recreate_all(dialect: &Dialect) -> Vec<String> {
-    ALL_TABLES
+    SINK_TABLES
         .iter()
         .flat_map(|t| [drop_table(t), create_table(t, dialect)])
         .collect()
@@ -209,8 +218,24 @@ pub fn recreate_all(dialect: &Dialect) -> Vec<String> {
 pub fn tables_sql(action: TablesAction, dialect: &Dialect) -> Vec<String> {
     match action {
         TablesAction::Create => recreate_all(dialect),
-        TablesAction::Drop => ALL_TABLES.iter().map(|t| drop_table(t)).collect(),
+        TablesAction::Drop => SINK_TABLES.iter().map(|t| drop_table(t)).collect(),
     }
+}
+
+/// An incremental load's tables: the staging tables, `load_errors` and `etl_files` created
+/// if missing (rows are appended to them), the star tables dropped and created (they are
+/// rebuilt over every staged row).
+pub fn prepare_increment(dialect: &Dialect) -> Vec<String> {
+    SINK_TABLES
+        .iter()
+        .flat_map(|t| {
+            if STAR_TABLES.iter().any(|s| s.name == t.name) {
+                vec![drop_table(t), create_table(t, dialect)]
+            } else {
+                vec![create_table_if_missing(t, dialect)]
+            }
+        })
+        .collect()
 }
 
 /// The conditions that make an event a play.

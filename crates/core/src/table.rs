@@ -39,6 +39,8 @@ pub struct Column {
     pub name: &'static str,
     pub ty: SqlType,
     pub not_null: bool,
+    /// Set by the run, not read from the input: the staging tables' `etl_file_id`.
+    pub lineage: bool,
 }
 
 /// One table: its name, columns in order, and primary key.
@@ -61,6 +63,18 @@ impl TableDef {
         ))
     }
 
+    /// The Arrow schema the reader decodes the input into: the table's columns less the
+    /// ones a run sets itself ([`Column::lineage`]).
+    pub fn input_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .filter(|c| !c.lineage)
+                .map(|c| Field::new(c.name, c.ty.arrow_type(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
     /// The index of a column by name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
@@ -72,6 +86,7 @@ const fn col(name: &'static str, ty: SqlType) -> Column {
         name,
         ty,
         not_null: false,
+        lineage: false,
     }
 }
 
@@ -80,8 +95,19 @@ const fn req(name: &'static str, ty: SqlType) -> Column {
         name,
         ty,
         not_null: true,
+        lineage: false,
     }
 }
+
+/// The column of a staging table that names the input file of each row: `etl_files.file_id`.
+/// It lets an incremental load replace one file's rows. NULL in rows Redshift copied from the
+/// JSON itself (no file of the run is known for them).
+pub const ETL_FILE_ID: Column = Column {
+    name: "etl_file_id",
+    ty: SqlType::Integer,
+    not_null: false,
+    lineage: true,
+};
 
 use SqlType::{BigInt, Double, Integer, Text, Timestamp};
 
@@ -107,6 +133,7 @@ pub const STAGING_EVENTS: TableDef = TableDef {
         col("ts", Timestamp),
         col("userAgent", Text),
         col("userId", Integer),
+        ETL_FILE_ID,
     ],
     primary_key: &[],
 };
@@ -125,6 +152,7 @@ pub const STAGING_SONGS: TableDef = TableDef {
         col("title", Text),
         col("duration", Double),
         col("year", Integer),
+        ETL_FILE_ID,
     ],
     primary_key: &[],
 };
@@ -211,6 +239,25 @@ pub const LOAD_ERRORS: TableDef = TableDef {
     primary_key: &[],
 };
 
+/// Every input file the tables hold rows of, written in the same transaction as the rows:
+/// what an incremental load compares the input with. `version` is a local file's mtime (ns
+/// since the epoch) or an S3 object's ETag; `checksum` the XXH64 of its bytes as stored.
+pub const ETL_FILES: TableDef = TableDef {
+    name: "etl_files",
+    columns: &[
+        req("file_id", Integer),
+        req("kind", Text),
+        req("path", Text),
+        req("size", BigInt),
+        col("version", Text),
+        req("checksum", Text),
+        req("rows_staged", BigInt),
+        req("rejects", BigInt),
+        req("loaded_at", Timestamp),
+    ],
+    primary_key: &["file_id"],
+};
+
 /// The staging tables: every valid input record, as read.
 pub const STAGING_TABLES: [&TableDef; 2] = [&STAGING_EVENTS, &STAGING_SONGS];
 
@@ -218,7 +265,8 @@ pub const STAGING_TABLES: [&TableDef; 2] = [&STAGING_EVENTS, &STAGING_SONGS];
 pub const STAR_TABLES: [&TableDef; 5] =
     [&FT_SONGPLAYS, &DM_USERS, &DM_SONGS, &DM_ARTISTS, &DM_TIME];
 
-/// Every table a sink writes, in the order a run reports them.
+/// Every table of the warehouse, in the order a run reports them: what `verify` compares and
+/// `analytics` counts.
 pub const ALL_TABLES: [&TableDef; 8] = [
     &STAGING_EVENTS,
     &STAGING_SONGS,
@@ -228,4 +276,17 @@ pub const ALL_TABLES: [&TableDef; 8] = [
     &DM_ARTISTS,
     &DM_TIME,
     &LOAD_ERRORS,
+];
+
+/// Every table a sink writes: [`ALL_TABLES`] and the ledger of input files, [`ETL_FILES`].
+pub const SINK_TABLES: [&TableDef; 9] = [
+    &STAGING_EVENTS,
+    &STAGING_SONGS,
+    &FT_SONGPLAYS,
+    &DM_USERS,
+    &DM_SONGS,
+    &DM_ARTISTS,
+    &DM_TIME,
+    &LOAD_ERRORS,
+    &ETL_FILES,
 ];

@@ -22,7 +22,7 @@ fn fixtures() -> PathBuf {
 fn read(sub: &str, table: &TableDef, opts: &ReadOptions) -> ReadOutput {
     source::read_path(
         fixtures().join(sub).to_str().unwrap(),
-        &table.schema(),
+        &table.input_schema(),
         opts,
     )
     .unwrap()
@@ -185,8 +185,8 @@ fn star_schema_is_the_same_whatever_the_file_order() {
         .files;
     events.reverse();
     songs.reverse();
-    let ev = source::read_files(&events, &STAGING_EVENTS.schema(), &opts).unwrap();
-    let so = source::read_files(&songs, &STAGING_SONGS.schema(), &opts).unwrap();
+    let ev = source::read_files(&events, &STAGING_EVENTS.input_schema(), &opts).unwrap();
+    let so = source::read_files(&songs, &STAGING_SONGS.input_schema(), &opts).unwrap();
     assert_ne!(
         ev.batch, reference.events.batch,
         "the staging order did change"
@@ -228,7 +228,8 @@ fn snapshot_of_each_table() {
 fn bad(name: &str, table: &TableDef) -> (RecordBatch, Vec<Reject>) {
     let path = fixtures().join("bad").join(name);
     let found = source::discover(path.to_str().unwrap()).unwrap();
-    let out = source::read_files(&found.files, &table.schema(), &ReadOptions::default()).unwrap();
+    let out =
+        source::read_files(&found.files, &table.input_schema(), &ReadOptions::default()).unwrap();
     (out.batch, out.rejects)
 }
 
@@ -409,7 +410,7 @@ fn folder_read_skips_files_that_are_not_json() {
 #[test]
 fn empty_user_id_is_null_and_double_encoded_names_stay() {
     let json = br#"{"userId":"","firstName":"Bj\u00c3\u0083\u00c2\u00b6rk","ts":1541990000000,"registration":1540919166796.0}"#;
-    let mut reader = ReaderBuilder::new(STAGING_EVENTS.schema())
+    let mut reader = ReaderBuilder::new(STAGING_EVENTS.input_schema())
         .build(&json[..])
         .unwrap();
     let b = reader.next().unwrap().unwrap();
@@ -428,7 +429,7 @@ fn empty_user_id_is_null_and_double_encoded_names_stay() {
 // ---- properties ---------------------------------------------------------------------------
 
 fn stream(data: &[u8], piece: usize, batch_size: usize) -> (RecordBatch, Vec<Reject>) {
-    let schema = STAGING_EVENTS.schema();
+    let schema = STAGING_EVENTS.input_schema();
     let mut reader = ReaderBuilder::new(Arc::clone(&schema))
         .with_batch_size(batch_size)
         .with_source("prop.json")
@@ -473,7 +474,7 @@ proptest! {
     #[test]
     fn no_input_panics(data in proptest::collection::vec(any::<u8>(), 0..400), piece in 1usize..64) {
         let (b, r) = stream(&data, piece, 7);
-        let whole = source::decode_bytes(&data, "prop.json", &STAGING_EVENTS.schema(), &ReadOptions::default()).unwrap();
+        let whole = source::decode_bytes(&data, "prop.json", &STAGING_EVENTS.input_schema(), &ReadOptions::default()).unwrap();
         let whole_rows: usize = whole.0.iter().map(RecordBatch::num_rows).sum();
         prop_assert_eq!(b.num_rows(), whole_rows);
         prop_assert_eq!(r, whole.1);
@@ -513,6 +514,7 @@ fn blobs(files: &[source::InputFile]) -> Vec<Result<source::Blob, std::io::Error
             Ok(source::Blob {
                 name: f.name(),
                 data: std::fs::read(f.path().unwrap())?,
+                version: f.version.clone(),
             })
         })
         .collect()
@@ -538,9 +540,14 @@ fn a_stream_of_inputs_reads_exactly_as_the_files_do() {
                 chunk_size,
                 ..ReadOptions::default()
             };
-            let want = source::read_files(&files, &table.schema(), &opts).unwrap();
-            let got = source::read_stream(blobs(&files).into_iter(), &table.schema(), &opts, &pool)
-                .unwrap();
+            let want = source::read_files(&files, &table.input_schema(), &opts).unwrap();
+            let got = source::read_stream(
+                blobs(&files).into_iter(),
+                &table.input_schema(),
+                &opts,
+                &pool,
+            )
+            .unwrap();
             assert_eq!(got.batch, want.batch, "{sub} at {chunk_size}");
             assert_eq!(got.rejects, want.rejects, "{sub} at {chunk_size}");
             // Every record counted once, split in chunks or not, as a row or a reject.
@@ -570,7 +577,7 @@ fn a_failed_fetch_stops_the_stream_with_its_error() {
     inputs.insert(3, Err(std::io::Error::other("GET s3://b/k failed: 503")));
     let err = source::read_stream(
         inputs.into_iter(),
-        &STAGING_EVENTS.schema(),
+        &STAGING_EVENTS.input_schema(),
         &ReadOptions::default(),
         &pool,
     )

@@ -8,7 +8,7 @@ use sparkify_core::source::{self, ReadOptions, ReadOutput};
 use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS, TableDef};
 
 fn read_dir(dir: &Path, table: &TableDef, opts: &ReadOptions) -> ReadOutput {
-    source::read_path(dir.to_str().unwrap(), &table.schema(), opts).unwrap()
+    source::read_path(dir.to_str().unwrap(), &table.input_schema(), opts).unwrap()
 }
 
 fn gen_opts(out: &Path, seed: u64, match_fraction: f64) -> sparkify_gen::GenOptions {

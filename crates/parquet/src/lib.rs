@@ -40,13 +40,14 @@ use sparkify_core::table::{DM_SONGS, FT_SONGPLAYS, TableDef};
 /// What can go wrong writing Parquet.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    /// The cause follows in the chain (`{:#}`), as for every error here.
+    #[error("{path}")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("writing {table}: {source}")]
+    #[error("writing {table}")]
     Parquet {
         table: String,
         #[source]

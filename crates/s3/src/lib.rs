@@ -34,7 +34,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use futures_util::StreamExt;
-use sparkify_core::source::{Blob, BoxError, InputFile, Location, Remote};
+use sparkify_core::source::{Blob, BoxError, InputFile, Listed, Location, Remote};
 use tokio::runtime::Runtime;
 
 /// What can go wrong talking to S3. Messages name the bucket or object, never a credential.
@@ -108,12 +108,12 @@ pub struct Source {
 }
 
 impl Remote for Source {
-    fn list(&self, url: &S3Url) -> std::result::Result<Vec<(S3Url, u64)>, BoxError> {
+    fn list(&self, url: &S3Url) -> std::result::Result<Vec<Listed>, BoxError> {
         Ok(self
             .s3
             .list(url)?
             .into_iter()
-            .map(|o| (o.url, o.size))
+            .map(|o| (o.url, o.size, o.etag))
             .collect())
     }
 
@@ -127,14 +127,24 @@ impl Remote for Source {
                 Location::S3(url) => Some(Object {
                     url: url.clone(),
                     size: f.len,
+                    etag: f.version.clone(),
                 }),
                 Location::Path(_) => None,
             })
             .collect();
-        Box::new(self.s3.fetch(objects, self.concurrency).map(|f| {
+        // Fetched in the order given: each object's ETag, from the listing, goes with it.
+        let mut versions = files
+            .iter()
+            .filter(|f| !f.is_local())
+            .map(|f| f.version.clone())
+            .collect::<Vec<_>>()
+            .into_iter();
+        Box::new(self.s3.fetch(objects, self.concurrency).map(move |f| {
+            let version = versions.next().flatten();
             f.map(|f| Blob {
                 name: f.url.to_string(),
                 data: f.body,
+                version,
             })
             .map_err(BoxError::from)
         }))
@@ -242,6 +252,8 @@ pub enum Body {
 pub struct Object {
     pub url: S3Url,
     pub size: u64,
+    /// The object's ETag as S3 lists it (quotes included), when known.
+    pub etag: Option<String>,
 }
 
 /// An object's bytes, as fetched.
@@ -400,6 +412,7 @@ impl S3 {
                     objects.push(Object {
                         url: url.with_key(key),
                         size: o.size().unwrap_or(0).max(0) as u64,
+                        etag: o.e_tag().map(str::to_owned),
                     });
                 }
             }

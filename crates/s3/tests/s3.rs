@@ -44,6 +44,7 @@ fn listing_pages_sorts_as_paths_and_fetch_keeps_that_order() {
         .map(|f| Object {
             url: S3Url::parse(&f.name()).unwrap(),
             size: f.len,
+            etag: f.version.clone(),
         })
         .collect();
     assert_eq!(listed.len(), 1202);
@@ -74,10 +75,12 @@ fn an_object_that_vanished_after_the_listing_is_an_error_naming_it() {
         Object {
             url: here.clone(),
             size: 2,
+            etag: None,
         },
         Object {
             url: gone.clone(),
             size: 2,
+            etag: None,
         },
     ];
     let got: Vec<_> = s3.fetch(objects, 4).collect();

@@ -16,12 +16,11 @@ use std::path::{Path, PathBuf};
 mod scan;
 
 use duckdb::Connection;
+use sparkify_core::ledger;
 use sparkify_core::model::SongplaysMode;
 use sparkify_core::sink::{self, QueryResult, TablesAction};
 use sparkify_core::sql::{self, Dialect};
-use sparkify_core::table::{
-    ALL_TABLES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef,
-};
+use sparkify_core::table::{SINK_TABLES, STAR_TABLES, TableDef};
 use sparkify_core::{Load, Sink, Tables};
 
 /// What can go wrong loading DuckDB.
@@ -62,6 +61,15 @@ pub enum Error {
     /// The load brought no parsed tables: DuckDB cannot read the input itself.
     #[error("DuckDB {path}: a load needs the parsed tables")]
     NothingParsed { path: String },
+    /// Another load changed the file between this run's reading of `etl_files` and its load.
+    #[error(
+        "DuckDB {path}: another load changed etl_files since this incremental run read it; \
+         nothing was committed. Run it again"
+    )]
+    LedgerChanged { path: String },
+    /// The ledger could not be read.
+    #[error(transparent)]
+    Core(#[from] sparkify_core::Error),
     /// A batch could not be converted for DuckDB.
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),
@@ -127,10 +135,6 @@ impl DuckDbSink {
         self
     }
 
-    fn appends(&self, table: &TableDef) -> bool {
-        self.transform == Transform::Memory || !STAR_TABLES.iter().any(|t| t.name == table.name)
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -187,7 +191,7 @@ impl DuckDbSink {
     /// declares the keys. (DuckDB reports a duplicate in a key added after the rows only at
     /// COMMIT, and without the table's name.)
     fn add_keys(&self, tx: &duckdb::Transaction<'_>) -> Result<()> {
-        let Some(check) = sql::duplicate_keys(&ALL_TABLES) else {
+        let Some(check) = sql::duplicate_keys(&SINK_TABLES) else {
             return Ok(());
         };
         let mut stmt = tx.prepare(&check).map_err(self.sql_error(check.clone()))?;
@@ -196,7 +200,7 @@ impl DuckDbSink {
             .and_then(Iterator::collect)
             .map_err(self.sql_error(check.clone()))?;
         // The first table, in load order, that holds a duplicate.
-        if let Some((table, value, count)) = ALL_TABLES.iter().find_map(|t| {
+        if let Some((table, value, count)) = SINK_TABLES.iter().find_map(|t| {
             let (_, value, count) = found.iter().find(|(name, ..)| name == t.name)?;
             Some((t, value.clone(), *count))
         }) {
@@ -208,7 +212,7 @@ impl DuckDbSink {
                 count,
             });
         }
-        for add in ALL_TABLES.iter().filter_map(|t| sql::add_primary_key(t)) {
+        for add in SINK_TABLES.iter().filter_map(|t| sql::add_primary_key(t)) {
             tx.execute_batch(&add).map_err(self.sql_error(add))?;
         }
         Ok(())
@@ -217,13 +221,39 @@ impl DuckDbSink {
     /// Counts the tables the run parsed, inside the load's transaction, against the run's rows.
     fn reconcile(&self, tx: &duckdb::Transaction<'_>, tables: &Tables<'_>) -> Result<()> {
         let expected = sink::staged_counts(tables);
-        let count = sql::count_rows(&expected.map(|(t, _)| t));
+        let count = sql::count_rows(&expected.iter().map(|(t, _)| *t).collect::<Vec<_>>());
         let mut stmt = tx.prepare(&count).map_err(self.sql_error(count.clone()))?;
         let counted: Vec<(String, u64)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.unsigned_abs())))
             .and_then(Iterator::collect)
             .map_err(self.sql_error(count.clone()))?;
         Ok(sink::reconcile(&expected, &counted)?)
+    }
+
+    /// Goes on only if `etl_files` is still what the run read (under the file's lock).
+    fn check_ledger(&self, tx: &duckdb::Transaction<'_>, digest: u64) -> Result<()> {
+        if ledger::digest(&self.query_on(tx, ledger::SELECT)?.rows) != digest {
+            return Err(Error::LedgerChanged {
+                path: self.path.display().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// One query on `conn`, every value as text.
+    fn query_on(&self, conn: &Connection, sql: &str) -> Result<QueryResult> {
+        let mut stmt = conn.prepare(sql).map_err(self.sql_error(sql))?;
+        let mut rows = stmt.query([]).map_err(self.sql_error(sql))?;
+        let columns = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(self.sql_error(sql))? {
+            let values = (0..columns.len())
+                .map(|i| row.get::<_, duckdb::types::Value>(i).map(text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(self.sql_error(sql))?;
+            out.push(values);
+        }
+        Ok(QueryResult { columns, rows: out })
     }
 
     fn sql_error(&self, context: impl Into<String>) -> impl FnOnce(duckdb::Error) -> Error {
@@ -251,10 +281,10 @@ impl Sink for DuckDbSink {
     /// Every statement a load runs, in order (appends shown as comments), for `--dry-run`.
     fn plan(&self) -> Result<Vec<String>> {
         let mut out = vec!["BEGIN".to_owned()];
-        for table in ALL_TABLES {
+        for table in SINK_TABLES {
             out.push(sql::drop_table(table));
             out.push(sql::create_table_unkeyed(table, &Dialect::DuckDb));
-            if self.appends(table) {
+            if appends(self.transform, table) {
                 out.extend(append_steps(table).into_iter().map(|step| match step {
                     Step::Sql(s) => s,
                     Step::Insert(s) => format!("-- {s}: the run's rows (parallel Arrow scan)"),
@@ -266,12 +296,12 @@ impl Sink for DuckDbSink {
         }
         out.push(format!(
             "-- fails the load unless each count equals the run's:\n{}",
-            sql::count_rows(&[&STAGING_EVENTS, &STAGING_SONGS, &LOAD_ERRORS])
+            sql::count_rows(&sink::COUNTED)
         ));
-        if let Some(check) = sql::duplicate_keys(&ALL_TABLES) {
+        if let Some(check) = sql::duplicate_keys(&SINK_TABLES) {
             out.push(format!("-- fails the load if it returns a row:\n{check}"));
         }
-        out.extend(ALL_TABLES.iter().filter_map(|t| sql::add_primary_key(t)));
+        out.extend(SINK_TABLES.iter().filter_map(|t| sql::add_primary_key(t)));
         out.push("COMMIT".to_owned());
         Ok(out)
     }
@@ -292,18 +322,7 @@ impl Sink for DuckDbSink {
 
     fn query(&mut self, sql: &str) -> Result<QueryResult> {
         let conn = self.open()?;
-        let mut stmt = conn.prepare(sql).map_err(self.sql_error(sql))?;
-        let mut rows = stmt.query([]).map_err(self.sql_error(sql))?;
-        let columns = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(self.sql_error(sql))? {
-            let values = (0..columns.len())
-                .map(|i| row.get::<_, duckdb::types::Value>(i).map(text))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(self.sql_error(sql))?;
-            out.push(values);
-        }
-        Ok(QueryResult { columns, rows: out })
+        self.query_on(&conn, sql)
     }
 
     fn check(&mut self) -> Result<()> {
@@ -318,14 +337,41 @@ impl Sink for DuckDbSink {
                 path: self.path.display().to_string(),
             });
         };
+        let transform = match (tables.increment, tables.star, self.transform) {
+            (Some(increment), _, _) => Transform::Sql(increment.mode),
+            (None, None, Transform::Memory) => {
+                return Err(Error::NothingParsed {
+                    path: self.path.display().to_string(),
+                });
+            }
+            (None, _, transform) => transform,
+        };
         let mut conn = self.open_for_inserts()?;
         let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
+        let setup = match tables.increment {
+            Some(increment) => {
+                let create = sql::prepare_increment(&Dialect::DuckDb);
+                for s in &create {
+                    tx.execute_batch(s).map_err(self.sql_error(s.clone()))?;
+                }
+                self.check_ledger(&tx, increment.digest)?;
+                ledger::increment_sql(increment, &Dialect::DuckDb)
+            }
+            None => SINK_TABLES
+                .iter()
+                .flat_map(|t| {
+                    [
+                        sql::drop_table(t),
+                        sql::create_table_unkeyed(t, &Dialect::DuckDb),
+                    ]
+                })
+                .collect(),
+        };
+        for s in setup {
+            tx.execute_batch(&s).map_err(self.sql_error(s))?;
+        }
         for (table, batch) in tables.all() {
-            let drop = sql::drop_table(table);
-            tx.execute_batch(&drop).map_err(self.sql_error(drop))?;
-            let create = sql::create_table_unkeyed(table, &Dialect::DuckDb);
-            tx.execute_batch(&create).map_err(self.sql_error(create))?;
-            if batch.num_rows() == 0 || !self.appends(table) {
+            if batch.num_rows() == 0 || !appends(transform, table) {
                 continue;
             }
             let appending = std::time::Instant::now();
@@ -347,7 +393,7 @@ impl Sink for DuckDbSink {
                 "appended"
             );
         }
-        if let Transform::Sql(mode) = self.transform {
+        if let Transform::Sql(mode) = transform {
             for statement in sql::transforms(&Dialect::DuckDb, mode) {
                 tx.execute_batch(&statement)
                     .map_err(self.sql_error(statement.clone()))?;
@@ -355,7 +401,10 @@ impl Sink for DuckDbSink {
         }
         self.reconcile(&tx, &tables)?;
         let keying = std::time::Instant::now();
-        self.add_keys(&tx)?;
+        if tables.increment.is_none() {
+            // An incremental load's tables were created with their keys.
+            self.add_keys(&tx)?;
+        }
         tracing::debug!(
             seconds = keying.elapsed().as_secs_f64(),
             "keys checked and added"
@@ -367,6 +416,11 @@ impl Sink for DuckDbSink {
         tracing::info!(path = %self.path.display(), "committed");
         Ok(())
     }
+}
+
+/// Whether a load with `transform` appends `table`'s rows (the SQL transform builds the star).
+fn appends(transform: Transform, table: &TableDef) -> bool {
+    transform == Transform::Memory || !STAR_TABLES.iter().any(|t| t.name == table.name)
 }
 
 /// DuckDB's memory limit while it appends a table with no key. Under its default (80% of the

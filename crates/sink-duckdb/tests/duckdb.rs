@@ -9,7 +9,7 @@ use arrow::compute::concat_batches;
 use duckdb::Connection;
 use sparkify_core::model::{self, SongplaysMode};
 use sparkify_core::reject::rejects_batch;
-use sparkify_core::table::{ALL_TABLES, STAR_TABLES, TableDef};
+use sparkify_core::table::{ALL_TABLES, SINK_TABLES, STAR_TABLES, TableDef};
 use sparkify_core::{Sink, text};
 use sparkify_sink_duckdb::{DuckDbSink, Transform};
 use sparkify_test_support::assert_tables_eq;
@@ -97,7 +97,7 @@ fn sql_transform_in_duckdb_gives_the_in_memory_tables() {
                 );
             }
             // The keys added after the rows are the ones the tables declare, and they hold.
-            let mut declared: Vec<(String, String)> = ALL_TABLES
+            let mut declared: Vec<(String, String)> = SINK_TABLES
                 .iter()
                 .filter(|t| !t.primary_key.is_empty())
                 .map(|t| (t.name.to_owned(), t.primary_key.join(", ")))
@@ -170,10 +170,11 @@ fn plan_lists_every_statement() {
         .iter()
         .filter(|s| s.contains("FROM sparkify_batch"))
         .collect();
-    assert_eq!(scans.len(), 3, "{scans:?}");
+    assert_eq!(scans.len(), 4, "{scans:?}");
     assert!(scans[0].starts_with("-- INSERT INTO staging_events "));
     assert!(scans[1].starts_with("-- INSERT INTO staging_songs "));
     assert!(scans[2].starts_with("-- INSERT INTO load_errors "));
+    assert!(scans[3].starts_with("-- INSERT INTO etl_files "));
 }
 
 #[test]
@@ -216,7 +217,8 @@ fn tables_append_under_a_memory_cap_and_get_their_keys_after_all_rows() {
             .filter(|(_, s)| s.contains("ADD PRIMARY KEY"))
             .map(|(i, _)| i)
             .collect();
-        assert_eq!(keys.len(), STAR_TABLES.len(), "{plan:#?}");
+        // The star tables' keys and the ledger's.
+        assert_eq!(keys.len(), STAR_TABLES.len() + 1, "{plan:#?}");
         assert_eq!(keys.last().unwrap() - keys[0] + 1, keys.len(), "{plan:#?}");
         let last_insert = plan
             .iter()
@@ -255,4 +257,46 @@ fn tables_append_under_a_memory_cap_and_get_their_keys_after_all_rows() {
     assert!(mib >= 256.0, "{capped}");
     conn.execute_batch(&plan[events + 1]).unwrap();
     assert_eq!(limit(), default);
+}
+
+#[test]
+fn an_incremental_load_stops_when_another_load_changed_the_ledger_since_it_was_read() {
+    use arrow::array::RecordBatch;
+    use sparkify_core::ledger::Increment;
+    use sparkify_core::table::{ETL_FILES, STAGING_EVENTS, STAGING_SONGS};
+    let s = staged();
+    let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
+    let errors = rejects_batch(&[], 0);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.duckdb");
+    let mut sink = DuckDbSink::new(&db);
+    sink.load(load(&s, &star, &errors)).unwrap();
+    let before: Vec<_> = ALL_TABLES.iter().map(|t| db_rows(&db, t)).collect();
+
+    // The run read a ledger other than the one the file holds now.
+    let increment = Increment {
+        remove: vec![],
+        digest: 0,
+        expected: vec![],
+        mode: SongplaysMode::Matched,
+    };
+    let (events, songs, files) = (
+        RecordBatch::new_empty(STAGING_EVENTS.schema()),
+        RecordBatch::new_empty(STAGING_SONGS.schema()),
+        RecordBatch::new_empty(ETL_FILES.schema()),
+    );
+    let err = sink
+        .load(sparkify_core::Load::Parsed(sparkify_core::Tables {
+            staging_events: &events,
+            staging_songs: &songs,
+            star: None,
+            load_errors: &errors,
+            etl_files: &files,
+            increment: Some(&increment),
+        }))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("another load changed etl_files"), "{err}");
+    let after: Vec<_> = ALL_TABLES.iter().map(|t| db_rows(&db, t)).collect();
+    assert!(before == after, "the previous tables changed");
 }

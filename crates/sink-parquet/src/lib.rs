@@ -14,8 +14,8 @@
 //! The encoding and the partitioning are `sparkify-parquet`'s, shared with Redshift's Parquet
 //! upload; this crate decides where the files go and how a rerun replaces them.
 //!
-//! A rerun replaces the output: in a folder, the new output is written beside it and renamed
-//! into place (the old one is renamed away first, then deleted). S3 has no rename: the new
+//! A rerun replaces the output: in a folder, the new output is written beside it and
+//! exchanged with the old one in one atomic rename (the old one is then deleted). S3 has no rename: the new
 //! objects are uploaded under `OUT/_tmp-RUN/`, and only once all of them are there is
 //! `_SUCCESS` removed, each object copied into place server-side, the old objects the new run
 //! did not write deleted, and `_SUCCESS` written again. A failed upload leaves the previous
@@ -45,6 +45,12 @@ use sparkify_s3::{Body, LazyS3, S3, S3Options, S3Url};
 /// What can go wrong writing the lake.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A lake is written whole: it has no rows to add a file's to.
+    #[error(
+        "a Parquet lake is replaced whole on every load: --incremental needs a DuckDB, \
+         PostgreSQL or Redshift sink"
+    )]
+    Incremental,
     #[error(transparent)]
     Unreconciled(#[from] sparkify_core::sink::Unreconciled),
     #[error(transparent)]
@@ -170,23 +176,9 @@ impl ParquetSink {
 
     fn load_dir(&self, dir: &Path, tables: &Tables<'_>) -> Result<()> {
         let aside = sibling(dir, "tmp");
-        let result = self.write_all(&aside, tables).and_then(|()| {
-            let old = sibling(dir, "old");
-            let had_old = dir.exists();
-            if had_old {
-                fs::rename(dir, &old).map_err(io(dir))?;
-            }
-            if let Err(source) = fs::rename(&aside, dir) {
-                if had_old {
-                    let _ = fs::rename(&old, dir);
-                }
-                return Err(io(dir)(source).into());
-            }
-            if had_old {
-                fs::remove_dir_all(&old).map_err(io(&old))?;
-            }
-            Ok(())
-        });
+        let result = self
+            .write_all(&aside, tables)
+            .and_then(|()| swap_in(&aside, dir));
         if result.is_err() {
             let _ = fs::remove_dir_all(&aside);
         }
@@ -256,6 +248,32 @@ fn run_id() -> String {
 }
 
 /// `.NAME.WHAT-RUN` beside `dir`.
+/// Puts the folder `new` in place of `dir`. When `dir` exists the two are exchanged in one
+/// atomic step (Linux's `renameat2` with `RENAME_EXCHANGE`), so `dir` holds the old tables
+/// or the new ones whatever happens, a kill included; the old ones, now at `new`, are then
+/// deleted. Where the filesystem cannot exchange, `dir` is renamed away first, then `new`
+/// renamed into place: a kill between the two leaves `dir` missing (the old output beside
+/// it, under a hidden name).
+fn swap_in(new: &Path, dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return fs::rename(new, dir).map_err(|e| io(dir)(e).into());
+    }
+    tracing::debug!(dir = %dir.display(), "swapping the new output in");
+    let cwd = rustix::fs::CWD;
+    match rustix::fs::renameat_with(cwd, new, cwd, dir, rustix::fs::RenameFlags::EXCHANGE) {
+        Ok(()) => return fs::remove_dir_all(new).map_err(|e| io(new)(e).into()),
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
+        Err(e) => return Err(io(dir)(e.into()).into()),
+    }
+    let old = sibling(dir, "old");
+    fs::rename(dir, &old).map_err(io(dir))?;
+    if let Err(source) = fs::rename(new, dir) {
+        let _ = fs::rename(&old, dir);
+        return Err(io(dir)(source).into());
+    }
+    fs::remove_dir_all(&old).map_err(|e| io(&old)(e).into())
+}
+
 fn sibling(dir: &Path, what: &str) -> PathBuf {
     let name = dir
         .file_name()
@@ -317,6 +335,9 @@ impl Sink for ParquetSink {
         let Load::Parsed(tables) = load else {
             return Err(Error::NothingParsed);
         };
+        if tables.increment.is_some() {
+            return Err(Error::Incremental);
+        }
         match &self.location {
             Location::Path(dir) => self.load_dir(dir, &tables),
             Location::S3(url) => self.load_s3(&*self.s3.get()?, url, &tables),

@@ -46,8 +46,10 @@ impl Run {
         Tables {
             staging_events: &self.staged.events,
             staging_songs: &self.staged.songs,
-            star: &self.star,
+            star: Some(&self.star),
             load_errors: &self.errors,
+            etl_files: &self.staged.etl_files,
+            increment: None,
         }
     }
 
@@ -243,8 +245,9 @@ fn parquet_in_a_folder_reads_back_as_the_tables() {
             .is_file()
     );
     assert!(out.join("dm_users/part-00000.parquet").is_file());
+    // Every table, the ledger of files and `_SUCCESS`.
     assert_eq!(
-        ALL_TABLES.len() + 1,
+        ALL_TABLES.len() + 2,
         std::fs::read_dir(&out).unwrap().count()
     );
 }

@@ -330,3 +330,40 @@ impl WarehouseConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let mut config = WarehouseConfig::postgres(
+            "postgres://keeper:Sentinel-Url-1@db.example:5432/dev",
+            SongplaysMode::Matched,
+        );
+        config.s3.static_keys = Some(sparkify_s3::StaticKeys {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "Sentinel-Secret-2".into(),
+        });
+        let url = format!("{config:?}");
+        config.connection = Connection::Parts {
+            host: Some("cluster.example".into()),
+            port: 5439,
+            database: Some("dev".into()),
+            user: Some("awsuser".into()),
+            file_password: Some("Sentinel-File-3".into()),
+            tls: Tls::Require,
+            iam: Some(std::sync::Arc::new(|| {
+                Ok(("IAM:awsuser".into(), "Sentinel-Iam-4".into()))
+            })),
+        };
+        let parts = format!("{config:?}");
+        for shown in [&url, &parts] {
+            assert!(
+                shown.contains("db.example") || shown.contains("cluster.example"),
+                "{shown}"
+            );
+            assert!(!shown.contains("Sentinel"), "{shown}");
+        }
+    }
+}

@@ -6,7 +6,7 @@ use sparkify_core::sink::QueryResult;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use crate::plan::{Step, insert_rejects_sql, load_errors_query, reconcile_sql};
+use crate::plan::{Step, insert_rows_sql, load_errors_query, reconcile_sql};
 use crate::{Error, Result, copy};
 
 fn sql_error(statement: &str) -> impl FnOnce(tokio_postgres::Error) -> Error {
@@ -119,10 +119,21 @@ async fn run_step(client: &Client, step: &Step, tables: Option<&Tables<'_>>) -> 
                 &counted,
             )?)
         }
-        Step::InsertRejects => {
+        Step::InsertRows { table } => {
             let Some(tables) = tables else { return Ok(()) };
-            for s in insert_rejects_sql(tables.load_errors) {
+            let Some((_, batch)) = tables.all().into_iter().find(|(t, _)| t.name == table.name)
+            else {
+                return Ok(());
+            };
+            for s in insert_rows_sql(table, batch) {
                 client.batch_execute(&s).await.map_err(sql_error(&s))?;
+            }
+            Ok(())
+        }
+        Step::CheckLedger { digest } => {
+            let held = query_text(client, sparkify_core::ledger::SELECT).await?;
+            if sparkify_core::ledger::digest(&held.rows) != *digest {
+                return Err(Error::LedgerChanged);
             }
             Ok(())
         }

@@ -88,6 +88,12 @@ pub enum Error {
     },
     #[error(transparent)]
     Unreconciled(#[from] sparkify_core::sink::Unreconciled),
+    /// Another load changed `etl_files` since this incremental run read it.
+    #[error(
+        "another load changed etl_files since this incremental run read it; nothing was \
+         committed. Run it again"
+    )]
+    LedgerChanged,
     #[error("COPY into {table} loaded {got} rows, expected {expected}")]
     CopyCount {
         table: String,
@@ -210,6 +216,7 @@ impl Sink for WarehouseSink {
             Expected::default(),
             self.config.mode,
             self.config.lock_timeout,
+            None,
         )
         .iter()
         .map(|s| s.text(None))
@@ -255,6 +262,7 @@ impl Sink for WarehouseSink {
             expected,
             self.config.mode,
             self.config.lock_timeout,
+            tables.as_ref().and_then(|t| t.increment),
         );
         self.block_on(async {
             let client = self.client().await?;

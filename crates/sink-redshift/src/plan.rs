@@ -3,9 +3,13 @@
 
 use arrow::array::RecordBatch;
 use sparkify_core::Tables;
+use sparkify_core::ledger::{self, Increment};
 use sparkify_core::model::SongplaysMode;
+use sparkify_core::sink::COUNTED;
 use sparkify_core::sql::{self, Dialect, RedshiftKeys, literal};
-use sparkify_core::table::{LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, TableDef};
+use sparkify_core::table::{
+    ETL_FILES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, SqlType, TableDef,
+};
 
 use sparkify_s3::S3Url;
 
@@ -64,11 +68,15 @@ pub enum Step {
         expected: Option<u64>,
         serverless: bool,
     },
-    /// The staging tables and `load_errors` counted, to hold what the run parsed
+    /// The staging tables, `load_errors` and `etl_files` counted, to hold what the run parsed
     /// ([`sparkify_core::sink::reconcile`]); nothing to check when the warehouse read the input.
     Reconcile,
-    /// The run's rejects as `INSERT`s into `load_errors` (Redshift has no `COPY FROM STDIN`).
-    InsertRejects,
+    /// The run's rows of `table` as `INSERT`s (Redshift has no `COPY FROM STDIN`): its rejects
+    /// into `load_errors`, its files into `etl_files`.
+    InsertRows { table: &'static TableDef },
+    /// An incremental load goes on only if `etl_files` is still what the run read, `digest`
+    /// ([`sparkify_core::ledger::digest`]).
+    CheckLedger { digest: u64 },
 }
 
 impl Step {
@@ -81,13 +89,26 @@ impl Step {
                 "-- fails the load unless each count equals the run's:\n{}",
                 reconcile_sql()
             ),
-            Step::InsertRejects => match tables {
-                Some(tables) => insert_rejects_sql(tables.load_errors).join(";\n"),
-                None => format!(
-                    "-- INSERT INTO load_errors ({}) VALUES …: one row per reject of the run",
-                    column_list(&LOAD_ERRORS)
-                ),
-            },
+            Step::CheckLedger { .. } => format!(
+                "-- fails the load unless etl_files is still what the run read:\n{}",
+                ledger::SELECT
+            ),
+            Step::InsertRows { table } => {
+                let batch = tables.and_then(|t| {
+                    t.all()
+                        .into_iter()
+                        .find(|(d, _)| d.name == table.name)
+                        .map(|(_, b)| b)
+                });
+                match batch {
+                    Some(batch) => insert_rows_sql(table, batch).join(";\n"),
+                    None => format!(
+                        "-- INSERT INTO {} ({}) VALUES …: the run's rows",
+                        table.name,
+                        column_list(table)
+                    ),
+                }
+            }
         }
     }
 }
@@ -114,19 +135,34 @@ pub fn lock_sql(dialect: &Dialect, timeout: std::time::Duration) -> Vec<String> 
     }
 }
 
-/// Every step of a load, in order: one transaction that recreates the tables, stages (`COPY`
-/// from S3 on Redshift with `copy`, `COPY … FROM STDIN` of the parsed staging tables
-/// otherwise), runs the transforms and records the rejects.
+/// Every step of a load, in order: one transaction that recreates the tables (or, for an
+/// `increment`, removes its files' rows and rebuilds the star tables), stages (`COPY` from S3
+/// on Redshift with `copy`, `COPY … FROM STDIN` of the parsed staging tables otherwise), runs
+/// the transforms and records the rejects and the files.
 pub fn load_plan(
     dialect: &Dialect,
     copy: Option<&RedshiftCopy>,
     expected: Expected,
     mode: SongplaysMode,
     lock_timeout: std::time::Duration,
+    increment: Option<&Increment>,
 ) -> Vec<Step> {
     let mut steps = vec![Step::Sql("BEGIN".into())];
     steps.extend(lock_sql(dialect, lock_timeout).into_iter().map(Step::Sql));
-    steps.extend(sql::recreate_all(dialect).into_iter().map(Step::Sql));
+    match increment {
+        None => steps.extend(sql::recreate_all(dialect).into_iter().map(Step::Sql)),
+        Some(increment) => {
+            steps.extend(sql::prepare_increment(dialect).into_iter().map(Step::Sql));
+            steps.push(Step::CheckLedger {
+                digest: increment.digest,
+            });
+            steps.extend(
+                ledger::increment_sql(increment, dialect)
+                    .into_iter()
+                    .map(Step::Sql),
+            );
+        }
+    }
     match copy {
         None => {
             steps.push(Step::CopyIn {
@@ -156,12 +192,12 @@ pub fn load_plan(
         }
     }
     steps.extend(sql::transforms(dialect, mode).into_iter().map(Step::Sql));
-    steps.push(match copy {
-        None => Step::CopyIn {
-            table: &LOAD_ERRORS,
-        },
-        Some(_) => Step::InsertRejects,
-    });
+    for table in [&LOAD_ERRORS, &ETL_FILES] {
+        steps.push(match copy {
+            None => Step::CopyIn { table },
+            Some(_) => Step::InsertRows { table },
+        });
+    }
     // Nothing to count against when Redshift read the JSON itself (COPY checks its own rows).
     if !copy.is_some_and(|c| matches!(c.copy_from, CopyFrom::Json)) {
         steps.push(Step::Reconcile);
@@ -172,7 +208,7 @@ pub fn load_plan(
 
 /// The reconciliation's count of the tables the run parsed.
 pub(crate) fn reconcile_sql() -> String {
-    sql::count_rows(&[&STAGING_EVENTS, &STAGING_SONGS, &LOAD_ERRORS])
+    sql::count_rows(&COUNTED)
 }
 
 fn column_list(table: &TableDef) -> String {
@@ -197,11 +233,19 @@ fn redshift(_: &RedshiftCopy) -> Dialect {
     Dialect::Redshift(RedshiftKeys::default())
 }
 
-/// The events: JSON mapped by the JSONPaths file, `ts` read as epoch milliseconds.
+/// The events: JSON mapped by the JSONPaths file to the input's columns (`etl_file_id` stays
+/// NULL), `ts` read as epoch milliseconds.
 pub fn copy_events_sql(c: &RedshiftCopy) -> String {
     let d = redshift(c);
+    let columns: Vec<&str> = STAGING_EVENTS
+        .columns
+        .iter()
+        .filter(|c| !c.lineage)
+        .map(|c| c.name)
+        .collect();
     format!(
-        "COPY staging_events FROM {}\nIAM_ROLE {}\nREGION {}\nFORMAT AS JSON {}\nTIMEFORMAT 'epochmillisecs'\nCOMPUPDATE OFF STATUPDATE OFF",
+        "COPY staging_events ({}) FROM {}\nIAM_ROLE {}\nREGION {}\nFORMAT AS JSON {}\nTIMEFORMAT 'epochmillisecs'\nCOMPUPDATE OFF STATUPDATE OFF",
+        columns.join(", "),
         literal(&c.events, &d),
         literal(&c.iam_role, &d),
         literal(&c.region, &d),
@@ -242,53 +286,50 @@ pub fn load_errors_query(serverless: bool) -> &'static str {
     }
 }
 
-/// `INSERT`s of the `load_errors` batch, 100 rows each, every value a Redshift literal.
-pub(crate) fn insert_rejects_sql(batch: &RecordBatch) -> Vec<String> {
+/// `INSERT`s of `batch` into `table`, 100 rows each, every value a Redshift literal.
+pub(crate) fn insert_rows_sql(table: &TableDef, batch: &RecordBatch) -> Vec<String> {
     use arrow::array::{Array, AsArray};
-    use arrow::datatypes::{Int64Type, TimestampMillisecondType};
+    use arrow::datatypes::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
     let d = Dialect::Redshift(RedshiftKeys::default());
-    let text = |i: usize, row: usize| {
-        let c = batch.column(i).as_string::<i32>();
+    let value = |i: usize, ty: SqlType, row: usize| {
+        let c = batch.column(i);
         if c.is_null(row) {
-            "NULL".to_owned()
-        } else {
-            literal(c.value(row), &d)
+            return "NULL".to_owned();
         }
-    };
-    let int = |i: usize, row: usize| {
-        let c = batch.column(i).as_primitive::<Int64Type>();
-        if c.is_null(row) {
-            "NULL".to_owned()
-        } else {
-            c.value(row).to_string()
+        match ty {
+            SqlType::Text => literal(c.as_string::<i32>().value(row), &d),
+            SqlType::Integer => c.as_primitive::<Int32Type>().value(row).to_string(),
+            SqlType::BigInt => c.as_primitive::<Int64Type>().value(row).to_string(),
+            SqlType::Double => format!(
+                "CAST({} AS DOUBLE PRECISION)",
+                literal(
+                    &sparkify_core::text::double(c.as_primitive::<Float64Type>().value(row)),
+                    &d
+                )
+            ),
+            SqlType::Timestamp => format!(
+                "TIMESTAMP '{}'",
+                sparkify_core::time::text(c.as_primitive::<TimestampMillisecondType>().value(row))
+            ),
         }
-    };
-    let ts = |row: usize| {
-        let ms = batch
-            .column(6)
-            .as_primitive::<TimestampMillisecondType>()
-            .value(row);
-        format!("TIMESTAMP '{}'", sparkify_core::time::text(ms))
     };
     let rows: Vec<String> = (0..batch.num_rows())
         .map(|r| {
-            format!(
-                "({}, {}, {}, {}, {}, {}, {})",
-                text(0, r),
-                int(1, r),
-                int(2, r),
-                text(3, r),
-                text(4, r),
-                text(5, r),
-                ts(r)
-            )
+            let values: Vec<String> = table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| value(i, c.ty, r))
+                .collect();
+            format!("({})", values.join(", "))
         })
         .collect();
     rows.chunks(100)
         .map(|chunk| {
             format!(
-                "INSERT INTO load_errors ({}) VALUES\n{}",
-                column_list(&LOAD_ERRORS),
+                "INSERT INTO {} ({}) VALUES\n{}",
+                table.name,
+                column_list(table),
                 chunk.join(",\n")
             )
         })

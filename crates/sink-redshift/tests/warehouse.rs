@@ -146,8 +146,10 @@ fn tables_create_and_drop() {
     let names = sink
         .query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
         .unwrap();
-    let mut expected: Vec<Option<String>> =
-        ALL_TABLES.iter().map(|t| Some(t.name.to_owned())).collect();
+    let mut expected: Vec<Option<String>> = sparkify_core::table::SINK_TABLES
+        .iter()
+        .map(|t| Some(t.name.to_owned()))
+        .collect();
     expected.sort();
     assert_eq!(
         names
@@ -183,6 +185,7 @@ fn killing_the_backend_during_the_transform_leaves_the_previous_tables() {
     let big = Staged {
         events: concat_batches(&STAGING_EVENTS.schema(), &copies).unwrap(),
         songs: s.songs.clone(),
+        etl_files: s.etl_files.clone(),
     };
     let url = pg.url();
     let loader = std::thread::spawn(move || {
@@ -374,7 +377,7 @@ fn quotes_in_the_iam_role_and_s3_paths_are_escaped() {
     .unwrap();
     let events = sparkify_sink_redshift::copy_events_sql(&copy);
     assert!(
-        events.starts_with("COPY staging_events FROM 's3://bucket/o''brien/log_data'\n"),
+        events.starts_with("COPY staging_events (artist, auth, firstName, gender, itemInSession, lastName, length, level, location, method, page, registration, sessionId, song, status, ts, userAgent, userId) FROM 's3://bucket/o''brien/log_data'\n"),
         "{events}"
     );
     assert!(
@@ -390,4 +393,98 @@ fn quotes_in_the_iam_role_and_s3_paths_are_escaped() {
     for sql in [&events, &songs] {
         assert_eq!(sql.matches('\'').count() % 2, 0, "{sql}");
     }
+}
+
+#[test]
+fn an_incremental_load_stops_when_another_load_changed_the_ledger_since_it_was_read() {
+    use sparkify_core::ledger::Increment;
+    use sparkify_core::table::{ETL_FILES, STAGING_SONGS};
+    let pg = PgServer::start();
+    let s = staged();
+    let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
+    let errors = rejects_batch(&[], 0);
+    let mut good = sink(&pg, SongplaysMode::Matched);
+    good.load(load(&s, &star, &errors)).unwrap();
+    let before = every_table(&pg);
+
+    // The run read a ledger other than the one the database holds now.
+    let increment = Increment {
+        remove: vec![],
+        digest: 0,
+        expected: vec![],
+        mode: SongplaysMode::Matched,
+    };
+    let (events, songs, files) = (
+        RecordBatch::new_empty(STAGING_EVENTS.schema()),
+        RecordBatch::new_empty(STAGING_SONGS.schema()),
+        RecordBatch::new_empty(ETL_FILES.schema()),
+    );
+    let err = good
+        .load(sparkify_core::Load::Parsed(sparkify_core::Tables {
+            staging_events: &events,
+            staging_songs: &songs,
+            star: None,
+            load_errors: &errors,
+            etl_files: &files,
+            increment: Some(&increment),
+        }))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("another load changed etl_files"), "{err}");
+    assert!(every_table(&pg) == before, "the previous tables changed");
+}
+
+#[test]
+fn an_incremental_redshift_plan_is_exactly_this_and_escapes_every_path() {
+    use sparkify_core::ledger::{Entry, Increment, Kind};
+    use sparkify_core::sql::{Dialect, RedshiftKeys};
+    use sparkify_sink_redshift::plan::{Expected, load_plan};
+    let copy = CopySettings {
+        copy_from: Some("parquet".into()),
+        upload_prefix: Some("s3://sparkify-staging/run/".into()),
+        ..redshift_copy()
+    }
+    .resolve()
+    .unwrap();
+    let entry = |file_id, kind, path: &str| Entry {
+        file_id,
+        kind,
+        path: path.into(),
+        size: 1,
+        version: None,
+        rows_staged: 1,
+        rejects: 0,
+    };
+    let increment = Increment {
+        remove: vec![
+            entry(
+                3,
+                Kind::Events,
+                "s3://logs/o'brien\\x;$$ DROP TABLE dm_users; --.json",
+            ),
+            entry(7, Kind::Songs, "s3://songs/$tag$'; SELECT 1; $tag$.json"),
+        ],
+        digest: 42,
+        expected: vec![],
+        mode: SongplaysMode::Matched,
+    };
+    let steps = load_plan(
+        &Dialect::Redshift(RedshiftKeys::default()),
+        Some(&copy),
+        Expected::default(),
+        SongplaysMode::Matched,
+        std::time::Duration::from_secs(600),
+        Some(&increment),
+    );
+    let text: Vec<String> = steps.iter().map(|s| s.text(None)).collect();
+    insta::assert_snapshot!("redshift_incremental_plan", text.join(";\n\n"));
+    // Quotes doubled and backslashes too (Redshift reads `\` as an escape in literals).
+    assert!(
+        text.contains(
+            &"DELETE FROM load_errors WHERE source IN ('s3://logs/o''brien\\\\x;$$ DROP TABLE \
+              dm_users; --.json', 's3://songs/$tag$''; SELECT 1; $tag$.json')"
+                .to_owned()
+        ),
+        "{text:#?}"
+    );
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
+use sparkify_core::ledger::{self, Kind};
 use sparkify_core::model::StarSchema;
 use sparkify_core::source::{self, ReadOptions, ReadOutput};
 use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS, TableDef};
@@ -29,23 +30,40 @@ pub fn sparkify() -> PathBuf {
 
 /// Everything under `path` (a folder, file or glob) read as `table` with `opts`.
 pub fn read(path: &Path, table: &TableDef, opts: &ReadOptions) -> ReadOutput {
-    source::read_path(path.to_str().expect("a UTF-8 path"), &table.schema(), opts)
-        .expect("the fixtures read")
+    source::read_path(
+        path.to_str().expect("a UTF-8 path"),
+        &table.input_schema(),
+        opts,
+    )
+    .expect("the fixtures read")
 }
 
-/// The real fixtures' staging tables.
+/// The real fixtures' staging tables, each row tagged with its file, and the files.
 #[derive(Debug)]
 pub struct Staged {
     pub events: RecordBatch,
     pub songs: RecordBatch,
+    pub etl_files: RecordBatch,
 }
 
-/// `fixtures/sparkify` read with the default options.
+/// `fixtures/sparkify` read with the default options, as a full load stages it (songs
+/// numbered first).
 pub fn staged() -> Staged {
     let opts = ReadOptions::default();
+    let songs = read(&sparkify().join("song_data"), &STAGING_SONGS, &opts);
+    let events = read(&sparkify().join("log_data"), &STAGING_EVENTS, &opts);
+    let first_event = 1 + songs.files.len() as i32;
     Staged {
-        events: read(&sparkify().join("log_data"), &STAGING_EVENTS, &opts).batch,
-        songs: read(&sparkify().join("song_data"), &STAGING_SONGS, &opts).batch,
+        events: ledger::tag(&STAGING_EVENTS, &events.batch, &events.files, first_event)
+            .expect("the events tagged"),
+        songs: ledger::tag(&STAGING_SONGS, &songs.batch, &songs.files, 1)
+            .expect("the songs tagged"),
+        etl_files: ledger::ledger_batch(
+            &[(Kind::Songs, &songs.files), (Kind::Events, &events.files)],
+            1,
+            0,
+        )
+        .expect("the ledger"),
     }
 }
 
@@ -54,7 +72,9 @@ pub fn load<'a>(s: &'a Staged, star: &'a StarSchema, errors: &'a RecordBatch) ->
     Load::Parsed(Tables {
         staging_events: &s.events,
         staging_songs: &s.songs,
-        star,
+        star: Some(star),
         load_errors: errors,
+        etl_files: &s.etl_files,
+        increment: None,
     })
 }

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sparkify_core::ledger::{self, Increment, Kind, Ledger, Split};
 use sparkify_core::model;
 use sparkify_core::reject::rejects_batch;
 use sparkify_core::sink::Staging;
-use sparkify_core::source::{self, Discovery, Input, ReadOptions, ReadOutput, Remote};
-use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS};
+use sparkify_core::source::{self, Discovery, Input, InputFile, ReadOptions, ReadOutput, Remote};
+use sparkify_core::table::{ETL_FILES, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS};
 use sparkify_core::{Load, Tables};
 use sparkify_s3::{S3, S3Options, Source};
 
@@ -32,6 +33,7 @@ pub fn etl(args: EtlArgs) -> anyhow::Result<()> {
 pub fn load(s: LoadSettings) -> anyhow::Result<()> {
     let started = Instant::now();
     let run_started_at = chrono::Utc::now().timestamp_millis();
+    let parquet = matches!(s.sink, crate::settings::SinkSettings::Parquet(_));
     let mut sink = sink::build(s.sink.clone());
     if s.dry_run {
         for statement in sink.plan()? {
@@ -39,11 +41,27 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if s.incremental && parquet {
+        return Err(Failure::Usage(format!(
+            "--incremental: {} is a Parquet lake, replaced whole on every load; \
+             load DuckDB, PostgreSQL or Redshift incrementally",
+            sink.describe()
+        ))
+        .into());
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(s.threads.unwrap_or(0))
         .build()
         .map_err(|e| Failure::Usage(format!("--threads: {e}")))?;
     if sink.staging() == Staging::InWarehouse {
+        if s.incremental {
+            return Err(Failure::Usage(
+                "--incremental: with COPY from the JSON, Redshift reads every file itself; \
+                 set copy_from = \"parquet\" under [redshift] to load incrementally"
+                    .into(),
+            )
+            .into());
+        }
         sink.check()?;
         return load_in_warehouse(sink.as_mut(), &s, started);
     }
@@ -55,11 +73,33 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
     }
     sink.check()?;
 
-    let read = read_inputs(
-        &s.songs,
-        &s.events,
-        &s.s3,
-        s.s3_concurrency,
+    let found = find_inputs(&s.songs, &s.events, &s.s3, s.s3_concurrency)?;
+    let held = match s.incremental {
+        true => held_ledger(sink.as_mut())?,
+        false => None,
+    };
+    let (song_split, event_split) = match &held {
+        Some(l) => (
+            ledger::split(l, Kind::Songs, &found.songs.files, s.prune),
+            ledger::split(l, Kind::Events, &found.events.files, s.prune),
+        ),
+        None => (everything(&found.songs), everything(&found.events)),
+    };
+    for gone in song_split.vanished.iter().chain(&event_split.vanished) {
+        let fate = if s.prune {
+            "its rows are removed (--prune)"
+        } else {
+            "its rows stay (--prune removes them)"
+        };
+        eprintln!(
+            "vanished: {} ({} rows, {} rejects loaded before) is no longer in the input; {fate}",
+            gone.path, gone.rows_staged, gone.rejects
+        );
+    }
+    let read = read_found(
+        &found,
+        &song_split.read,
+        &event_split.read,
         s.batch_size,
         &pool,
     )?;
@@ -84,11 +124,15 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         records_read: songs_out.records + events_out.records,
         files_read: songs_out.files_read + events_out.files_read,
         files_skipped: songs.skipped.len() + events.skipped.len(),
+        files_already_loaded: song_split.unchanged + event_split.unchanged,
+        files_vanished: song_split.vanished.len() + event_split.vanished.len(),
+        incremental: held.is_some(),
         s3: s3_counts,
         bytes_read: songs_out.bytes_read + events_out.bytes_read,
         rows: Vec::new(),
         rejects,
         committed: false,
+        up_to_date: false,
         sink: sink.describe(),
         seconds: 0.0,
     };
@@ -106,14 +150,50 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         .into());
     }
 
-    let star = pool.install(|| model::build(&events_out.batch, &songs_out.batch, s.mode))?;
+    let mut remove = song_split.remove;
+    remove.extend(event_split.remove);
+    if held.is_some()
+        && song_split.read.is_empty()
+        && event_split.read.is_empty()
+        && remove.is_empty()
+    {
+        // Nothing new, changed or pruned: the tables already say what a load would.
+        summary.up_to_date = true;
+        summary.rows = sink_rows(sink.as_mut())?;
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(finish(&summary, &s)?);
+    }
+    let first_id = held.as_ref().map_or(1, Ledger::next_id);
+    let first_event = first_id + songs_out.files.len() as i32;
+    let staging_songs = ledger::tag(&STAGING_SONGS, &songs_out.batch, &songs_out.files, first_id)?;
+    let staging_events = ledger::tag(
+        &STAGING_EVENTS,
+        &events_out.batch,
+        &events_out.files,
+        first_event,
+    )?;
+    let run_files = [
+        (Kind::Songs, songs_out.files.as_slice()),
+        (Kind::Events, events_out.files.as_slice()),
+    ];
+    let etl_files = ledger::ledger_batch(&run_files, first_id, run_started_at)?;
+    let increment = held
+        .as_ref()
+        .map(|l| Increment::new(l, remove, &run_files, s.mode));
+    // An incremental load's star schema is rebuilt in the sink, over every staged row.
+    let star = match increment {
+        Some(_) => None,
+        None => Some(pool.install(|| model::build(&events_out.batch, &songs_out.batch, s.mode))?),
+    };
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "model built");
     let load_errors = rejects_batch(&summary.rejects, run_started_at);
     let tables = Tables {
-        staging_events: &events_out.batch,
-        staging_songs: &songs_out.batch,
-        star: &star,
+        staging_events: &staging_events,
+        staging_songs: &staging_songs,
+        star: star.as_ref(),
         load_errors: &load_errors,
+        etl_files: &etl_files,
+        increment: increment.as_ref(),
     };
     summary.rows = tables
         .all()
@@ -123,9 +203,51 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
     let loaded = sink.load(Load::Parsed(tables));
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "sink done");
     summary.committed = loaded.is_ok();
+    if loaded.is_ok() && increment.is_some() {
+        summary.rows = sink_rows(sink.as_mut())?;
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     finish(&summary, &s)?;
     loaded
+}
+
+/// Every file found, to read (a full load).
+fn everything(found: &Discovery) -> Split {
+    Split {
+        read: found.files.clone(),
+        ..Split::default()
+    }
+}
+
+/// The ledger `sink` holds; `None` (and a full load) when it has none yet.
+fn held_ledger(sink: &mut dyn AnySink) -> anyhow::Result<Option<Ledger>> {
+    let present = sink::tables_present(sink)?;
+    if !present.iter().any(|t| t.name == ETL_FILES.name) {
+        eprintln!(
+            "--incremental: {} holds no etl_files yet, so this load is a full one",
+            sink.describe()
+        );
+        return Ok(None);
+    }
+    let held = sink.query(ledger::SELECT)?;
+    Ok(Some(Ledger::from_rows(&held.rows)?))
+}
+
+/// Rows per table as the sink holds them after an incremental load.
+fn sink_rows(sink: &mut dyn AnySink) -> anyhow::Result<Vec<(String, usize)>> {
+    let counts = sink
+        .query(&sparkify_core::sql::count_rows(&SINK_TABLES))?
+        .counts();
+    Ok(SINK_TABLES
+        .iter()
+        .map(|t| {
+            let n = counts
+                .iter()
+                .find(|(name, _)| name == t.name)
+                .map_or(0, |(_, n)| *n);
+            (t.name.to_owned(), n as usize)
+        })
+        .collect())
 }
 
 /// What `--songs` and `--events` found, and read.
@@ -158,17 +280,20 @@ impl Read {
     }
 }
 
-/// Finds and reads the song files and event logs in parallel on `pool`, with a progress bar
-/// on a terminal.
-pub fn read_inputs(
+/// The files `--songs` and `--events` name, and the S3 client that lists and fetches them.
+pub struct Found {
+    pub songs: Discovery,
+    pub events: Discovery,
+    s3: Option<Source>,
+}
+
+/// Finds the song files and event logs (listing `s3://` inputs).
+pub fn find_inputs(
     song_inputs: &[Input],
     event_inputs: &[Input],
     s3_options: &S3Options,
     s3_concurrency: usize,
-    batch_size: usize,
-    pool: &rayon::ThreadPool,
-) -> anyhow::Result<Read> {
-    let started = Instant::now();
+) -> anyhow::Result<Found> {
     let s3 = song_inputs
         .iter()
         .chain(event_inputs)
@@ -183,7 +308,37 @@ pub fn read_inputs(
     let remote = s3.as_ref().map(|r| r as &dyn Remote);
     let songs = find("--songs", song_inputs, remote)?;
     let events = find("--events", event_inputs, remote)?;
-    let progress = progress_bar(songs.bytes() + events.bytes());
+    Ok(Found { songs, events, s3 })
+}
+
+/// Finds and reads the song files and event logs in parallel on `pool`, with a progress bar
+/// on a terminal.
+pub fn read_inputs(
+    song_inputs: &[Input],
+    event_inputs: &[Input],
+    s3_options: &S3Options,
+    s3_concurrency: usize,
+    batch_size: usize,
+    pool: &rayon::ThreadPool,
+) -> anyhow::Result<Read> {
+    let found = find_inputs(song_inputs, event_inputs, s3_options, s3_concurrency)?;
+    let (songs, events) = (found.songs.files.clone(), found.events.files.clone());
+    read_found(&found, &songs, &events, batch_size, pool)
+}
+
+/// Reads `songs` and `events`, files `found` holds, in parallel on `pool`, with a progress
+/// bar on a terminal.
+pub fn read_found(
+    found: &Found,
+    songs: &[InputFile],
+    events: &[InputFile],
+    batch_size: usize,
+    pool: &rayon::ThreadPool,
+) -> anyhow::Result<Read> {
+    let started = Instant::now();
+    let remote = found.s3.as_ref().map(|r| r as &dyn Remote);
+    let bytes = |files: &[InputFile]| files.iter().map(|f| f.len).sum::<u64>();
+    let progress = progress_bar(bytes(songs) + bytes(events));
     let bar = progress.clone();
     let opts = ReadOptions {
         batch_size,
@@ -191,20 +346,21 @@ pub fn read_inputs(
         ..ReadOptions::default()
     };
     let read = || -> anyhow::Result<(ReadOutput, ReadOutput)> {
-        let (songs_schema, events_schema) = (STAGING_SONGS.schema(), STAGING_EVENTS.schema());
-        if songs.is_local() && events.is_local() {
+        let (songs_schema, events_schema) =
+            (STAGING_SONGS.input_schema(), STAGING_EVENTS.input_schema());
+        if found.songs.is_local() && found.events.is_local() {
             // Both tables at once: the pool shares its workers between them.
             let (s, e) = pool.install(|| {
                 rayon::join(
-                    || source::read_files(&songs.files, &songs_schema, &opts),
-                    || source::read_files(&events.files, &events_schema, &opts),
+                    || source::read_files(songs, &songs_schema, &opts),
+                    || source::read_files(events, &events_schema, &opts),
                 )
             });
             return Ok((s?, e?));
         }
         // One after the other, each at full concurrency; nothing more is fetched once one fails.
-        let s = source::read(&songs.files, &songs_schema, &opts, pool, remote)?;
-        let e = source::read(&events.files, &events_schema, &opts, pool, remote)?;
+        let s = source::read(songs, &songs_schema, &opts, pool, remote)?;
+        let e = source::read(events, &events_schema, &opts, pool, remote)?;
         Ok((s, e))
     };
     let read = read();
@@ -212,11 +368,11 @@ pub fn read_inputs(
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "read");
     let (songs_out, events_out) = read?;
     Ok(Read {
-        songs,
-        events,
+        songs: found.songs.clone(),
+        events: found.events.clone(),
         songs_out,
         events_out,
-        s3: s3.is_some(),
+        s3: found.s3.is_some(),
     })
 }
 
@@ -246,11 +402,15 @@ fn load_in_warehouse(
         records_read: 0,
         files_read: 0,
         files_skipped: 0,
+        files_already_loaded: 0,
+        files_vanished: 0,
+        incremental: false,
         s3: None,
         bytes_read: 0,
         rows: Vec::new(),
         rejects: Vec::new(),
         committed: loaded.is_ok(),
+        up_to_date: false,
         sink: sink.describe(),
         seconds: started.elapsed().as_secs_f64(),
     };

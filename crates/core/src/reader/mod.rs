@@ -13,7 +13,7 @@
 //! use sparkify_core::table::STAGING_SONGS;
 //!
 //! let json = br#"{"song_id":"SOABC","title":4.6,"year":"2004","duration":null}"#;
-//! let mut reader = ReaderBuilder::new(STAGING_SONGS.schema()).build(&json[..]).unwrap();
+//! let mut reader = ReaderBuilder::new(STAGING_SONGS.input_schema()).build(&json[..]).unwrap();
 //! let batch = reader.next().unwrap().unwrap();
 //! assert_eq!(batch.num_rows(), 1);
 //! assert!(reader.take_rejects().is_empty());
@@ -478,6 +478,11 @@ impl Decoder {
     /// reconciles its rows and rejects against.
     pub fn records(&self) -> u64 {
         self.records
+    }
+
+    /// The rejects found and not yet taken.
+    pub fn rejected(&self) -> usize {
+        self.rejects.len()
     }
 
     /// The rows decoded and not yet flushed.

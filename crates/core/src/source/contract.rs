@@ -18,7 +18,7 @@ use crate::table::{STAGING_EVENTS, STAGING_SONGS};
 /// - input that starts with an object gives at least one row or reject.
 pub fn check(data: &[u8]) -> Result<(), String> {
     let lines = ndjson_objects(data);
-    for schema in [STAGING_EVENTS.schema(), STAGING_SONGS.schema()] {
+    for schema in [STAGING_EVENTS.input_schema(), STAGING_SONGS.input_schema()] {
         let whole = decode(data, &schema, usize::MAX)?;
         let split = decode(data, &schema, 64)?;
         for (how, part) in [("whole", &whole), ("split", &split)] {

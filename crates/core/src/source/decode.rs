@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::reader::{Decoder, ReaderBuilder};
 use crate::reject::Reject;
-use crate::source::ReadOptions;
+use crate::source::{FileRead, ReadOptions};
 
 /// What one piece of work decodes to: its batches and rejects, in input order, and how many
 /// records the decoder saw (each one a row or a reject).
@@ -21,6 +21,8 @@ pub(super) struct Part {
     pub batches: Vec<RecordBatch>,
     pub rejects: Vec<Reject>,
     pub records: u64,
+    /// The files it decoded, with the rows and rejects of each.
+    pub files: Vec<FileRead>,
 }
 
 /// The parts' batches and rejects, each in the parts' order.
@@ -30,28 +32,31 @@ fn flatten(parts: Vec<Part>) -> Part {
         out.batches.extend(part.batches);
         out.rejects.extend(part.rejects);
         out.records += part.records;
+        out.files.extend(part.files);
     }
     out
 }
 
-/// A large input (`stored` bytes as stored) decoded in chunks, then reported to `on_file`.
+/// A large input decoded in chunks, then reported to `on_file`.
 pub(super) fn decode_big(
-    name: &str,
-    stored: u64,
+    mut file: FileRead,
     data: &[u8],
     schema: &SchemaRef,
     opts: &ReadOptions,
 ) -> Result<Part> {
-    let out = decode_part(data, name, schema, opts)?;
+    let mut out = decode_part(data, &file.name, schema, opts)?;
+    file.rows = out.batches.iter().map(|b| b.num_rows() as u64).sum();
+    file.rejects = out.rejects.len() as u64;
     if let Some(cb) = &opts.on_file {
-        cb(stored);
+        cb(file.size);
     }
+    out.files = vec![file];
     Ok(out)
 }
 
-/// Decodes small inputs (name, stored size, bytes) one after another with one decoder.
+/// Decodes small inputs (each file with its bytes) one after another with one decoder.
 pub(super) fn decode_group(
-    inputs: impl Iterator<Item = Result<(String, u64, Vec<u8>)>>,
+    inputs: impl Iterator<Item = Result<(FileRead, Vec<u8>)>>,
     schema: &SchemaRef,
     opts: &ReadOptions,
 ) -> Result<Part> {
@@ -59,15 +64,36 @@ pub(super) fn decode_group(
         .with_batch_size(opts.batch_size)
         .build_decoder()?;
     let mut batches = Vec::new();
+    let mut files = Vec::new();
+    // The decoder's counts when the file being decoded started.
+    let mut open: Option<(FileRead, u64, usize)> = None;
     for input in inputs {
-        let (name, len, data) = input?;
-        decoder.next_stream(Arc::from(name), &mut batches)?;
+        let (file, data) = input?;
+        decoder.next_stream(Arc::from(file.name.as_str()), &mut batches)?;
+        files.extend(open.take().map(|f| close(f, &decoder)));
+        let size = file.size;
+        open = Some((file, decoder.records(), decoder.rejected()));
         feed(&mut decoder, &data, &mut batches)?;
         if let Some(cb) = &opts.on_file {
-            cb(len);
+            cb(size);
         }
     }
-    finish(decoder, batches)
+    decoder.finish();
+    while let Some(batch) = decoder.flush()? {
+        batches.push(batch);
+    }
+    files.extend(open.take().map(|f| close(f, &decoder)));
+    let mut part = finish(decoder, batches)?;
+    part.files = files;
+    Ok(part)
+}
+
+/// A file's rows and rejects: what the decoder counted since it started (the file's stream
+/// ended: its last record is counted).
+fn close((mut file, records, rejected): (FileRead, u64, usize), decoder: &Decoder) -> FileRead {
+    file.rejects = (decoder.rejected() - rejected) as u64;
+    file.rows = decoder.records() - records - file.rejects;
+    file
 }
 
 /// Decodes all of `data`, flushing each batch as it fills.
@@ -92,13 +118,13 @@ fn finish(mut decoder: Decoder, mut batches: Vec<RecordBatch>) -> Result<Part> {
         batches,
         rejects: decoder.take_rejects(),
         records: decoder.records(),
+        files: Vec::new(),
     })
 }
 
-/// A file's bytes, decompressed when its name ends `.gz`.
+/// A file's bytes as stored.
 pub(super) fn load(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| super::discover::io_error(path, e))?;
-    unzip(&path.display().to_string(), raw)
+    std::fs::read(path).map_err(|e| super::discover::io_error(path, e))
 }
 
 /// `raw` decompressed when `name` ends `.gz`, else as it is.

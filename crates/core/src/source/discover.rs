@@ -142,6 +142,9 @@ pub struct InputFile {
     pub location: Location,
     /// Size as stored (compressed for `.gz`).
     pub len: u64,
+    /// What changes when the file does, with its size: a local file's mtime (nanoseconds
+    /// since the epoch), an S3 object's ETag. `None` when the system gives none.
+    pub version: Option<String>,
 }
 
 impl InputFile {
@@ -189,11 +192,12 @@ impl Discovery {
     }
 
     /// Adds an object of a listing: read when JSON by name, else skipped.
-    fn offer_object(&mut self, url: S3Url, len: u64) {
+    fn offer_object(&mut self, url: S3Url, len: u64, version: Option<String>) {
         if is_json_name(Path::new(&url.key)) {
             self.files.push(InputFile {
                 location: Location::S3(url),
                 len,
+                version,
             });
         } else {
             self.skipped.push(url.to_string());
@@ -204,12 +208,16 @@ impl Discovery {
     /// even looked at).
     fn offer_path(&mut self, path: PathBuf, named: bool) -> Result<()> {
         if named || is_json_name(&path) {
-            let len = std::fs::metadata(&path)
-                .map_err(|source| io_error(&path, source))?
-                .len();
+            let meta = std::fs::metadata(&path).map_err(|source| io_error(&path, source))?;
+            let version = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos().to_string());
             self.files.push(InputFile {
                 location: Location::Path(path),
-                len,
+                len: meta.len(),
+                version,
             });
         } else {
             self.skipped.push(path.display().to_string());
@@ -229,11 +237,14 @@ impl Discovery {
     }
 }
 
+/// An object of a listing: where it is, its size, its ETag.
+pub type Listed = (S3Url, u64, Option<String>);
+
 /// Where inputs other than local files are listed and fetched (S3, by `sparkify-s3`).
 pub trait Remote: Sync {
-    /// Every object under `url`'s prefix with its size, folder markers left out. An empty
-    /// listing is an error.
-    fn list(&self, url: &S3Url) -> std::result::Result<Vec<(S3Url, u64)>, BoxError>;
+    /// Every object under `url`'s prefix with its size and ETag, folder markers left out. An
+    /// empty listing is an error.
+    fn list(&self, url: &S3Url) -> std::result::Result<Vec<Listed>, BoxError>;
 
     /// The bytes of `files` as stored, yielded in the order given; the iterator stops after
     /// the first error.
@@ -264,8 +275,8 @@ pub fn discover_all(inputs: &[Input], remote: Option<&dyn Remote>) -> Result<Dis
             Input::Local(spec) => discover_local(spec, &mut out)?,
             Input::S3(url) => {
                 let remote = remote.ok_or(Error::NoRemote)?;
-                for (url, len) in remote.list(url).map_err(Error::Fetch)? {
-                    out.offer_object(url, len);
+                for (url, len, etag) in remote.list(url).map_err(Error::Fetch)? {
+                    out.offer_object(url, len, etag);
                 }
             }
         }
@@ -356,7 +367,7 @@ mod tests {
     fn objects_read_in_path_order() {
         let mut found = Discovery::default();
         for key in ["p/a-b/y.json", "p/a/x.json", "p/readme.txt", "p/a/x.json"] {
-            found.offer_object(S3Url::parse("s3://b/p").unwrap().with_key(key), 1);
+            found.offer_object(S3Url::parse("s3://b/p").unwrap().with_key(key), 1, None);
         }
         found.sort();
         let names: Vec<String> = found.files.iter().map(InputFile::name).collect();

@@ -18,7 +18,8 @@ use crate::reject::Reject;
 
 pub use decode::decode_bytes;
 pub use discover::{
-    Discovery, Input, InputFile, Location, Remote, S3Url, discover, discover_all, is_json_name,
+    Discovery, Input, InputFile, Listed, Location, Remote, S3Url, discover, discover_all,
+    is_json_name,
 };
 pub use schedule::{read_files, read_stream};
 
@@ -66,6 +67,37 @@ pub struct ReadOutput {
     pub files_read: usize,
     /// Bytes as stored (compressed for `.gz`).
     pub bytes_read: u64,
+    /// Each file read, in input order: its rows are the next `rows` rows of `batch`.
+    pub files: Vec<FileRead>,
+}
+
+/// What one input file gave: what `etl_files` records of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRead {
+    /// What rejects name it by: its path, or `s3://bucket/key`.
+    pub name: String,
+    /// Size as stored.
+    pub size: u64,
+    /// See [`InputFile::version`].
+    pub version: Option<String>,
+    /// XXH64 of its bytes as stored.
+    pub checksum: u64,
+    /// Rows it gave, and rejects.
+    pub rows: u64,
+    pub rejects: u64,
+}
+
+impl FileRead {
+    fn opened(name: String, size: u64, version: Option<String>, stored: &[u8]) -> Self {
+        FileRead {
+            name,
+            size,
+            version,
+            checksum: twox_hash::XxHash64::oneshot(0, stored),
+            rows: 0,
+            rejects: 0,
+        }
+    }
 }
 
 impl ReadOutput {
@@ -92,6 +124,8 @@ pub struct Blob {
     pub name: String,
     /// Its bytes as stored: gzip when `name` ends `.gz`.
     pub data: Vec<u8>,
+    /// See [`InputFile::version`].
+    pub version: Option<String>,
 }
 
 /// Reads `files` as [`discover_all`] found them: local files on `pool`'s workers; remote ones
@@ -124,11 +158,12 @@ mod tests {
     #[test]
     fn a_record_neither_staged_nor_rejected_fails_reconciliation() {
         let mut out = ReadOutput {
-            batch: RecordBatch::new_empty(crate::table::STAGING_SONGS.schema()),
+            batch: RecordBatch::new_empty(crate::table::STAGING_SONGS.input_schema()),
             rejects: Vec::new(),
             records: 0,
             files_read: 1,
             bytes_read: 2,
+            files: Vec::new(),
         };
         assert!(out.reconcile("staging_songs").is_ok());
         out.records = 1;

@@ -15,7 +15,7 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use crate::error::{Error, Result};
 use crate::reject::Reject;
 use crate::source::decode::{Part, decode_big, decode_group, load, unzip};
-use crate::source::{Blob, InputFile, ReadOptions, ReadOutput};
+use crate::source::{Blob, FileRead, InputFile, ReadOptions, ReadOutput};
 
 /// How inputs are grouped for decoding: small ones together (up to `chunk_size` bytes or 256
 /// inputs a group, so thousands of one-object files do not make thousands of batches), a large
@@ -62,10 +62,8 @@ impl Grouper {
 trait Stored {
     /// Size as stored (compressed for `.gz`).
     fn stored_len(&self) -> u64;
-    /// What rejects name it by.
-    fn name(&self) -> String;
-    /// Its bytes, decompressed.
-    fn bytes(self) -> Result<Vec<u8>>;
+    /// What it is ([`FileRead`], no rows counted yet) and its bytes, decompressed.
+    fn open(self) -> Result<(FileRead, Vec<u8>)>;
 }
 
 impl Stored for &InputFile {
@@ -73,18 +71,17 @@ impl Stored for &InputFile {
         self.len
     }
 
-    fn name(&self) -> String {
-        InputFile::name(self)
-    }
-
-    fn bytes(self) -> Result<Vec<u8>> {
-        match self.path() {
-            Some(path) => load(path),
-            None => Err(Error::Schema(format!(
+    fn open(self) -> Result<(FileRead, Vec<u8>)> {
+        let Some(path) = self.path() else {
+            return Err(Error::Schema(format!(
                 "{} is not a local file: fetch it first",
                 self.name()
-            ))),
-        }
+            )));
+        };
+        let raw = load(path)?;
+        let file = FileRead::opened(self.name(), self.len, self.version.clone(), &raw);
+        let data = unzip(&file.name, raw)?;
+        Ok((file, data))
     }
 }
 
@@ -93,12 +90,10 @@ impl Stored for Blob {
         self.data.len() as u64
     }
 
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn bytes(self) -> Result<Vec<u8>> {
-        unzip(&self.name, self.data)
+    fn open(self) -> Result<(FileRead, Vec<u8>)> {
+        let file = FileRead::opened(self.name, self.data.len() as u64, self.version, &self.data);
+        let data = unzip(&file.name, self.data)?;
+        Ok((file, data))
     }
 }
 
@@ -113,17 +108,10 @@ enum Work<T> {
 impl<T: Stored> Work<T> {
     fn decode(self, schema: &SchemaRef, opts: &ReadOptions) -> Result<Part> {
         match self {
-            Work::Group(inputs) => decode_group(
-                inputs.into_iter().map(|i| {
-                    let (name, len) = (i.name(), i.stored_len());
-                    Ok((name, len, i.bytes()?))
-                }),
-                schema,
-                opts,
-            ),
+            Work::Group(inputs) => decode_group(inputs.into_iter().map(Stored::open), schema, opts),
             Work::Big(i) => {
-                let (name, len) = (i.name(), i.stored_len());
-                decode_big(&name, len, &i.bytes()?, schema, opts)
+                let (file, data) = i.open()?;
+                decode_big(file, &data, schema, opts)
             }
         }
     }
@@ -199,6 +187,7 @@ struct Gather {
     rows: usize,
     rejects: Vec<Reject>,
     records: u64,
+    files: Vec<FileRead>,
     next: usize,
     waiting: BTreeMap<usize, Part>,
     /// The failure of the earliest part that failed.
@@ -217,6 +206,7 @@ impl Gather {
             rows: 0,
             rejects: Vec::new(),
             records: 0,
+            files: Vec::new(),
             next: 0,
             waiting: BTreeMap::new(),
             failed: None,
@@ -234,6 +224,7 @@ impl Gather {
         while let Some(part) = self.waiting.remove(&self.next) {
             self.rejects.extend(part.rejects);
             self.records += part.records;
+            self.files.extend(part.files);
             for batch in part.batches {
                 if let Err(e) = self.append(&batch) {
                     return self.fail(self.next, e);
@@ -277,8 +268,8 @@ impl Gather {
         Ok(())
     }
 
-    /// The table, its rejects and the records read, or the earliest failure.
-    fn finish(mut self) -> Result<(RecordBatch, Vec<Reject>, u64)> {
+    /// The table, its rejects, the records read and the files, or the earliest failure.
+    fn finish(mut self) -> Result<Gathered> {
         if let Some((_, e)) = self.failed {
             return Err(e);
         }
@@ -286,7 +277,12 @@ impl Gather {
         let columns = self.builders.iter_mut().map(|b| b.finish()).collect();
         let options = RecordBatchOptions::new().with_row_count(Some(self.rows));
         let batch = RecordBatch::try_new_with_options(self.schema, columns, &options)?;
-        Ok((batch, self.rejects, self.records))
+        Ok(Gathered {
+            batch,
+            rejects: self.rejects,
+            records: self.records,
+            files: self.files,
+        })
     }
 }
 
@@ -296,8 +292,16 @@ fn locked(gather: &Mutex<Gather>) -> std::sync::MutexGuard<'_, Gather> {
     gather.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What [`Gather::finish`] gives.
+struct Gathered {
+    batch: RecordBatch,
+    rejects: Vec<Reject>,
+    records: u64,
+    files: Vec<FileRead>,
+}
+
 /// [`Gather::finish`] on the shared gather once every worker is done.
-fn finish(gather: Mutex<Gather>) -> Result<(RecordBatch, Vec<Reject>, u64)> {
+fn finish(gather: Mutex<Gather>) -> Result<Gathered> {
     gather
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner)
@@ -335,13 +339,14 @@ pub fn read_files(
             });
         }
     });
-    let (batch, rejects, records) = finish(gather)?;
+    let g = finish(gather)?;
     Ok(ReadOutput {
-        batch,
-        rejects,
-        records,
+        batch: g.batch,
+        rejects: g.rejects,
+        records: g.records,
         files_read: files.len(),
         bytes_read: files.iter().map(|f| f.len).sum(),
+        files: g.files,
     })
 }
 
@@ -391,13 +396,14 @@ where
         Ok(())
     });
     fetched?;
-    let (batch, rejects, records) = finish(gather)?;
+    let g = finish(gather)?;
     Ok(ReadOutput {
-        batch,
-        rejects,
-        records,
+        batch: g.batch,
+        rejects: g.rejects,
+        records: g.records,
         files_read,
         bytes_read,
+        files: g.files,
     })
 }
 
@@ -411,7 +417,7 @@ mod tests {
 
     /// A part of `rows` staging_songs rows whose `year` counts from `first`.
     fn part(first: i32, rows: i32) -> Part {
-        let schema = STAGING_SONGS.schema();
+        let schema = STAGING_SONGS.input_schema();
         let years = arrow::array::Int32Array::from_iter_values(first..first + rows);
         let columns = schema
             .fields()
@@ -429,6 +435,7 @@ mod tests {
             batches: vec![batch.slice(0, 1), batch.slice(1, rows as usize - 1)],
             rejects: vec![],
             records: rows as u64,
+            files: vec![],
         }
     }
 
@@ -442,26 +449,29 @@ mod tests {
 
     #[test]
     fn parts_arriving_out_of_order_are_gathered_in_order() {
-        let mut g = Gather::new(&STAGING_SONGS.schema());
+        let mut g = Gather::new(&STAGING_SONGS.input_schema());
         g.push(2, Ok(part(20, 3)));
         g.push(0, Ok(part(0, 2)));
         assert_eq!(g.waiting.len(), 1, "part 2 waits for part 1");
         g.push(1, Ok(part(10, 4)));
         assert!(g.waiting.is_empty());
-        let (batch, _, records) = g.finish().unwrap();
-        assert_eq!(years(&batch), [0, 1, 10, 11, 12, 13, 20, 21, 22]);
-        assert_eq!(records, 9);
+        let g = g.finish().unwrap();
+        assert_eq!(years(&g.batch), [0, 1, 10, 11, 12, 13, 20, 21, 22]);
+        assert_eq!(g.records, 9);
     }
 
     #[test]
     fn the_earliest_failure_is_the_one_reported() {
-        let mut g = Gather::new(&STAGING_SONGS.schema());
+        let mut g = Gather::new(&STAGING_SONGS.input_schema());
         g.push(0, Ok(part(0, 2)));
         g.push(3, Err(Error::NoInput("third".into())));
         g.push(1, Err(Error::NoInput("first".into())));
         g.push(2, Err(Error::NoInput("second".into())));
         assert!(g.is_failed());
-        let err = g.finish().unwrap_err().to_string();
+        let Err(err) = g.finish() else {
+            panic!("the failure")
+        };
+        let err = err.to_string();
         assert!(err.contains("first"), "{err}");
     }
 }
