@@ -1601,14 +1601,29 @@ fn a_stalled_s3_endpoint_fails_in_time_naming_the_key_and_commits_nothing() {
 /// while it reads); whether the load got as far as the end of its sink step (`sink done`,
 /// logged after COMMIT returned), from everything it logged.
 fn kill_load_at(dir: &Path, sink: &str, marker: Option<&str>) -> bool {
-    use std::io::BufRead;
     let fx = repo().join("fixtures/sparkify");
+    let (songs, events) = (
+        fx.join("song_data"),
+        fx.join("log_data/2018/11/2018-11-01-events.json"),
+    );
+    let args = [
+        "etl",
+        "--songs",
+        songs.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--sink",
+        sink,
+    ];
+    kill_at(dir, &args, marker)
+}
+
+/// `sparkify args…` killed with SIGKILL when its debug log shows `marker` (`None`: 100 ms
+/// after the start); whether it logged `sink done` (after COMMIT returned) before it died.
+fn kill_at(dir: &Path, args: &[&str], marker: Option<&str>) -> bool {
+    use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_sparkify"))
-        .args(["etl", "--songs"])
-        .arg(fx.join("song_data"))
-        .arg("--events")
-        .arg(fx.join("log_data/2018/11/2018-11-01-events.json"))
-        .args(["--sink", sink])
+        .args(args)
         .env("RUST_LOG", "debug")
         .env("NO_COLOR", "1")
         .current_dir(dir)
@@ -2177,5 +2192,84 @@ fn an_incremental_load_replaces_the_rejects_of_a_file_whose_name_is_sql() {
             (&0.into(), &2.into(), &1.into()),
             "the file's reject went with its old rows: {s}"
         );
+    }
+}
+
+#[test]
+fn an_incremental_load_killed_at_any_phase_leaves_the_previous_tables_whole() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fx = repo().join("fixtures/sparkify");
+    let songs = fx.join("song_data/A");
+    let mut days = walk(&fx.join("log_data"));
+    days.sort();
+    let logs = d.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let put = |files: &[std::path::PathBuf]| {
+        for f in files {
+            std::fs::copy(f, logs.join(f.file_name().unwrap())).unwrap();
+        }
+    };
+    let full = |name: &str| {
+        let sink = format!("duckdb:{name}");
+        let args = ["etl", "--songs", songs.to_str().unwrap(), "--events"];
+        let mut args = args.to_vec();
+        args.extend([logs.to_str().unwrap(), "--sink", &sink]);
+        stdout_of(d, &args);
+        sink
+    };
+    put(&days[..10]);
+    let ten = full("ten.duckdb");
+    put(&days[10..]);
+    let thirty = full("thirty.duckdb");
+    let url = server.url();
+    let duckdb_phases = [None, Some("appended"), Some("keys checked and added")];
+    let pg_phases = [
+        None,
+        Some("DELETE FROM staging_events"),
+        Some("COPY staging_events"),
+        Some("INSERT INTO dm_users"),
+        Some("COMMIT"),
+    ];
+    let runs: [(&str, &[Option<&str>]); 2] =
+        [("duckdb:k.duckdb", &duckdb_phases), (&url, &pg_phases)];
+    for (sink, phases) in runs {
+        for marker in phases {
+            // The previous load: the first ten days (the days after them pruned).
+            for f in &days[10..] {
+                let _ = std::fs::remove_file(logs.join(f.file_name().unwrap()));
+            }
+            incremental(d, sink, &songs, &logs, &["--prune"]);
+            agree(d, sink, &ten).unwrap();
+            // One day changed and twenty added, killed at `marker`.
+            let first = logs.join(days[0].file_name().unwrap());
+            let text = std::fs::read_to_string(&days[0]).unwrap();
+            std::fs::write(&first, text.lines().skip(1).collect::<Vec<_>>().join("\n")).unwrap();
+            put(&days[10..]);
+            let args = [
+                "etl",
+                "--incremental",
+                "--songs",
+                songs.to_str().unwrap(),
+                "--events",
+                logs.to_str().unwrap(),
+                "--sink",
+                sink,
+            ];
+            let done = kill_at(d, &args, *marker);
+            std::fs::copy(&days[0], &first).unwrap();
+            let as_before = agree(d, sink, &ten);
+            if !done && *marker != Some("COMMIT") && *marker != Some("keys checked and added") {
+                as_before.unwrap_or_else(|e| panic!("{sink}, killed at {marker:?}: {e}"));
+            } else if as_before.is_err() {
+                // Killed as it committed: the new load, whole (its first day one line short).
+                let s = incremental(d, sink, &songs, &logs, &[]);
+                assert_eq!(s["files_read"], 1, "{sink} after {marker:?}: {s}");
+            }
+            // The next run completes, and equals a full load.
+            incremental(d, sink, &songs, &logs, &[]);
+            agree(d, sink, &thirty).unwrap_or_else(|e| panic!("{sink} after {marker:?}: {e}"));
+        }
     }
 }

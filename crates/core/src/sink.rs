@@ -44,6 +44,14 @@ impl Tables<'_> {
         out.push((&ETL_FILES, self.etl_files));
         out
     }
+
+    /// The rows of `table`, when the run has them.
+    pub fn batch(&self, table: &TableDef) -> Option<&RecordBatch> {
+        self.all()
+            .into_iter()
+            .find(|(t, _)| t.name == table.name)
+            .map(|(_, b)| b)
+    }
 }
 
 /// The rows a load must leave in the tables the run parsed, counted in the sink before COMMIT

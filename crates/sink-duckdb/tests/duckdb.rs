@@ -261,9 +261,6 @@ fn tables_append_under_a_memory_cap_and_get_their_keys_after_all_rows() {
 
 #[test]
 fn an_incremental_load_stops_when_another_load_changed_the_ledger_since_it_was_read() {
-    use arrow::array::RecordBatch;
-    use sparkify_core::ledger::Increment;
-    use sparkify_core::table::{ETL_FILES, STAGING_EVENTS, STAGING_SONGS};
     let s = staged();
     let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
     let errors = rejects_batch(&[], 0);
@@ -274,28 +271,8 @@ fn an_incremental_load_stops_when_another_load_changed_the_ledger_since_it_was_r
     let before: Vec<_> = ALL_TABLES.iter().map(|t| db_rows(&db, t)).collect();
 
     // The run read a ledger other than the one the file holds now.
-    let increment = Increment {
-        remove: vec![],
-        digest: 0,
-        expected: vec![],
-        mode: SongplaysMode::Matched,
-    };
-    let (events, songs, files) = (
-        RecordBatch::new_empty(STAGING_EVENTS.schema()),
-        RecordBatch::new_empty(STAGING_SONGS.schema()),
-        RecordBatch::new_empty(ETL_FILES.schema()),
-    );
-    let err = sink
-        .load(sparkify_core::Load::Parsed(sparkify_core::Tables {
-            staging_events: &events,
-            staging_songs: &songs,
-            star: None,
-            load_errors: &errors,
-            etl_files: &files,
-            increment: Some(&increment),
-        }))
-        .unwrap_err()
-        .to_string();
+    let stale = sparkify_test_support::fixtures::StaleIncrement::default();
+    let err = sink.load(stale.load()).unwrap_err().to_string();
     assert!(err.contains("another load changed etl_files"), "{err}");
     let after: Vec<_> = ALL_TABLES.iter().map(|t| db_rows(&db, t)).collect();
     assert!(before == after, "the previous tables changed");

@@ -49,13 +49,7 @@ async fn run_step(client: &Client, step: &Step, tables: Option<&Tables<'_>>) -> 
             }
         }
         Step::CopyIn { table } => {
-            let batch = tables.and_then(|l| {
-                l.all()
-                    .into_iter()
-                    .find(|(t, _)| t.name == table.name)
-                    .map(|(_, b)| b)
-            });
-            let Some(batch) = batch else {
+            let Some(batch) = tables.and_then(|t| t.batch(table)) else {
                 return Ok(());
             };
             copy::copy_in(client, table, batch).await
@@ -120,9 +114,7 @@ async fn run_step(client: &Client, step: &Step, tables: Option<&Tables<'_>>) -> 
             )?)
         }
         Step::InsertRows { table } => {
-            let Some(tables) = tables else { return Ok(()) };
-            let Some((_, batch)) = tables.all().into_iter().find(|(t, _)| t.name == table.name)
-            else {
+            let Some(batch) = tables.and_then(|t| t.batch(table)) else {
                 return Ok(());
             };
             for s in insert_rows_sql(table, batch) {

@@ -93,22 +93,14 @@ impl Step {
                 "-- fails the load unless etl_files is still what the run read:\n{}",
                 ledger::SELECT
             ),
-            Step::InsertRows { table } => {
-                let batch = tables.and_then(|t| {
-                    t.all()
-                        .into_iter()
-                        .find(|(d, _)| d.name == table.name)
-                        .map(|(_, b)| b)
-                });
-                match batch {
-                    Some(batch) => insert_rows_sql(table, batch).join(";\n"),
-                    None => format!(
-                        "-- INSERT INTO {} ({}) VALUES …: the run's rows",
-                        table.name,
-                        column_list(table)
-                    ),
-                }
-            }
+            Step::InsertRows { table } => match tables.and_then(|t| t.batch(table)) {
+                Some(batch) => insert_rows_sql(table, batch).join(";\n"),
+                None => format!(
+                    "-- INSERT INTO {} ({}) VALUES …: the run's rows",
+                    table.name,
+                    column_list(table)
+                ),
+            },
         }
     }
 }
@@ -334,4 +326,33 @@ pub(crate) fn insert_rows_sql(table: &TableDef, batch: &RecordBatch) -> Vec<Stri
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sparkify_core::Reject;
+
+    #[test]
+    fn reject_rows_are_redshift_literals_whatever_they_hold() {
+        let reject = Reject {
+            source: "s3://b/o'brien\\x;$$.json".into(),
+            line: 3,
+            byte_offset: 10,
+            column: Some("user'Id".into()),
+            reason: "not a number; DROP TABLE x; --".into(),
+            raw: "{\"userId\": \"$$'\\\\\"}".into(),
+        };
+        let batch = sparkify_core::reject::rejects_batch(&[reject], 0);
+        let sql = insert_rows_sql(&LOAD_ERRORS, &batch);
+        assert_eq!(
+            sql,
+            [
+                "INSERT INTO load_errors (source, line, byte_offset, column_name, reason, raw, \
+                 run_started_at) VALUES\n('s3://b/o''brien\\\\x;$$.json', 3, 10, 'user''Id', \
+                 'not a number; DROP TABLE x; --', '{\"userId\": \"$$''\\\\\\\\\"}', \
+                 TIMESTAMP '1970-01-01 00:00:00')"
+            ]
+        );
+    }
 }

@@ -397,8 +397,6 @@ fn quotes_in_the_iam_role_and_s3_paths_are_escaped() {
 
 #[test]
 fn an_incremental_load_stops_when_another_load_changed_the_ledger_since_it_was_read() {
-    use sparkify_core::ledger::Increment;
-    use sparkify_core::table::{ETL_FILES, STAGING_SONGS};
     let pg = PgServer::start();
     let s = staged();
     let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
@@ -408,28 +406,8 @@ fn an_incremental_load_stops_when_another_load_changed_the_ledger_since_it_was_r
     let before = every_table(&pg);
 
     // The run read a ledger other than the one the database holds now.
-    let increment = Increment {
-        remove: vec![],
-        digest: 0,
-        expected: vec![],
-        mode: SongplaysMode::Matched,
-    };
-    let (events, songs, files) = (
-        RecordBatch::new_empty(STAGING_EVENTS.schema()),
-        RecordBatch::new_empty(STAGING_SONGS.schema()),
-        RecordBatch::new_empty(ETL_FILES.schema()),
-    );
-    let err = good
-        .load(sparkify_core::Load::Parsed(sparkify_core::Tables {
-            staging_events: &events,
-            staging_songs: &songs,
-            star: None,
-            load_errors: &errors,
-            etl_files: &files,
-            increment: Some(&increment),
-        }))
-        .unwrap_err()
-        .to_string();
+    let stale = sparkify_test_support::fixtures::StaleIncrement::default();
+    let err = good.load(stale.load()).unwrap_err().to_string();
     assert!(err.contains("another load changed etl_files"), "{err}");
     assert!(every_table(&pg) == before, "the previous tables changed");
 }

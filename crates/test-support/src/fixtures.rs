@@ -4,10 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
-use sparkify_core::ledger::{self, Kind};
+use sparkify_core::ledger::{self, Increment, Kind};
+use sparkify_core::model::SongplaysMode;
 use sparkify_core::model::StarSchema;
+use sparkify_core::reject::rejects_batch;
 use sparkify_core::source::{self, ReadOptions, ReadOutput};
-use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS, TableDef};
+use sparkify_core::table::{ETL_FILES, STAGING_EVENTS, STAGING_SONGS, TableDef};
 use sparkify_core::{Load, Tables};
 
 /// The repository's root.
@@ -77,4 +79,45 @@ pub fn load<'a>(s: &'a Staged, star: &'a StarSchema, errors: &'a RecordBatch) ->
         etl_files: &s.etl_files,
         increment: None,
     })
+}
+
+/// An incremental load of no files by a run that read another ledger than the sink holds
+/// (its digest is 0): every sink must refuse it and keep its tables.
+#[derive(Debug)]
+pub struct StaleIncrement {
+    events: RecordBatch,
+    songs: RecordBatch,
+    files: RecordBatch,
+    errors: RecordBatch,
+    increment: Increment,
+}
+
+impl Default for StaleIncrement {
+    fn default() -> Self {
+        StaleIncrement {
+            events: RecordBatch::new_empty(STAGING_EVENTS.schema()),
+            songs: RecordBatch::new_empty(STAGING_SONGS.schema()),
+            files: RecordBatch::new_empty(ETL_FILES.schema()),
+            errors: rejects_batch(&[], 0),
+            increment: Increment {
+                remove: vec![],
+                digest: 0,
+                expected: vec![],
+                mode: SongplaysMode::Matched,
+            },
+        }
+    }
+}
+
+impl StaleIncrement {
+    pub fn load(&self) -> Load<'_> {
+        Load::Parsed(Tables {
+            staging_events: &self.events,
+            staging_songs: &self.songs,
+            star: None,
+            load_errors: &self.errors,
+            etl_files: &self.files,
+            increment: Some(&self.increment),
+        })
+    }
 }
