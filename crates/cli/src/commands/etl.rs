@@ -36,6 +36,13 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
     let parquet = matches!(s.sink, crate::settings::SinkSettings::Parquet(_));
     let mut sink = sink::build(s.sink.clone());
     if s.dry_run {
+        if s.incremental {
+            // A dry run connects to nothing, so it cannot read the ledger the plan depends on.
+            println!(
+                "-- --incremental: which files are parsed and which rows go depends on the \
+                 sink's etl_files, read when the load runs; shown here is a full load\n"
+            );
+        }
         for statement in sink.plan()? {
             println!("{statement};\n");
         }
