@@ -96,6 +96,11 @@ pub enum Transform {
     Sql(SongplaysMode),
 }
 
+/// How long an open retries a file that is "not a valid DuckDB database file": the state of
+/// a file another process has just created and not yet written its header to (two loads
+/// into a new file at once). A file that stays invalid is reported after this.
+const CREATION_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// How long a load waits for another process to let go of the file, by default.
 pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -154,6 +159,14 @@ impl DuckDbSink {
                 Ok(conn) => return Ok(conn),
                 Err(e) => {
                     let text = e.to_string();
+                    // Another process is creating the file and has not written its header
+                    // yet: once it has, the file is locked, and this waits as for a lock.
+                    let being_created = text.contains("is not a valid DuckDB database file")
+                        && started.elapsed() < CREATION_GRACE;
+                    if being_created {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        continue;
+                    }
                     if !text.contains("Could not set lock on file") {
                         return Err(Error::Open {
                             path: self.path.display().to_string(),
