@@ -97,3 +97,24 @@ pub fn tables_present(sink: &mut dyn AnySink) -> anyhow::Result<Vec<&'static Tab
         })
         .collect())
 }
+
+/// Rows per table of `tables` as `sink` holds them, in the order of `tables` (one query; a
+/// table the result leaves out counts 0).
+pub fn row_counts(
+    sink: &mut dyn AnySink,
+    tables: &[&'static TableDef],
+) -> anyhow::Result<Vec<(String, u64)>> {
+    let counts = sink
+        .query(&sparkify_core::sql::count_rows(tables))?
+        .counts();
+    Ok(tables
+        .iter()
+        .map(|t| {
+            let n = counts
+                .iter()
+                .find(|(name, _)| name == t.name)
+                .map_or(0, |(_, n)| *n);
+            (t.name.to_owned(), n)
+        })
+        .collect())
+}

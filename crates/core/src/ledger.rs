@@ -10,7 +10,7 @@
 //! goes on only if nothing changed since ([`digest`]): a load that committed in between would
 //! otherwise be half undone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -207,11 +207,12 @@ impl Increment {
         run: &[(Kind, &[FileRead])],
         mode: SongplaysMode,
     ) -> Self {
+        let removed: HashSet<i32> = remove.iter().map(|e| e.file_id).collect();
         let kept = || {
             ledger
                 .entries
                 .iter()
-                .filter(|e| !remove.iter().any(|r| r.file_id == e.file_id))
+                .filter(|e| !removed.contains(&e.file_id))
         };
         let staged = |kind: Kind| -> u64 {
             let before: u64 = kept()
@@ -249,47 +250,46 @@ impl Increment {
 }
 
 /// The statements that remove `increment`'s files from the staging tables, `load_errors` and
-/// the ledger, before the run's rows are appended; lists of at most 1,000 values each.
+/// the ledger, before the run's rows are appended.
 pub fn increment_sql(increment: &Increment, dialect: &Dialect) -> Vec<String> {
-    let mut out = Vec::new();
-    for kind in [Kind::Events, Kind::Songs] {
-        let ids: Vec<String> = increment
+    let ids = |kind: Option<Kind>| -> Vec<String> {
+        increment
             .remove
             .iter()
-            .filter(|e| e.kind == kind)
+            .filter(|e| kind.is_none_or(|k| e.kind == k))
             .map(|e| e.file_id.to_string())
-            .collect();
-        for chunk in ids.chunks(1000) {
-            out.push(format!(
-                "DELETE FROM {} WHERE etl_file_id IN ({})",
-                kind.table().name,
-                chunk.join(", ")
-            ));
-        }
-    }
+            .collect()
+    };
     let paths: Vec<String> = increment
         .remove
         .iter()
         .map(|e| literal(&e.path, dialect))
         .collect();
-    for chunk in paths.chunks(1000) {
-        out.push(format!(
-            "DELETE FROM load_errors WHERE source IN ({})",
-            chunk.join(", ")
+    let mut out = Vec::new();
+    for kind in [Kind::Events, Kind::Songs] {
+        out.extend(delete_in(
+            kind.table().name,
+            "etl_file_id",
+            &ids(Some(kind)),
         ));
     }
-    let ids: Vec<String> = increment
-        .remove
-        .iter()
-        .map(|e| e.file_id.to_string())
-        .collect();
-    for chunk in ids.chunks(1000) {
-        out.push(format!(
-            "DELETE FROM etl_files WHERE file_id IN ({})",
-            chunk.join(", ")
-        ));
-    }
+    out.extend(delete_in(LOAD_ERRORS.name, "source", &paths));
+    out.extend(delete_in(ETL_FILES.name, "file_id", &ids(None)));
     out
+}
+
+/// `DELETE FROM table WHERE column IN (…)` for `values` (SQL text already), at most 1,000 a
+/// statement; none for no values.
+fn delete_in(table: &str, column: &str, values: &[String]) -> Vec<String> {
+    values
+        .chunks(1000)
+        .map(|chunk| {
+            format!(
+                "DELETE FROM {table} WHERE {column} IN ({})",
+                chunk.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// `batch` (one staging table's rows, in file order, as the reader gives them) with each

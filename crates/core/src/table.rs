@@ -55,30 +55,28 @@ impl TableDef {
     /// The Arrow schema of the table. Nullability is left open in Arrow (NOT NULL is
     /// enforced by the warehouse's DDL), so that batches from every stage share one schema.
     pub fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .map(|c| Field::new(c.name, c.ty.arrow_type(), true))
-                .collect::<Vec<_>>(),
-        ))
+        arrow_schema(self.columns.iter())
     }
 
     /// The Arrow schema the reader decodes the input into: the table's columns less the
     /// ones a run sets itself ([`Column::lineage`]).
     pub fn input_schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .filter(|c| !c.lineage)
-                .map(|c| Field::new(c.name, c.ty.arrow_type(), true))
-                .collect::<Vec<_>>(),
-        ))
+        arrow_schema(self.columns.iter().filter(|c| !c.lineage))
     }
 
     /// The index of a column by name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
+}
+
+/// The Arrow schema of `columns`, each nullable (see [`TableDef::schema`]).
+fn arrow_schema<'a>(columns: impl Iterator<Item = &'a Column>) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .map(|c| Field::new(c.name, c.ty.arrow_type(), true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 const fn col(name: &'static str, ty: SqlType) -> Column {

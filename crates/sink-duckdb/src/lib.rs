@@ -67,9 +67,6 @@ pub enum Error {
          nothing was committed. Run it again"
     )]
     LedgerChanged { path: String },
-    /// The ledger could not be read.
-    #[error(transparent)]
-    Core(#[from] sparkify_core::Error),
     /// A batch could not be converted for DuckDB.
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),

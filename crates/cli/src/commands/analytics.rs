@@ -2,8 +2,7 @@
 //! SQL sink, as tables, CSV or JSON, or as an HTML page ([`crate::report`]).
 
 use sparkify_core::analytics::{QUESTIONS, REJECTS_BY_REASON, answers};
-use sparkify_core::sql;
-use sparkify_core::table::{ALL_TABLES, LOAD_ERRORS};
+use sparkify_core::table::LOAD_ERRORS;
 
 use crate::args::AnalyticsArgs;
 use crate::exit::Failure;
@@ -43,8 +42,7 @@ fn extras(sink: &mut dyn AnySink) -> anyhow::Result<report::Extras> {
         ))
         .into());
     }
-    let mut counts = sink.query(&sql::count_rows(&present))?.counts();
-    counts.sort_by_key(|(name, _)| ALL_TABLES.iter().position(|t| t.name == name));
+    let counts = sink::row_counts(sink, &present)?;
     let rejects = if present.iter().any(|t| t.name == LOAD_ERRORS.name) {
         Some(sink.query(REJECTS_BY_REASON)?.counts())
     } else {

@@ -242,18 +242,9 @@ fn held_ledger(sink: &mut dyn AnySink) -> anyhow::Result<Option<Ledger>> {
 
 /// Rows per table as the sink holds them after an incremental load.
 fn sink_rows(sink: &mut dyn AnySink) -> anyhow::Result<Vec<(String, usize)>> {
-    let counts = sink
-        .query(&sparkify_core::sql::count_rows(&SINK_TABLES))?
-        .counts();
-    Ok(SINK_TABLES
-        .iter()
-        .map(|t| {
-            let n = counts
-                .iter()
-                .find(|(name, _)| name == t.name)
-                .map_or(0, |(_, n)| *n);
-            (t.name.to_owned(), n as usize)
-        })
+    Ok(sink::row_counts(sink, &SINK_TABLES)?
+        .into_iter()
+        .map(|(name, n)| (name, n as usize))
         .collect())
 }
 

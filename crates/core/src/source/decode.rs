@@ -70,7 +70,10 @@ pub(super) fn decode_group(
     for input in inputs {
         let (file, data) = input?;
         decoder.next_stream(Arc::from(file.name.as_str()), &mut batches)?;
-        files.extend(open.take().map(|f| close(f, &decoder)));
+        files.extend(
+            open.take()
+                .map(|f| close(f, decoder.records(), decoder.rejected())),
+        );
         let size = file.size;
         open = Some((file, decoder.records(), decoder.rejected()));
         feed(&mut decoder, &data, &mut batches)?;
@@ -78,21 +81,21 @@ pub(super) fn decode_group(
             cb(size);
         }
     }
-    decoder.finish();
-    while let Some(batch) = decoder.flush()? {
-        batches.push(batch);
-    }
-    files.extend(open.take().map(|f| close(f, &decoder)));
     let mut part = finish(decoder, batches)?;
+    files.extend(open.map(|f| close(f, part.records, part.rejects.len())));
     part.files = files;
     Ok(part)
 }
 
-/// A file's rows and rejects: what the decoder counted since it started (the file's stream
-/// ended: its last record is counted).
-fn close((mut file, records, rejected): (FileRead, u64, usize), decoder: &Decoder) -> FileRead {
-    file.rejects = (decoder.rejected() - rejected) as u64;
-    file.rows = decoder.records() - records - file.rejects;
+/// A file's rows and rejects: what the decoder counted (`records`, `rejected`) since the file
+/// started, once its stream ended (its last record is counted then).
+fn close(
+    (mut file, start, start_rejected): (FileRead, u64, usize),
+    records: u64,
+    rejected: usize,
+) -> FileRead {
+    file.rejects = (rejected - start_rejected) as u64;
+    file.rows = records - start - file.rejects;
     file
 }
 
