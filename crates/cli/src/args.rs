@@ -232,6 +232,12 @@ pub struct RunOptions {
     /// Rows per decoded batch (the tables are the same for any size).
     #[arg(long, default_value_t = sparkify_core::reader::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+    /// The most input decoded and not yet loaded at once, in bytes (suffixes KiB, MiB,
+    /// GiB): what bounds the run's memory besides the songs and the star schema. At least
+    /// one part (a group of small files, or a chunk of a large one, about 4 MiB) is always
+    /// in flight.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub in_flight: u64,
     /// Also write the run summary as JSON to this file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
@@ -252,6 +258,29 @@ pub struct RunOptions {
     /// input (without it they stay, and are reported).
     #[arg(long, requires = "incremental")]
     pub prune: bool,
+}
+
+/// A size in bytes: `65536`, `64KiB`, `64MiB`, `1GiB` (or KB, MB, GB, also in powers of
+/// two).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: expected a number, as in 64MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("{other:?} is not a unit: use KiB, MiB or GiB")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -50,12 +50,16 @@ pub fn status_of(error: &anyhow::Error) -> ExitStatus {
                 Failure::Differs(_) => ExitStatus::Differs,
             };
         }
+        let core = core_of(cause);
+        if let Some(Core::TooManyRejects { .. }) = core {
+            return ExitStatus::TooManyRejects;
+        }
         let usage = matches!(
-            cause.downcast_ref::<Core>(),
+            core,
             Some(Core::NoInput(_) | Core::Pattern { .. } | Core::S3Url(_) | Core::MixedInputs)
         ) || matches!(
             cause.downcast_ref::<Warehouse>(),
-            Some(Warehouse::Config(_) | Warehouse::Dialect(_) | Warehouse::Url(_))
+            Some(Warehouse::Config(_) | Warehouse::Dialect(_))
         ) || matches!(
             cause.downcast_ref::<Parquet>(),
             Some(Parquet::NoSql(_) | Parquet::Incremental)
@@ -68,6 +72,27 @@ pub fn status_of(error: &anyhow::Error) -> ExitStatus {
         }
     }
     ExitStatus::Failed
+}
+
+/// The core's error `cause` is, or wraps: the sinks pass it on transparently, so the chain
+/// never shows it on its own.
+fn core_of<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a sparkify_core::Error> {
+    use sparkify_sink_duckdb::Error as DuckDb;
+    use sparkify_sink_parquet::Error as Parquet;
+    use sparkify_sink_redshift::Error as Warehouse;
+    if let Some(core) = cause.downcast_ref::<sparkify_core::Error>() {
+        return Some(core);
+    }
+    match (
+        cause.downcast_ref::<DuckDb>(),
+        cause.downcast_ref::<Warehouse>(),
+        cause.downcast_ref::<Parquet>(),
+    ) {
+        (Some(DuckDb::Core(c)), ..)
+        | (_, Some(Warehouse::Core(c)), _)
+        | (.., Some(Parquet::Core(c))) => Some(c),
+        _ => None,
+    }
 }
 
 /// A line of advice for a failure a person can fix, after the error itself: a full disk,

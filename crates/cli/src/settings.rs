@@ -129,6 +129,8 @@ pub struct LoadSettings {
     pub mode: SongplaysMode,
     pub threads: Option<usize>,
     pub batch_size: usize,
+    /// `--in-flight`, in bytes.
+    pub in_flight: u64,
     pub summary_json: Option<PathBuf>,
     pub dry_run: bool,
     /// `--incremental`, `--prune`.
@@ -171,6 +173,7 @@ impl LoadSettings {
             mode,
             threads: args.run.threads,
             batch_size: args.run.batch_size.max(1),
+            in_flight: args.run.in_flight,
             summary_json: args.run.summary_json,
             dry_run: args.run.dry_run,
             incremental: args.run.incremental,

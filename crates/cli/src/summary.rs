@@ -30,6 +30,8 @@ pub struct Summary {
     pub up_to_date: bool,
     pub sink: String,
     pub seconds: f64,
+    /// How the events flowed through the `--in-flight` bound, when they were streamed.
+    pub flow: Option<sparkify_core::source::Flow>,
 }
 
 /// Objects listed under the `s3://` inputs, and fetched (with their bytes as stored).
@@ -67,6 +69,8 @@ struct JsonSummary<'a> {
     up_to_date: bool,
     sink: &'a str,
     seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_flight: Option<sparkify_core::source::Flow>,
 }
 
 impl Summary {
@@ -161,6 +165,7 @@ impl Summary {
             up_to_date: self.up_to_date,
             sink: &self.sink,
             seconds: self.seconds,
+            in_flight: self.flow,
         }
     }
 }

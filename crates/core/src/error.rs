@@ -47,6 +47,9 @@ pub enum Error {
     /// The ledger of loaded files (`etl_files`) is not what a load can use.
     #[error("{0}")]
     Ledger(String),
+    /// More rejects than `--max-errors`: the load stops and commits nothing.
+    #[error("{rejected} rejects, more than --max-errors {max}; nothing was committed")]
+    TooManyRejects { rejected: usize, max: u64 },
     /// Arrow refused to build a batch.
     #[error(transparent)]
     Arrow(#[from] ArrowError),

@@ -22,6 +22,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod ledger;
 pub mod model;
+pub mod pipeline;
 pub mod reader;
 pub mod reject;
 pub mod sink;

@@ -10,16 +10,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int32Array, Int32Builder, Int64Builder, RecordBatch,
-    StringArray, StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder,
+    Array, ArrayRef, AsArray, Float64Array, Int32Array, Int32Builder, RecordBatch, StringArray,
+    StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder,
 };
-use arrow::datatypes::{Float64Type, Int32Type, TimestampMillisecondType};
-use chrono::{Datelike, Timelike};
+use arrow::datatypes::{Float64Type, Int32Type};
 
 use crate::error::Result;
+
+mod events;
+
 use crate::table::{
-    DM_ARTISTS, DM_SONGS, DM_TIME, DM_USERS, FT_SONGPLAYS, STAGING_EVENTS, STAGING_SONGS, TableDef,
+    DM_ARTISTS, DM_SONGS, DM_TIME, DM_USERS, FT_SONGPLAYS, STAGING_SONGS, TableDef,
 };
+pub use events::StarBuilder;
 
 /// Which plays become rows of `ft_songplays`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,23 +57,12 @@ impl StarSchema {
     }
 }
 
-/// Builds the star schema from `staging_events` and `staging_songs` batches.
+/// Builds the star schema from `staging_events` and `staging_songs` batches: the events
+/// pushed through a [`StarBuilder`] in one go.
 pub fn build(events: &RecordBatch, songs: &RecordBatch, mode: SongplaysMode) -> Result<StarSchema> {
-    let ev = Events::new(events);
-    let so = Songs::new(songs);
-    // The three tables drawn from the events cost about the same; they build side by side on
-    // the current rayon pool.
-    let (ft_songplays, (dm_users, dm_time)) = rayon::join(
-        || songplays(&ev, &so, mode),
-        || rayon::join(|| users(&ev), || time(&ev)),
-    );
-    Ok(StarSchema {
-        ft_songplays: ft_songplays?,
-        dm_users: dm_users?,
-        dm_songs: dim_songs(&so)?,
-        dm_artists: artists(&so)?,
-        dm_time: dm_time?,
-    })
+    let mut builder = StarBuilder::new(mode);
+    builder.push(events)?;
+    builder.finish(songs)
 }
 
 fn column<'a>(batch: &'a RecordBatch, table: &TableDef, name: &str) -> &'a ArrayRef {
@@ -78,58 +70,6 @@ fn column<'a>(batch: &'a RecordBatch, table: &TableDef, name: &str) -> &'a Array
         .index_of(name)
         .expect("column names come from the table definitions");
     batch.column(idx)
-}
-
-struct Events<'a> {
-    len: usize,
-    artist: &'a StringArray,
-    first_name: &'a StringArray,
-    gender: &'a StringArray,
-    item: &'a Int32Array,
-    last_name: &'a StringArray,
-    length: &'a Float64Array,
-    level: &'a StringArray,
-    location: &'a StringArray,
-    page: &'a StringArray,
-    session: &'a Int32Array,
-    song: &'a StringArray,
-    ts: &'a TimestampMillisecondArray,
-    user_agent: &'a StringArray,
-    user: &'a Int32Array,
-}
-
-impl<'a> Events<'a> {
-    fn new(b: &'a RecordBatch) -> Self {
-        let t = &STAGING_EVENTS;
-        Events {
-            len: b.num_rows(),
-            artist: column(b, t, "artist").as_string(),
-            first_name: column(b, t, "firstName").as_string(),
-            gender: column(b, t, "gender").as_string(),
-            item: column(b, t, "itemInSession").as_primitive::<Int32Type>(),
-            last_name: column(b, t, "lastName").as_string(),
-            length: column(b, t, "length").as_primitive::<Float64Type>(),
-            level: column(b, t, "level").as_string(),
-            location: column(b, t, "location").as_string(),
-            page: column(b, t, "page").as_string(),
-            session: column(b, t, "sessionId").as_primitive::<Int32Type>(),
-            song: column(b, t, "song").as_string(),
-            ts: column(b, t, "ts").as_primitive::<TimestampMillisecondType>(),
-            user_agent: column(b, t, "userAgent").as_string(),
-            user: column(b, t, "userId").as_primitive::<Int32Type>(),
-        }
-    }
-
-    /// Rows that are song plays with the natural key and time a songplay needs.
-    fn plays(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.len).filter(|&i| {
-            self.page.is_valid(i)
-                && self.page.value(i) == "NextSong"
-                && self.ts.is_valid(i)
-                && self.session.is_valid(i)
-                && self.item.is_valid(i)
-        })
-    }
 }
 
 struct Songs<'a> {
@@ -290,35 +230,6 @@ fn timestamps(rows: impl Iterator<Item = Option<i64>>) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-/// One row per user, attributes from the latest event: ts, then itemInSession, then
-/// sessionId, all descending; then level, firstName, lastName, gender ascending.
-fn users(ev: &Events<'_>) -> Result<RecordBatch> {
-    let picked = pick(
-        0..ev.len,
-        |i| opt(&ev.user, i),
-        |a, b| {
-            desc(opt(&ev.ts, a), opt(&ev.ts, b))
-                .then_with(|| desc(opt(&ev.item, a), opt(&ev.item, b)))
-                .then_with(|| desc(opt(&ev.session, a), opt(&ev.session, b)))
-                .then_with(|| asc(opt(&ev.level, a), opt(&ev.level, b)))
-                .then_with(|| asc(opt(&ev.first_name, a), opt(&ev.first_name, b)))
-                .then_with(|| asc(opt(&ev.last_name, a), opt(&ev.last_name, b)))
-                .then_with(|| asc(opt(&ev.gender, a), opt(&ev.gender, b)))
-        },
-    );
-    let rows = || picked.iter().map(|&(_, i)| i);
-    Ok(RecordBatch::try_new(
-        DM_USERS.schema(),
-        vec![
-            ints(picked.iter().map(|&(k, _)| Some(k))),
-            strings(rows().map(|i| opt(&ev.first_name, i))),
-            strings(rows().map(|i| opt(&ev.last_name, i))),
-            strings(rows().map(|i| opt(&ev.gender, i))),
-            strings(rows().map(|i| opt(&ev.level, i))),
-        ],
-    )?)
-}
-
 /// One row per song_id: year <> 0 first, then larger duration, smaller artist_id, smaller
 /// title, larger year.
 fn dim_songs(so: &Songs<'_>) -> Result<RecordBatch> {
@@ -379,111 +290,6 @@ fn artists(so: &Songs<'_>) -> Result<RecordBatch> {
             strings(rows().map(|i| opt(&so.location, i))),
             floats(rows().map(|i| opt(&so.latitude, i).map(|d| d.0))),
             floats(rows().map(|i| opt(&so.longitude, i).map(|d| d.0))),
-        ],
-    )?)
-}
-
-/// One row per distinct `ts` of the plays, with ISO week and ISO weekday (1 = Monday).
-fn time(ev: &Events<'_>) -> Result<RecordBatch> {
-    let mut ts: Vec<i64> = ev.plays().map(|i| ev.ts.value(i)).collect();
-    ts.sort_unstable();
-    ts.dedup();
-    let parts: Vec<[i32; 6]> = ts
-        .iter()
-        .map(|&ms| {
-            let t = crate::time::naive(ms).expect("the reader keeps timestamps in range");
-            [
-                t.hour() as i32,
-                t.day() as i32,
-                t.iso_week().week() as i32,
-                t.month() as i32,
-                t.year(),
-                t.weekday().number_from_monday() as i32,
-            ]
-        })
-        .collect();
-    let part = |k: usize| ints(parts.iter().map(move |p| Some(p[k])));
-    Ok(RecordBatch::try_new(
-        DM_TIME.schema(),
-        vec![
-            timestamps(ts.iter().map(|&t| Some(t))),
-            part(0),
-            part(1),
-            part(2),
-            part(3),
-            part(4),
-            part(5),
-        ],
-    )?)
-}
-
-/// One row per play, deduplicated on (sessionId, itemInSession) preferring the earliest ts,
-/// then the smaller userId, level, location, userAgent, song, artist, length. The song is the
-/// song record whose title and artist name equal the play's, the duration closest to its
-/// length first, then the smaller song_id, then the smaller artist_id.
-fn songplays(ev: &Events<'_>, so: &Songs<'_>, mode: SongplaysMode) -> Result<RecordBatch> {
-    let picked = pick(
-        ev.plays(),
-        |i| Some((ev.session.value(i), ev.item.value(i))),
-        |a, b| {
-            asc(opt(&ev.ts, a), opt(&ev.ts, b))
-                .then_with(|| asc(opt(&ev.user, a), opt(&ev.user, b)))
-                .then_with(|| asc(opt(&ev.level, a), opt(&ev.level, b)))
-                .then_with(|| asc(opt(&ev.location, a), opt(&ev.location, b)))
-                .then_with(|| asc(opt(&ev.user_agent, a), opt(&ev.user_agent, b)))
-                .then_with(|| asc(opt(&ev.song, a), opt(&ev.song, b)))
-                .then_with(|| asc(opt(&ev.artist, a), opt(&ev.artist, b)))
-                .then_with(|| asc(opt(&ev.length, a), opt(&ev.length, b)))
-        },
-    );
-
-    let mut by_name: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-    for i in 0..so.len {
-        if let (Some(t), Some(a)) = (opt(&so.title, i), opt(&so.artist_name, i)) {
-            by_name.entry((t, a)).or_default().push(i);
-        }
-    }
-    let find_song = |i: usize| -> Option<usize> {
-        let key = (opt(&ev.song, i)?, opt(&ev.artist, i)?);
-        let length = opt(&ev.length, i);
-        let distance =
-            |s: usize| -> Option<F64> { Some(F64((opt(&so.duration, s)?.0 - length?.0).abs())) };
-        by_name.get(&key)?.iter().copied().min_by(|&a, &b| {
-            asc(distance(a), distance(b))
-                .then_with(|| asc(opt(&so.song_id, a), opt(&so.song_id, b)))
-                .then_with(|| asc(opt(&so.artist_id, a), opt(&so.artist_id, b)))
-        })
-    };
-
-    let mut plays: Vec<(i64, i32, i32, usize, Option<usize>)> = picked
-        .iter()
-        .filter_map(|&((session, item), i)| {
-            let song = find_song(i);
-            (song.is_some() || mode == SongplaysMode::All)
-                .then(|| (ev.ts.value(i), session, item, i, song))
-        })
-        .collect();
-    plays.sort_unstable_by_key(|p| (p.0, p.1, p.2));
-
-    let mut id = Int64Builder::with_capacity(plays.len());
-    for n in 0..plays.len() {
-        id.append_value(n as i64);
-    }
-    let ev_rows = || plays.iter().map(|p| p.3);
-    let song_rows = || plays.iter().map(|p| p.4);
-    Ok(RecordBatch::try_new(
-        FT_SONGPLAYS.schema(),
-        vec![
-            Arc::new(id.finish()),
-            timestamps(plays.iter().map(|p| Some(p.0))),
-            ints(ev_rows().map(|i| opt(&ev.user, i))),
-            strings(ev_rows().map(|i| opt(&ev.level, i))),
-            strings(song_rows().map(|s| s.and_then(|s| opt(&so.song_id, s)))),
-            strings(song_rows().map(|s| s.and_then(|s| opt(&so.artist_id, s)))),
-            ints(plays.iter().map(|p| Some(p.1))),
-            ints(plays.iter().map(|p| Some(p.2))),
-            strings(ev_rows().map(|i| opt(&ev.location, i))),
-            strings(ev_rows().map(|i| opt(&ev.user_agent, i).map(strip_quotes))),
         ],
     )?)
 }

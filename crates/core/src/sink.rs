@@ -107,11 +107,88 @@ pub fn reconcile(
     Ok(())
 }
 
+/// A load whose rows come as they are decoded: the staging tables' rows part by part
+/// ([`Staged::next`]), then the tables built from all of them ([`Staged::finish`]). A sink
+/// appends each part as it comes, inside the load's one transaction; an error from either
+/// (a bad input, more rejects than `--max-errors`) means the sink commits nothing.
+pub trait Staged: std::fmt::Debug {
+    /// Whether the load adds to what the sink holds ([`Finished::increment`]).
+    fn incremental(&self) -> bool;
+
+    /// The next rows of a staging table, in input order; `None` after the last.
+    fn next(&mut self) -> Option<crate::Result<(&'static TableDef, Vec<RecordBatch>)>>;
+
+    /// Once [`Staged::next`] gave `None`: everything built from the rows.
+    fn finish(&mut self) -> crate::Result<Finished>;
+
+    /// Says what the load does now, after the staging rows ("committing", say), for the
+    /// progress display.
+    fn phase(&self, _phase: &str) {}
+}
+
+/// What a streamed load gives once its staging rows are through.
+#[derive(Debug)]
+pub struct Finished {
+    /// `None` when the sink builds the star in SQL (an incremental load).
+    pub star: Option<StarSchema>,
+    pub load_errors: RecordBatch,
+    pub etl_files: RecordBatch,
+    pub increment: Option<Increment>,
+    /// What [`staged_counts`] says for a load of whole tables: the rows the sink must hold
+    /// in each counted table after the load.
+    pub staged: Vec<(&'static TableDef, u64)>,
+}
+
+/// A streamed load gathered into whole tables, for a sink that loads whole tables.
+#[derive(Debug)]
+pub struct Collected {
+    pub staging_events: RecordBatch,
+    pub staging_songs: RecordBatch,
+    pub finished: Finished,
+}
+
+impl Collected {
+    /// The tables, as a load of whole tables takes them.
+    pub fn tables(&self) -> Tables<'_> {
+        Tables {
+            staging_events: &self.staging_events,
+            staging_songs: &self.staging_songs,
+            star: self.finished.star.as_ref(),
+            load_errors: &self.finished.load_errors,
+            etl_files: &self.finished.etl_files,
+            increment: self.finished.increment.as_ref(),
+        }
+    }
+}
+
+/// Takes every part of `staged` and gathers each staging table whole.
+pub fn collect(staged: &mut dyn Staged) -> crate::Result<Collected> {
+    let (mut events, mut songs) = (Vec::new(), Vec::new());
+    while let Some(next) = staged.next() {
+        let (table, batches) = next?;
+        match table.name == STAGING_SONGS.name {
+            true => songs.extend(batches),
+            false => events.extend(batches),
+        }
+    }
+    staged.phase("gathering the staging tables");
+    let whole = |table: &TableDef, batches: &[RecordBatch]| {
+        arrow::compute::concat_batches(&table.schema(), batches)
+    };
+    Ok(Collected {
+        staging_events: whole(&STAGING_EVENTS, &events)?,
+        staging_songs: whole(&STAGING_SONGS, &songs)?,
+        finished: staged.finish()?,
+    })
+}
+
 /// Where a load's staging tables come from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub enum Load<'a> {
     /// Parsed here: every table as batches.
     Parsed(Tables<'a>),
+    /// Parsed here as the load goes: see [`Staged`].
+    Streamed(&'a mut (dyn Staged + Send)),
     /// Read by the warehouse itself from where the input lies (Redshift's `COPY` of the JSON
     /// in S3); nothing was parsed here, and the warehouse builds the star schema in SQL.
     InWarehouse,

@@ -174,6 +174,38 @@ fn tables_are_the_same_for_any_batch_size_thread_count_and_chunking() {
 }
 
 #[test]
+fn the_star_is_the_same_pushed_in_any_slices_order_and_builders_merged() {
+    let r = real(&ReadOptions::default());
+    for mode in [SongplaysMode::Matched, SongplaysMode::All] {
+        let reference = model::build(&r.events.batch, &r.songs.batch, mode).unwrap();
+        let events = &r.events.batch;
+        // Slices of uneven sizes, pushed last first into three builders, as the workers of a
+        // streamed load push the parts they decode.
+        let (mut slices, mut start, mut k) = (Vec::new(), 0, 0);
+        while start < events.num_rows() {
+            let len = (k * 37 % 900 + 1).min(events.num_rows() - start);
+            slices.push(events.slice(start, len));
+            start += len;
+            k += 1;
+        }
+        slices.reverse();
+        let mut builders = vec![model::StarBuilder::new(mode); 3];
+        for (i, slice) in slices.iter().enumerate() {
+            builders[i % 3].push(slice).unwrap();
+        }
+        let mut all = builders.remove(0);
+        for b in builders {
+            all.merge(b);
+        }
+        assert_eq!(all.events(), events.num_rows() as u64);
+        let star = all.finish(&r.songs.batch).unwrap();
+        for ((t, a), (_, b)) in star.tables().iter().zip(reference.tables().iter()) {
+            assert_eq!(a, b, "{} ({mode:?})", t.name);
+        }
+    }
+}
+
+#[test]
 fn star_schema_is_the_same_whatever_the_file_order() {
     let opts = ReadOptions::default();
     let reference = real(&opts);

@@ -15,17 +15,24 @@ use std::path::{Path, PathBuf};
 
 mod scan;
 
+use arrow::array::RecordBatch;
 use duckdb::Connection;
 use sparkify_core::ledger;
 use sparkify_core::model::SongplaysMode;
-use sparkify_core::sink::{self, QueryResult, TablesAction};
+use sparkify_core::sink::{self, QueryResult, Staged, TablesAction};
 use sparkify_core::sql::{self, Dialect};
-use sparkify_core::table::{SINK_TABLES, STAR_TABLES, TableDef};
+use sparkify_core::table::{
+    ETL_FILES, LOAD_ERRORS, SINK_TABLES, STAGING_EVENTS, STAR_TABLES, TableDef,
+};
 use sparkify_core::{Load, Sink, Tables};
 
 /// What can go wrong loading DuckDB.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// An input failed, or brought too many rejects, while a streamed load was read;
+    /// nothing was committed.
+    #[error(transparent)]
+    Core(#[from] sparkify_core::Error),
     #[error(transparent)]
     Unreconciled(#[from] sparkify_core::sink::Unreconciled),
     /// The database file could not be opened or created (the cause follows in the chain).
@@ -192,6 +199,8 @@ impl DuckDbSink {
         let conn = self.open()?;
         conn.register_table_function::<scan::BatchScan>(scan::FUNCTION)
             .map_err(self.sql_error("registering the batch scan"))?;
+        conn.register_table_function::<scan::StreamScan>(scan::STREAM_FUNCTION)
+            .map_err(self.sql_error("registering the stream scan"))?;
         conn.execute_batch("SET preserve_insertion_order = false")
             .map_err(self.sql_error("SET preserve_insertion_order = false"))?;
         Ok(conn)
@@ -229,15 +238,18 @@ impl DuckDbSink {
     }
 
     /// Counts the tables the run parsed, inside the load's transaction, against the run's rows.
-    fn reconcile(&self, tx: &duckdb::Transaction<'_>, tables: &Tables<'_>) -> Result<()> {
-        let expected = sink::staged_counts(tables);
+    fn reconcile(
+        &self,
+        tx: &duckdb::Transaction<'_>,
+        expected: &[(&'static TableDef, u64)],
+    ) -> Result<()> {
         let count = sql::count_rows(&expected.iter().map(|(t, _)| *t).collect::<Vec<_>>());
         let mut stmt = tx.prepare(&count).map_err(self.sql_error(count.clone()))?;
         let counted: Vec<(String, u64)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.unsigned_abs())))
             .and_then(Iterator::collect)
             .map_err(self.sql_error(count.clone()))?;
-        Ok(sink::reconcile(&expected, &counted)?)
+        Ok(sink::reconcile(expected, &counted)?)
     }
 
     /// Goes on only if `etl_files` is still what the run read (under the file's lock).
@@ -291,16 +303,18 @@ impl Sink for DuckDbSink {
     /// Every statement a load runs, in order (appends shown as comments), for `--dry-run`.
     fn plan(&self) -> Result<Vec<String>> {
         let mut out = vec!["BEGIN".to_owned()];
-        for table in SINK_TABLES {
-            out.push(sql::drop_table(table));
-            out.push(sql::create_table_unkeyed(table, &Dialect::DuckDb));
-            if appends(self.transform, table) {
-                out.extend(append_steps(table).into_iter().map(|step| match step {
-                    Step::Sql(s) => s,
-                    Step::Insert(s) => format!("-- {s}: the run's rows (parallel Arrow scan)"),
-                }));
-            }
+        out.extend(replace_all());
+        out.push(limit_appends());
+        for table in SINK_TABLES.iter().filter(|t| appends(self.transform, t)) {
+            out.push(match table.name == STAGING_EVENTS.name {
+                true => format!(
+                    "-- {}: the run's events as they are read (parallel Arrow scan)",
+                    insert_stream()
+                ),
+                false => format!("-- {}: the run's rows (parallel Arrow scan)", insert(table)),
+            });
         }
+        out.push(RESET_LIMIT.to_owned());
         if let Transform::Sql(mode) = self.transform {
             out.extend(sql::transforms(&Dialect::DuckDb, mode));
         }
@@ -342,11 +356,25 @@ impl Sink for DuckDbSink {
     }
 
     fn load(&mut self, load: Load<'_>) -> Result<()> {
-        let Load::Parsed(tables) = load else {
-            return Err(Error::NothingParsed {
+        match load {
+            Load::Parsed(tables) => self.load_tables(&tables),
+            // An incremental load removes the replaced files' rows before it appends: it is
+            // staged whole, once read.
+            Load::Streamed(staged) if staged.incremental() => {
+                let collected = sink::collect(staged)?;
+                self.load_tables(&collected.tables())
+            }
+            Load::Streamed(staged) => self.load_stream(staged),
+            Load::InWarehouse => Err(Error::NothingParsed {
                 path: self.path.display().to_string(),
-            });
-        };
+            }),
+        }
+    }
+}
+
+impl DuckDbSink {
+    /// A load of whole tables.
+    fn load_tables(&self, tables: &Tables<'_>) -> Result<()> {
         let transform = match (tables.increment, tables.star, self.transform) {
             (Some(increment), _, _) => Transform::Sql(increment.mode),
             (None, None, Transform::Memory) => {
@@ -367,52 +395,168 @@ impl Sink for DuckDbSink {
                 self.check_ledger(&tx, increment.digest)?;
                 ledger::increment_sql(increment, &Dialect::DuckDb)
             }
-            None => SINK_TABLES
-                .iter()
-                .flat_map(|t| {
-                    [
-                        sql::drop_table(t),
-                        sql::create_table_unkeyed(t, &Dialect::DuckDb),
-                    ]
-                })
-                .collect(),
+            None => replace_all(),
         };
-        for s in setup {
+        for s in setup.into_iter().chain([limit_appends()]) {
             tx.execute_batch(&s).map_err(self.sql_error(s))?;
         }
         for (table, batch) in tables.all() {
-            if batch.num_rows() == 0 || !appends(transform, table) {
-                continue;
+            if appends(transform, table) {
+                self.append(&tx, table, vec![batch.clone()])?;
             }
-            let appending = std::time::Instant::now();
-            let context = || format!("appending {} rows to {}", batch.num_rows(), table.name);
-            let registered = scan::Registration::new(sparkify_core::time::to_micros(batch)?);
-            for step in append_steps(table) {
-                match step {
-                    Step::Sql(s) => tx.execute_batch(&s).map_err(self.sql_error(s))?,
-                    Step::Insert(s) => {
-                        tx.execute(&s, [registered.0])
-                            .map_err(self.sql_error(context()))?;
-                    }
-                }
-            }
-            tracing::debug!(
-                table = table.name,
-                rows = batch.num_rows(),
-                seconds = appending.elapsed().as_secs_f64(),
-                "appended"
-            );
         }
+        tx.execute_batch(RESET_LIMIT)
+            .map_err(self.sql_error(RESET_LIMIT))?;
+        let expected = sink::staged_counts(tables);
+        self.complete(tx, transform, &expected, tables.increment.is_none())
+    }
+
+    /// A streamed load: the staging rows appended part by part as the reader gives them, then
+    /// the rest; one transaction throughout.
+    fn load_stream(&self, staged: &mut (dyn Staged + Send)) -> Result<()> {
+        let transform = self.transform;
+        let mut conn = self.open_for_inserts()?;
+        let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
+        for s in replace_all().into_iter().chain([limit_appends()]) {
+            tx.execute_batch(&s).map_err(self.sql_error(s))?;
+        }
+        // The events go in by one INSERT that scans them as the reader gives them; any other
+        // staging table (the songs) is appended whole.
+        let mut next = staged.next();
+        while let Some(item) = next {
+            let (table, batches) = item?;
+            next = match table.name == STAGING_EVENTS.name {
+                true => self.append_stream(&tx, batches, staged)?,
+                false => {
+                    self.append(&tx, table, batches)?;
+                    staged.next()
+                }
+            };
+        }
+        let finished = staged.finish()?;
+        staged.phase("loading the star schema");
+        let mut rest = Vec::new();
+        if transform == Transform::Memory {
+            let star = finished.star.as_ref().ok_or_else(|| Error::NothingParsed {
+                path: self.path.display().to_string(),
+            })?;
+            rest.extend(star.tables());
+        }
+        rest.push((&LOAD_ERRORS, &finished.load_errors));
+        rest.push((&ETL_FILES, &finished.etl_files));
+        for (table, batch) in rest {
+            self.append(&tx, table, vec![batch.clone()])?;
+        }
+        tx.execute_batch(RESET_LIMIT)
+            .map_err(self.sql_error(RESET_LIMIT))?;
+        staged.phase("checking keys and committing");
+        self.complete(tx, transform, &finished.staged, true)
+    }
+
+    /// Appends `first` and the parts of `staged` that follow it while they are
+    /// `staging_events`, in one parallel insert that scans them as they come (a feeder
+    /// thread takes them from `staged` and sends their batches to the scan); returns what
+    /// `staged` gave after them.
+    fn append_stream(
+        &self,
+        tx: &duckdb::Transaction<'_>,
+        first: Vec<RecordBatch>,
+        staged: &mut (dyn Staged + Send),
+    ) -> Result<Option<Part>> {
+        let empty = RecordBatch::new_empty(STAGING_EVENTS.schema());
+        let schema = sparkify_core::time::to_micros(&empty)?.schema();
+        // Two batches wait for the scan at most, beyond the reader's in-flight bound.
+        let (registration, sender) = scan::FeedRegistration::new(schema, 2);
+        let appending = std::time::Instant::now();
+        let (inserted, fed) = std::thread::scope(|scope| {
+            let feeder = scope.spawn(move || -> Result<(u64, Option<Part>)> {
+                let mut rows = 0;
+                let mut batches = first;
+                loop {
+                    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+                        rows += batch.num_rows() as u64;
+                        if sender.send(sparkify_core::time::to_micros(batch)?).is_err() {
+                            // The insert failed and stopped scanning: it says why.
+                            return Ok((rows, None));
+                        }
+                    }
+                    batches = match staged.next() {
+                        Some(Ok((table, b))) if table.name == STAGING_EVENTS.name => b,
+                        other => return Ok((rows, other)),
+                    };
+                }
+            });
+            let inserted = tx
+                .execute(&insert_stream(), [registration.0])
+                .map_err(self.sql_error("appending the events to staging_events as they are read"));
+            // A feeder waiting on the scan fails its send now, and stops.
+            drop(registration);
+            let fed = feeder
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (inserted, fed)
+        });
+        // The feeder's error (an input failed, too many rejects) is why the scan ended early.
+        let (rows, after) = fed?;
+        inserted?;
+        tracing::debug!(
+            table = STAGING_EVENTS.name,
+            rows,
+            seconds = appending.elapsed().as_secs_f64(),
+            "appended as read"
+        );
+        Ok(after)
+    }
+
+    /// Appends `batches` (of one table) in one parallel insert.
+    fn append(
+        &self,
+        tx: &duckdb::Transaction<'_>,
+        table: &TableDef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<()> {
+        let batches: Vec<RecordBatch> = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(sparkify_core::time::to_micros)
+            .collect::<Result<_, _>>()?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows == 0 {
+            return Ok(());
+        }
+        let appending = std::time::Instant::now();
+        let registered = scan::Registration::new(batches);
+        let context = format!("appending {rows} rows to {}", table.name);
+        tx.execute(&insert(table), [registered.0])
+            .map_err(self.sql_error(context))?;
+        tracing::debug!(
+            table = table.name,
+            rows,
+            seconds = appending.elapsed().as_secs_f64(),
+            "appended"
+        );
+        Ok(())
+    }
+
+    /// The end of every load: the SQL transforms when DuckDB builds the star, the counts
+    /// against `expected`, the keys (`add_keys`: a full load's tables are created without
+    /// them), COMMIT.
+    fn complete(
+        &self,
+        tx: duckdb::Transaction<'_>,
+        transform: Transform,
+        expected: &[(&'static TableDef, u64)],
+        add_keys: bool,
+    ) -> Result<()> {
         if let Transform::Sql(mode) = transform {
             for statement in sql::transforms(&Dialect::DuckDb, mode) {
                 tx.execute_batch(&statement)
                     .map_err(self.sql_error(statement.clone()))?;
             }
         }
-        self.reconcile(&tx, &tables)?;
+        self.reconcile(&tx, expected)?;
         let keying = std::time::Instant::now();
-        if tables.increment.is_none() {
-            // An incremental load's tables were created with their keys.
+        if add_keys {
             self.add_keys(&tx)?;
         }
         tracing::debug!(
@@ -427,6 +571,22 @@ impl Sink for DuckDbSink {
         Ok(())
     }
 }
+
+/// A full load's setup: every table dropped and created without its key.
+fn replace_all() -> Vec<String> {
+    SINK_TABLES
+        .iter()
+        .flat_map(|t| {
+            [
+                sql::drop_table(t),
+                sql::create_table_unkeyed(t, &Dialect::DuckDb),
+            ]
+        })
+        .collect()
+}
+
+/// What a streamed load gives at a time: a staging table's next rows.
+type Part = sparkify_core::Result<(&'static TableDef, Vec<RecordBatch>)>;
 
 /// Whether a load with `transform` appends `table`'s rows (the SQL transform builds the star).
 fn appends(transform: Transform, table: &TableDef) -> bool {
@@ -443,27 +603,33 @@ fn append_memory_limit() -> String {
     format!("{}MiB", (64 * scan::cores()).max(256))
 }
 
-/// One statement of a table's append.
-enum Step {
-    /// Runs as it is.
-    Sql(String),
-    /// Inserts the batch registered with [`scan::Registration`], whose token is its parameter.
-    Insert(String),
+/// `SET memory_limit` for the appends (see [`append_memory_limit`]); `RESET memory_limit`
+/// follows them, before the keys are checked and added.
+fn limit_appends() -> String {
+    format!("SET memory_limit = '{}'", append_memory_limit())
 }
 
-/// How a load appends `table`'s rows: under [`append_memory_limit`], then the limit back to
-/// DuckDB's default. Every table is created without its key (it is added once all rows are
-/// in), so there is no index to keep in memory and everything written can be evicted.
-fn append_steps(table: &TableDef) -> Vec<Step> {
-    vec![
-        Step::Sql(format!("SET memory_limit = '{}'", append_memory_limit())),
-        Step::Insert(format!(
-            "INSERT INTO {} SELECT * FROM {}(?)",
-            table.name,
-            scan::FUNCTION
-        )),
-        Step::Sql("RESET memory_limit".to_owned()),
-    ]
+const RESET_LIMIT: &str = "RESET memory_limit";
+
+/// How a load appends rows to `table`: the rows registered with [`scan::Registration`] (whose
+/// token is the parameter), scanned in parallel. Every table is created without its key (it is
+/// added once all rows are in), so there is no index to keep in memory and everything written
+/// can be evicted.
+fn insert(table: &TableDef) -> String {
+    format!(
+        "INSERT INTO {} SELECT * FROM {}(?)",
+        table.name,
+        scan::FUNCTION
+    )
+}
+
+/// How a streamed load appends the events: one insert scanning them as they are read.
+fn insert_stream() -> String {
+    format!(
+        "INSERT INTO {} SELECT * FROM {}(?)",
+        STAGING_EVENTS.name,
+        scan::STREAM_FUNCTION
+    )
 }
 
 /// A DuckDB value as text the way PostgreSQL prints the same value (`None` for NULL): numbers

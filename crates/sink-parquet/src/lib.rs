@@ -45,6 +45,9 @@ use sparkify_s3::{Body, LazyS3, S3, S3Options, S3Url};
 /// What can go wrong writing the lake.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// An input failed while a streamed load was read; nothing was written.
+    #[error(transparent)]
+    Core(#[from] sparkify_core::Error),
     /// A lake is written whole: it has no rows to add a file's to.
     #[error(
         "a Parquet lake is replaced whole on every load: --incremental needs a DuckDB, \
@@ -332,8 +335,13 @@ impl Sink for ParquetSink {
     }
 
     fn load(&mut self, load: Load<'_>) -> Result<()> {
-        let Load::Parsed(tables) = load else {
-            return Err(Error::NothingParsed);
+        let tables = match load {
+            Load::Parsed(tables) => tables,
+            Load::Streamed(staged) => {
+                let collected = sparkify_core::sink::collect(staged)?;
+                return self.load(Load::Parsed(collected.tables()));
+            }
+            Load::InWarehouse => return Err(Error::NothingParsed),
         };
         if tables.increment.is_some() {
             return Err(Error::Incremental);

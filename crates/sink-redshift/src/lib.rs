@@ -64,9 +64,10 @@ pub enum Error {
     /// `--iam-auth`: no temporary credentials.
     #[error("IAM database credentials: {0}")]
     Credentials(String),
-    /// A malformed `s3://` URL in the settings.
+    /// A malformed `s3://` URL in the settings, or an input that failed while a streamed load
+    /// was read (nothing was committed).
     #[error(transparent)]
-    Url(#[from] sparkify_core::Error),
+    Core(#[from] sparkify_core::Error),
     #[error("cannot connect to {target}: {source}")]
     Connect {
         target: String,
@@ -250,6 +251,11 @@ impl Sink for WarehouseSink {
         let copy = self.redshift_copy()?;
         let tables = match load {
             Load::Parsed(tables) => Some(tables),
+            Load::Streamed(staged) => {
+                // Staged whole (uploaded as Parquet, or sent by COPY FROM STDIN) once read.
+                let collected = sparkify_core::sink::collect(staged)?;
+                return self.load(Load::Parsed(collected.tables()));
+            }
             Load::InWarehouse => None,
         };
         let expected = match (&copy, &tables) {

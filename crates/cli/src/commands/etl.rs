@@ -4,14 +4,16 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sparkify_core::ledger::{self, Increment, Kind, Ledger, Split};
-use sparkify_core::model;
-use sparkify_core::reject::rejects_batch;
+use sparkify_core::Load;
+use sparkify_core::ledger::{self, Kind, Ledger, Split};
+use sparkify_core::pipeline::{self, Against, Pipeline};
 use sparkify_core::sink::Staging;
-use sparkify_core::source::{self, Discovery, Input, InputFile, ReadOptions, ReadOutput, Remote};
+use sparkify_core::source::{
+    self, Discovery, FileRead, Input, InputFile, ReadOptions, ReadOutput, Remote, StreamInput,
+};
 use sparkify_core::table::{ETL_FILES, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS};
-use sparkify_core::{Load, Tables};
 use sparkify_s3::{S3, S3Options, Source};
 
 use crate::args::EtlArgs;
@@ -103,62 +105,25 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
             gone.path, gone.rows_staged, gone.rejects
         );
     }
-    let read = read_found(
-        &found,
-        &song_split.read,
-        &event_split.read,
-        s.batch_size,
-        &pool,
-    )?;
-    read.songs_out.reconcile(STAGING_SONGS.name)?;
-    read.events_out.reconcile(STAGING_EVENTS.name)?;
-    let s3_counts = read.s3_counts();
-    let Read {
-        songs,
-        events,
-        songs_out,
-        events_out,
-        ..
-    } = read;
-
-    let rejects: Vec<_> = songs_out
-        .rejects
-        .iter()
-        .chain(&events_out.rejects)
-        .cloned()
-        .collect();
+    let mut remove = song_split.remove;
+    remove.extend(event_split.remove);
     let mut summary = Summary {
-        records_read: songs_out.records + events_out.records,
-        files_read: songs_out.files_read + events_out.files_read,
-        files_skipped: songs.skipped.len() + events.skipped.len(),
+        records_read: 0,
+        files_read: 0,
+        files_skipped: found.songs.skipped.len() + found.events.skipped.len(),
         files_already_loaded: song_split.unchanged + event_split.unchanged,
         files_vanished: song_split.vanished.len() + event_split.vanished.len(),
         incremental: held.is_some(),
-        s3: s3_counts,
-        bytes_read: songs_out.bytes_read + events_out.bytes_read,
+        s3: None,
+        bytes_read: 0,
         rows: Vec::new(),
-        rejects,
+        rejects: Vec::new(),
         committed: false,
         up_to_date: false,
         sink: sink.describe(),
         seconds: 0.0,
+        flow: None,
     };
-    for r in &summary.rejects {
-        eprintln!("reject: {r}");
-    }
-    let rejected = summary.rejects.len();
-    if rejected as u64 > s.max_errors {
-        summary.seconds = started.elapsed().as_secs_f64();
-        finish(&summary, &s)?;
-        return Err(Failure::TooManyRejects {
-            rejected,
-            max: s.max_errors,
-        }
-        .into());
-    }
-
-    let mut remove = song_split.remove;
-    remove.extend(event_split.remove);
     if held.is_some()
         && song_split.read.is_empty()
         && event_split.read.is_empty()
@@ -170,52 +135,120 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         summary.seconds = started.elapsed().as_secs_f64();
         return Ok(finish(&summary, &s)?);
     }
-    let first_id = held.as_ref().map_or(1, Ledger::next_id);
-    let first_event = first_id + songs_out.files.len() as i32;
-    let staging_songs = ledger::tag(&STAGING_SONGS, &songs_out.batch, &songs_out.files, first_id)?;
-    let staging_events = ledger::tag(
-        &STAGING_EVENTS,
-        &events_out.batch,
-        &events_out.files,
-        first_event,
-    )?;
-    let run_files = [
-        (Kind::Songs, songs_out.files.as_slice()),
-        (Kind::Events, events_out.files.as_slice()),
-    ];
-    let etl_files = ledger::ledger_batch(&run_files, first_id, run_started_at)?;
-    let increment = held
-        .as_ref()
-        .map(|l| Increment::new(l, remove, &run_files, s.mode));
+
+    let (songs, events) = (&song_split.read, &event_split.read);
+    let progress = Progress::new(bytes(songs) + bytes(events));
+    let opts = ReadOptions {
+        batch_size: s.batch_size,
+        on_file: Some(progress.on_file()),
+        ..ReadOptions::default()
+    };
+    let remote = found.s3.as_ref().map(|r| r as &dyn Remote);
+    let against = held.map(|ledger| Against { ledger, remove });
+    let first_id = against.as_ref().map_or(1, |a| a.ledger.next_id());
     // An incremental load's star schema is rebuilt in the sink, over every staged row.
-    let star = match increment {
-        Some(_) => None,
-        None => Some(pool.install(|| model::build(&events_out.batch, &songs_out.batch, s.mode))?),
+    let (model, push): (_, source::OnPart) = match against {
+        None => {
+            let model = pipeline::Model::new(s.mode);
+            let pushing = Arc::clone(&model);
+            let push = Arc::new(move |b: &[RecordBatch]| pushing.push(b));
+            (Some(model), push)
+        }
+        Some(_) => (None, Arc::new(|_: &[RecordBatch]| Ok(()))),
     };
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "model built");
-    let load_errors = rejects_batch(&summary.rejects, run_started_at);
-    let tables = Tables {
-        staging_events: &staging_events,
-        staging_songs: &staging_songs,
-        star: star.as_ref(),
-        load_errors: &load_errors,
-        etl_files: &etl_files,
-        increment: increment.as_ref(),
+    let inputs: Box<dyn Iterator<Item = sparkify_core::Result<StreamInput<'_>>> + Send> =
+        match remote {
+            Some(remote) if !found.events.is_local() => Box::new(remote.fetch(events).map(|b| {
+                b.map(StreamInput::Fetched)
+                    .map_err(sparkify_core::Error::Fetch)
+            })),
+            _ => Box::new(events.iter().map(|f| Ok(StreamInput::File(f)))),
+        };
+    let options = pipeline::Options {
+        mode: s.mode,
+        max_errors: s.max_errors,
+        first_id,
+        song_files: songs.len(),
+        started_at_ms: run_started_at,
     };
-    summary.rows = tables
-        .all()
-        .iter()
-        .map(|(t, b)| (t.name.to_owned(), b.num_rows()))
-        .collect();
-    let loaded = sink.load(Load::Parsed(tables));
+    let (loaded, run) = std::thread::scope(|scope| {
+        // The songs are read whole on the same workers while the events stream.
+        let (songs_read, songs_out) = std::sync::mpsc::channel();
+        let (opts_songs, pool) = (&opts, &pool);
+        scope.spawn(move || {
+            let read = source::read(
+                songs,
+                &STAGING_SONGS.input_schema(),
+                opts_songs,
+                pool,
+                remote,
+            );
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), "songs read");
+            let _ = songs_read.send(read);
+        });
+        let parts = source::stream(
+            scope,
+            inputs,
+            STAGING_EVENTS.input_schema(),
+            opts.clone(),
+            s.in_flight,
+            pool,
+            push,
+        );
+        let mut pipeline = Pipeline::new(parts, songs_out, model, against, options)
+            .with_phases(progress.on_phase());
+        let loaded = sink.load(Load::Streamed(&mut pipeline));
+        (loaded, pipeline)
+    });
+    progress.finish();
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "sink done");
+    let (song_files, event_files) = run.files();
+    let stored = |files: &[FileRead]| files.iter().map(|f| f.size).sum::<u64>();
+    summary.records_read = run.records();
+    summary.files_read = song_files.len() + event_files.len();
+    summary.bytes_read = stored(song_files) + stored(event_files);
+    summary.s3 = found.s3.is_some().then(|| {
+        // What came from S3: the inputs given as s3:// URLs.
+        let from_s3 = |found: &Discovery, read: &[FileRead]| match found.is_local() {
+            true => (0, 0, 0),
+            false => (found.files.len(), read.len(), stored(read)),
+        };
+        let (sl, sf, sb) = from_s3(&found.songs, song_files);
+        let (el, ef, eb) = from_s3(&found.events, event_files);
+        S3Counts {
+            objects_listed: sl + el,
+            objects_fetched: sf + ef,
+            bytes_fetched: sb + eb,
+        }
+    });
+    summary.rejects = run.rejects();
+    summary.flow = Some(run.flow());
+    summary.rows = run
+        .rows()
+        .iter()
+        .map(|(t, n)| ((*t).to_owned(), *n))
+        .collect();
+    for r in &summary.rejects {
+        eprintln!("reject: {r}");
+    }
     summary.committed = loaded.is_ok();
-    if loaded.is_ok() && increment.is_some() {
+    if loaded.is_ok() && summary.incremental {
         summary.rows = sink_rows(sink.as_mut())?;
     }
     summary.seconds = started.elapsed().as_secs_f64();
     finish(&summary, &s)?;
+    if run.overflowed() {
+        return Err(Failure::TooManyRejects {
+            rejected: summary.rejects.len(),
+            max: s.max_errors,
+        }
+        .into());
+    }
     loaded
+}
+
+fn bytes(files: &[InputFile]) -> u64 {
+    files.iter().map(|f| f.len).sum()
 }
 
 /// Every file found, to read (a full load).
@@ -248,34 +281,10 @@ fn sink_rows(sink: &mut dyn AnySink) -> anyhow::Result<Vec<(String, usize)>> {
         .collect())
 }
 
-/// What `--songs` and `--events` found, and read.
+/// The songs and the events, read whole (`sparkify verify` compares a sink with them).
 pub struct Read {
-    pub songs: Discovery,
-    pub events: Discovery,
     pub songs_out: ReadOutput,
     pub events_out: ReadOutput,
-    /// Whether any input is in S3.
-    pub s3: bool,
-}
-
-impl Read {
-    /// What the run listed and fetched from S3, when it read from there.
-    fn s3_counts(&self) -> Option<S3Counts> {
-        let fetched = |d: &Discovery, o: &ReadOutput| {
-            if d.is_local() {
-                (0, 0, 0)
-            } else {
-                (d.files.len(), o.files_read, o.bytes_read)
-            }
-        };
-        let (sl, sf, sb) = fetched(&self.songs, &self.songs_out);
-        let (el, ef, eb) = fetched(&self.events, &self.events_out);
-        self.s3.then_some(S3Counts {
-            objects_listed: sl + el,
-            objects_fetched: sf + ef,
-            bytes_fetched: sb + eb,
-        })
-    }
 }
 
 /// The files `--songs` and `--events` name, and the S3 client that lists and fetches them.
@@ -335,12 +344,11 @@ pub fn read_found(
 ) -> anyhow::Result<Read> {
     let started = Instant::now();
     let remote = found.s3.as_ref().map(|r| r as &dyn Remote);
-    let bytes = |files: &[InputFile]| files.iter().map(|f| f.len).sum::<u64>();
-    let progress = progress_bar(bytes(songs) + bytes(events));
-    let bar = progress.clone();
+    let progress = Progress::new(bytes(songs) + bytes(events));
+    progress.bar.set_message("reading");
     let opts = ReadOptions {
         batch_size,
-        on_file: Some(Arc::new(move |n| bar.inc(n))),
+        on_file: Some(progress.on_file()),
         ..ReadOptions::default()
     };
     let read = || -> anyhow::Result<(ReadOutput, ReadOutput)> {
@@ -362,15 +370,12 @@ pub fn read_found(
         Ok((s, e))
     };
     let read = read();
-    progress.finish_and_clear();
+    progress.finish();
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "read");
     let (songs_out, events_out) = read?;
     Ok(Read {
-        songs: found.songs.clone(),
-        events: found.events.clone(),
         songs_out,
         events_out,
-        s3: found.s3.is_some(),
     })
 }
 
@@ -411,6 +416,7 @@ fn load_in_warehouse(
         up_to_date: false,
         sink: sink.describe(),
         seconds: started.elapsed().as_secs_f64(),
+        flow: None,
     };
     finish(&summary, s)?;
     loaded
@@ -423,16 +429,54 @@ fn finish(summary: &Summary, s: &LoadSettings) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(format!("{e:#}")))
 }
 
-fn progress_bar(total: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+/// What a person sees on a terminal while a load runs: the bytes read (reading and loading
+/// go together, so this is the load's progress too), then each phase after the last byte.
+/// Nothing when stderr is not a terminal.
+#[derive(Clone)]
+struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Progress {
+                bar: ProgressBar::hidden(),
+            };
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg} {bytes}/{total_bytes} ({bytes_per_sec}) {wide_bar}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message("reading and loading");
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Progress { bar }
     }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} reading {bytes}/{total_bytes} ({bytes_per_sec}) {wide_bar}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
+
+    /// Counts a file read, from any worker.
+    fn on_file(&self) -> Arc<dyn Fn(u64) + Send + Sync> {
+        let bar = self.bar.clone();
+        Arc::new(move |n| bar.inc(n))
+    }
+
+    /// The phase after the reading, e.g. "committing", with the time it has taken so far.
+    fn on_phase(&self) -> pipeline::OnPhase {
+        let bar = self.bar.clone();
+        Arc::new(move |phase: &str| {
+            if !bar.is_hidden() {
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+            }
+            bar.set_message(phase.to_owned());
+        })
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }

@@ -112,7 +112,7 @@ fn feed(decoder: &mut Decoder, data: &[u8], batches: &mut Vec<RecordBatch>) -> R
 }
 
 /// Ends the decoder's input and returns every batch and reject it holds.
-fn finish(mut decoder: Decoder, mut batches: Vec<RecordBatch>) -> Result<Part> {
+pub(super) fn finish(mut decoder: Decoder, mut batches: Vec<RecordBatch>) -> Result<Part> {
     decoder.finish();
     while let Some(batch) = decoder.flush()? {
         batches.push(batch);
@@ -222,7 +222,7 @@ fn chunk_starts(data: &[u8], chunk_size: usize) -> Vec<usize> {
     starts
 }
 
-fn decode_all(mut decoder: Decoder, data: &[u8]) -> Result<Part> {
+pub(super) fn decode_all(mut decoder: Decoder, data: &[u8]) -> Result<Part> {
     let mut batches = Vec::new();
     feed(&mut decoder, data, &mut batches)?;
     finish(decoder, batches)

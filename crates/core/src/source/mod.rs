@@ -6,6 +6,7 @@ pub mod contract;
 mod decode;
 mod discover;
 mod schedule;
+mod stream;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub use discover::{
     is_json_name,
 };
 pub use schedule::{read_files, read_stream};
+pub use stream::{DEFAULT_IN_FLIGHT, Flow, OnPart, Parts, StreamInput, StreamPart, stream};
 
 /// The error a [`Remote`] reports (the S3 crate's own, boxed so the core need not know it).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

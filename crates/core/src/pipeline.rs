@@ -1,0 +1,374 @@
+//! A load as a stream ([`Staged`]): the events part by part as the reader decodes them, each
+//! part tagged with its files' `etl_file_id` and already pushed into the star schema's running
+//! state ([`Model`]) by the worker that decoded it; then the songs, read whole meanwhile on
+//! the same workers (they are the lookup side, matched against the plays kept at the end).
+//! Once both are through, [`Staged::finish`] builds the star, the rejects and the ledger.
+//! Memory holds the songs, the parts in flight (bounded by [`crate::source::stream`]) and the
+//! running state, whatever the events' size.
+
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arrow::array::{Int32Array, RecordBatch};
+
+use crate::error::{Error, Result};
+use crate::ledger::{self, Entry, Increment, Kind, Ledger};
+use crate::model::{SongplaysMode, StarBuilder, StarSchema};
+use crate::reject::{Reject, rejects_batch};
+use crate::sink::{Finished, Staged};
+use crate::source::{FileRead, Flow, Parts, ReadOutput};
+use crate::table::{ETL_FILES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, TableDef};
+
+/// What hears of each phase after the staging rows (for a progress display).
+pub type OnPhase = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// How a pipeline builds what it gives.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: SongplaysMode,
+    /// More rejects than this stop the load.
+    pub max_errors: u64,
+    /// The first `etl_file_id` of the run: the songs', then the events'.
+    pub first_id: i32,
+    /// How many song files the run reads (the events' ids follow theirs).
+    pub song_files: usize,
+    /// `run_started_at` of the rejects, `loaded_at` of the ledger.
+    pub started_at_ms: i64,
+}
+
+/// An incremental load's starting point: the ledger the run read, and the entries it removes.
+#[derive(Debug, Clone)]
+pub struct Against {
+    pub ledger: Ledger,
+    pub remove: Vec<Entry>,
+}
+
+/// The star schema's running state, as builders the workers push parts into side by side:
+/// a worker takes an idle builder (or a new one), pushes, and puts it back;
+/// [`Model::finish`] merges them.
+#[derive(Debug)]
+pub struct Model {
+    mode: SongplaysMode,
+    idle: Mutex<Vec<StarBuilder>>,
+}
+
+impl Model {
+    pub fn new(mode: SongplaysMode) -> Arc<Self> {
+        Arc::new(Model {
+            mode,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Pushes `batches` into an idle builder.
+    pub fn push(&self, batches: &[RecordBatch]) -> Result<()> {
+        let taken = self.idle().pop();
+        let mut builder = taken.unwrap_or_else(|| StarBuilder::new(self.mode));
+        let pushed = batches.iter().try_for_each(|b| builder.push(b));
+        self.idle().push(builder);
+        pushed
+    }
+
+    /// The star schema of everything pushed, the plays matched against `songs`.
+    pub fn finish(&self, songs: &RecordBatch) -> Result<StarSchema> {
+        let mut builders = std::mem::take(&mut *self.idle()).into_iter();
+        let mut all = builders
+            .next()
+            .unwrap_or_else(|| StarBuilder::new(self.mode));
+        for b in builders {
+            all.merge(b);
+        }
+        all.finish(songs)
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<StarBuilder>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The songs as read whole, once they are.
+#[derive(Debug)]
+struct Songs {
+    /// As read (what the star's songs come from).
+    batch: RecordBatch,
+    files: Vec<FileRead>,
+    records: u64,
+    rejects: Vec<Reject>,
+}
+
+/// The stream of one load; see the module's notes.
+pub struct Pipeline {
+    opts: Options,
+    parts: Parts,
+    /// Where the songs arrive from, until they have.
+    pending_songs: Option<Receiver<Result<ReadOutput>>>,
+    songs: Option<Songs>,
+    /// `None` for an incremental load, whose star the sink builds.
+    model: Option<Arc<Model>>,
+    against: Option<Against>,
+    event_files: Vec<FileRead>,
+    event_records: u64,
+    event_rows: u64,
+    event_rejects: Vec<Reject>,
+    overflow: bool,
+    /// Rows of each table given to the sink, once finished.
+    given: Vec<(&'static str, usize)>,
+    on_phase: Option<OnPhase>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("parts", &self.parts)
+            .field("event_rows", &self.event_rows)
+            .field("songs", &self.songs.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline that gives the events of `parts`, then the songs that `songs` brings (read
+    /// whole meanwhile, `song_files` of them). `model` is the running state the event parts
+    /// are pushed into (`None` with `against`: an incremental load's star is rebuilt by the
+    /// sink).
+    pub fn new(
+        parts: Parts,
+        songs: Receiver<Result<ReadOutput>>,
+        model: Option<Arc<Model>>,
+        against: Option<Against>,
+        opts: Options,
+    ) -> Self {
+        Pipeline {
+            opts,
+            parts,
+            pending_songs: Some(songs),
+            songs: None,
+            model,
+            against,
+            event_files: Vec::new(),
+            event_records: 0,
+            event_rows: 0,
+            event_rejects: Vec::new(),
+            overflow: false,
+            given: Vec::new(),
+            on_phase: None,
+        }
+    }
+
+    /// Calls `on_phase` with each phase a sink reports after the staging rows.
+    pub fn with_phases(mut self, on_phase: OnPhase) -> Self {
+        self.on_phase = Some(on_phase);
+        self
+    }
+
+    /// Every reject found so far, songs first, then events in input order.
+    pub fn rejects(&self) -> Vec<Reject> {
+        let songs = self.songs.iter().flat_map(|s| &s.rejects);
+        songs.chain(&self.event_rejects).cloned().collect()
+    }
+
+    fn rejected(&self) -> usize {
+        self.songs.as_ref().map_or(0, |s| s.rejects.len()) + self.event_rejects.len()
+    }
+
+    /// Whether the load stopped for more rejects than `max_errors`.
+    pub fn overflowed(&self) -> bool {
+        self.overflow
+    }
+
+    /// Records read so far (each a row or a reject).
+    pub fn records(&self) -> u64 {
+        self.songs.as_ref().map_or(0, |s| s.records) + self.event_records
+    }
+
+    /// The song files read (once they are), then the event files read so far.
+    pub fn files(&self) -> (&[FileRead], &[FileRead]) {
+        let songs = self.songs.as_ref().map_or(&[][..], |s| &s.files[..]);
+        (songs, &self.event_files)
+    }
+
+    /// Rows per table given to the sink, in report order, once [`Staged::finish`] is done
+    /// (empty before).
+    pub fn rows(&self) -> &[(&'static str, usize)] {
+        &self.given
+    }
+
+    /// What went through the events' bound.
+    pub fn flow(&self) -> Flow {
+        self.parts.flow()
+    }
+
+    fn check_rejects(&mut self) -> Result<()> {
+        if self.rejected() as u64 > self.opts.max_errors {
+            self.overflow = true;
+            return Err(Error::TooManyRejects {
+                rejected: self.rejected(),
+                max: self.opts.max_errors,
+            });
+        }
+        Ok(())
+    }
+
+    /// The first `etl_file_id` of the events: after the songs'.
+    fn first_event_id(&self) -> i32 {
+        self.opts.first_id + self.opts.song_files as i32
+    }
+
+    /// An event part's batches, each with its rows' `etl_file_id`.
+    fn tag(&self, batches: Vec<RecordBatch>, runs: &[(usize, u64)]) -> Result<Vec<RecordBatch>> {
+        let first = self.first_event_id();
+        let mut ids = runs
+            .iter()
+            .flat_map(|&(input, rows)| std::iter::repeat_n(first + input as i32, rows as usize));
+        let schema = STAGING_EVENTS.schema();
+        batches
+            .into_iter()
+            .map(|b| {
+                let column: Int32Array = ids.by_ref().take(b.num_rows()).map(Some).collect();
+                if column.len() != b.num_rows() {
+                    return Err(Error::Ledger(
+                        "staging_events: a part has more rows than its files account for".into(),
+                    ));
+                }
+                let mut columns = b.columns().to_vec();
+                columns.push(Arc::new(column));
+                Ok(RecordBatch::try_new(Arc::clone(&schema), columns)?)
+            })
+            .collect()
+    }
+
+    /// The songs, once read: checked, kept, and given tagged.
+    fn songs_arrived(
+        &mut self,
+        read: Result<ReadOutput>,
+    ) -> Result<(&'static TableDef, Vec<RecordBatch>)> {
+        let read = read?;
+        read.reconcile(STAGING_SONGS.name)?;
+        if read.files.len() != self.opts.song_files {
+            return Err(Error::Ledger(format!(
+                "staging_songs: {} files were to be read, {} were",
+                self.opts.song_files,
+                read.files.len()
+            )));
+        }
+        let tagged = ledger::tag(&STAGING_SONGS, &read.batch, &read.files, self.opts.first_id)?;
+        self.songs = Some(Songs {
+            batch: read.batch,
+            files: read.files,
+            records: read.records,
+            rejects: read.rejects,
+        });
+        self.check_rejects()?;
+        Ok((&STAGING_SONGS, vec![tagged]))
+    }
+}
+
+impl Staged for Pipeline {
+    fn incremental(&self) -> bool {
+        self.against.is_some()
+    }
+
+    fn next(&mut self) -> Option<Result<(&'static TableDef, Vec<RecordBatch>)>> {
+        if self.overflow {
+            return Some(self.check_rejects().map(|()| (&STAGING_EVENTS, Vec::new())));
+        }
+        let Some(part) = self.parts.next() else {
+            let songs = self.pending_songs.take()?;
+            let read = songs
+                .recv()
+                .unwrap_or_else(|_| Err(Error::Schema("the songs' reader stopped".into())));
+            return Some(self.songs_arrived(read));
+        };
+        let part = match part {
+            Ok(part) => part,
+            Err(e) => return Some(Err(e)),
+        };
+        self.event_records += part.records;
+        self.event_rows += part.runs.iter().map(|r| r.1).sum::<u64>();
+        self.event_files.extend(part.files);
+        self.event_rejects.extend(part.rejects);
+        if let Err(e) = self.check_rejects() {
+            return Some(Err(e));
+        }
+        Some(
+            self.tag(part.batches, &part.runs)
+                .map(|b| (&STAGING_EVENTS, b)),
+        )
+    }
+
+    fn phase(&self, phase: &str) {
+        if let Some(on_phase) = &self.on_phase {
+            on_phase(phase);
+        }
+    }
+
+    fn finish(&mut self) -> Result<Finished> {
+        self.phase("building the star schema");
+        let songs = self
+            .songs
+            .as_ref()
+            .ok_or_else(|| Error::Schema("finish before the songs were given".into()))?;
+        let event_rejects = self.event_rejects.len() as u64;
+        if self.event_records != self.event_rows + event_rejects {
+            return Err(Error::Unaccounted {
+                table: STAGING_EVENTS.name,
+                records: self.event_records,
+                rows: self.event_rows,
+                rejects: event_rejects,
+            });
+        }
+        let rows: u64 = self.event_files.iter().map(|f| f.rows).sum();
+        if rows != self.event_rows {
+            return Err(Error::Ledger(format!(
+                "staging_events: the files read account for {rows} rows, the run staged {}",
+                self.event_rows
+            )));
+        }
+        let run = [
+            (Kind::Songs, songs.files.as_slice()),
+            (Kind::Events, self.event_files.as_slice()),
+        ];
+        let etl_files = ledger::ledger_batch(&run, self.opts.first_id, self.opts.started_at_ms)?;
+        let rejects = self.rejects();
+        let load_errors = rejects_batch(&rejects, self.opts.started_at_ms);
+        let increment = self
+            .against
+            .as_ref()
+            .map(|a| Increment::new(&a.ledger, a.remove.clone(), &run, self.opts.mode));
+        let star = match &self.model {
+            Some(model) => Some(model.finish(&songs.batch)?),
+            None => None,
+        };
+        let song_rows = songs.batch.num_rows() as u64;
+        let staged = match &increment {
+            Some(i) => i.expected.clone(),
+            None => vec![
+                (&STAGING_EVENTS, self.event_rows),
+                (&STAGING_SONGS, song_rows),
+                (&LOAD_ERRORS, rejects.len() as u64),
+                (&ETL_FILES, etl_files.num_rows() as u64),
+            ],
+        };
+        self.given = [
+            (STAGING_EVENTS.name, self.event_rows as usize),
+            (STAGING_SONGS.name, song_rows as usize),
+        ]
+        .into_iter()
+        .chain(
+            star.iter()
+                .flat_map(|s| s.tables().map(|(t, b)| (t.name, b.num_rows()))),
+        )
+        .chain([
+            (LOAD_ERRORS.name, load_errors.num_rows()),
+            (ETL_FILES.name, etl_files.num_rows()),
+        ])
+        .collect();
+        Ok(Finished {
+            star,
+            load_errors,
+            etl_files,
+            increment,
+            staged,
+        })
+    }
+}

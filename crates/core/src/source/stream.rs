@@ -1,0 +1,664 @@
+//! Reading one table's inputs as a stream of parts in input order, with a bound on what is in
+//! flight: a producer thread reads the inputs one after another (small ones gathered into
+//! groups, a large one cut into chunks at lines that start with `{`, read window by window so
+//! no input is ever held whole), hands each part to the rayon pool to decode, and waits
+//! whenever the parts admitted and not yet taken back by the consumer would exceed the bound.
+//! The consumer takes the parts in input order with [`Parts::next`]; taking the next one gives
+//! the previous one's bytes back.
+//!
+//! In flight counts the input bytes (decompressed) of every part from the moment it is
+//! admitted (before it is decoded) until the consumer asks for the part after it. One part is
+//! always admitted, so a bound smaller than a part means exactly one part in flight at a time.
+
+use std::collections::BTreeMap;
+use std::hash::Hasher;
+use std::io::Read;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use crate::error::{Error, Result};
+use crate::reader::ReaderBuilder;
+use crate::reject::Reject;
+use crate::source::decode::{Part, decode_all, decode_group, unzip};
+use crate::source::{Blob, FileRead, InputFile, ReadOptions};
+
+/// What sees each decoded part's batches, on the worker that decoded it.
+pub type OnPart = Arc<dyn Fn(&[RecordBatch]) -> Result<()> + Send + Sync>;
+
+/// The in-flight bound unless told otherwise: 64 MiB of input.
+pub const DEFAULT_IN_FLIGHT: u64 = 64 << 20;
+
+/// One input of a stream: a file on disk, or bytes fetched.
+#[derive(Debug)]
+pub enum StreamInput<'a> {
+    File(&'a InputFile),
+    Fetched(Blob),
+}
+
+impl StreamInput<'_> {
+    /// Its [`FileRead`] (checksum not yet known) and a reader of its bytes as stored.
+    fn open(self) -> Result<(FileRead, Box<dyn Read + Send>)> {
+        match self {
+            StreamInput::File(f) => {
+                let path = f.path().ok_or_else(|| {
+                    Error::Schema(format!("{} is not a local file: fetch it first", f.name()))
+                })?;
+                let file =
+                    std::fs::File::open(path).map_err(|e| super::discover::io_error(path, e))?;
+                Ok((
+                    described(f.name(), f.len, f.version.clone()),
+                    Box::new(file),
+                ))
+            }
+            StreamInput::Fetched(b) => Ok((
+                described(b.name, b.data.len() as u64, b.version),
+                Box::new(std::io::Cursor::new(b.data)),
+            )),
+        }
+    }
+}
+
+fn described(name: String, size: u64, version: Option<String>) -> FileRead {
+    FileRead {
+        name,
+        size,
+        version,
+        checksum: 0,
+        rows: 0,
+        rejects: 0,
+    }
+}
+
+/// A reader that hashes the bytes it passes on (the checksum of a file as stored).
+struct Hashing<R> {
+    inner: R,
+    hash: twox_hash::XxHash64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.write(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// One part, decoded, as the consumer gets it.
+#[derive(Debug, Default)]
+pub struct StreamPart {
+    /// Its rows, in input order.
+    pub batches: Vec<RecordBatch>,
+    pub rejects: Vec<Reject>,
+    /// Records decoded: each a row or a reject.
+    pub records: u64,
+    /// Whose rows they are, in order: (the input's position in the stream, rows).
+    pub runs: Vec<(usize, u64)>,
+    /// The inputs whose last rows are in this part, complete.
+    pub files: Vec<FileRead>,
+}
+
+/// What went through a stream's bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Flow {
+    /// The bound, in bytes.
+    pub bound: u64,
+    /// The most bytes in flight at once.
+    pub peak_bytes: u64,
+    /// The most parts in flight at once.
+    pub peak_parts: usize,
+    /// Parts decoded in all.
+    pub parts: usize,
+    /// The largest part, in bytes.
+    pub largest_part: u64,
+}
+
+/// A part decoded, with its input bytes and where its chunked file stands.
+struct Decoded {
+    part: Part,
+    bytes: u64,
+    /// The input (a large one cut in chunks) this part is a chunk of.
+    chunk_of: Option<usize>,
+    /// The inputs of a group, in order.
+    group: Vec<usize>,
+}
+
+#[derive(Default)]
+struct State {
+    flow: Flow,
+    in_flight: u64,
+    parts_in_flight: usize,
+    ready: BTreeMap<usize, Result<Decoded>>,
+    /// The number of parts, once the producer is done.
+    produced: Option<usize>,
+    cancelled: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until `bytes` more fit the bound (or nothing is in flight); `false` once the
+    /// consumer has gone.
+    fn admit(&self, bytes: u64) -> bool {
+        let mut s = self.lock();
+        while !s.cancelled && s.parts_in_flight > 0 && s.in_flight + bytes > s.flow.bound {
+            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+        if s.cancelled {
+            return false;
+        }
+        s.in_flight += bytes;
+        s.parts_in_flight += 1;
+        s.flow.peak_bytes = s.flow.peak_bytes.max(s.in_flight);
+        s.flow.peak_parts = s.flow.peak_parts.max(s.parts_in_flight);
+        s.flow.largest_part = s.flow.largest_part.max(bytes);
+        s.flow.parts += 1;
+        true
+    }
+
+    fn deliver(&self, index: usize, part: Result<Decoded>) {
+        self.lock().ready.insert(index, part);
+        self.changed.notify_all();
+    }
+
+    fn done(&self, parts: usize) {
+        self.lock().produced = Some(parts);
+        self.changed.notify_all();
+    }
+}
+
+/// The consumer's end of a stream; dropping it stops the producer.
+pub struct Parts {
+    shared: Arc<Shared>,
+    next: usize,
+    /// The bytes of the part last taken, given back when the next is asked for.
+    holding: Option<u64>,
+    /// Rows and rejects so far of the input being read in chunks.
+    chunked: (u64, u64),
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("next", &self.next)
+            .field("flow", &self.flow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Parts {
+    /// What went through the bound so far.
+    pub fn flow(&self) -> Flow {
+        self.shared.lock().flow
+    }
+
+    /// The next part in input order, `None` after the last; an error ends the stream.
+    #[allow(clippy::should_implement_trait)] // it blocks and gives bytes back: not a plain iterator
+    pub fn next(&mut self) -> Option<Result<StreamPart>> {
+        let mut s = self.shared.lock();
+        if let Some(bytes) = self.holding.take() {
+            s.in_flight -= bytes;
+            s.parts_in_flight -= 1;
+            self.shared.changed.notify_all();
+        }
+        loop {
+            if let Some(decoded) = s.ready.remove(&self.next) {
+                self.next += 1;
+                return Some(match decoded {
+                    Ok(d) => {
+                        self.holding = Some(d.bytes);
+                        drop(s);
+                        Ok(self.complete(d))
+                    }
+                    Err(e) => {
+                        s.cancelled = true;
+                        self.shared.changed.notify_all();
+                        Err(e)
+                    }
+                });
+            }
+            if s.produced.is_some_and(|n| self.next >= n) {
+                return None;
+            }
+            s = self
+                .shared
+                .changed
+                .wait(s)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// The part with its runs, and its files' rows and rejects counted over their chunks.
+    fn complete(&mut self, d: Decoded) -> StreamPart {
+        let Decoded {
+            part,
+            chunk_of,
+            group,
+            ..
+        } = d;
+        let rows: u64 = part.batches.iter().map(|b| b.num_rows() as u64).sum();
+        let mut files = part.files;
+        let runs = match chunk_of {
+            Some(input) => {
+                self.chunked.0 += rows;
+                self.chunked.1 += part.rejects.len() as u64;
+                // The last chunk carries its file.
+                for f in &mut files {
+                    (f.rows, f.rejects) = std::mem::take(&mut self.chunked);
+                }
+                vec![(input, rows)]
+            }
+            None => group
+                .iter()
+                .zip(&files)
+                .map(|(&input, f)| (input, f.rows))
+                .collect(),
+        };
+        StreamPart {
+            batches: part.batches,
+            rejects: part.rejects,
+            records: part.records,
+            runs,
+            files,
+        }
+    }
+}
+
+impl Drop for Parts {
+    fn drop(&mut self) {
+        self.shared.lock().cancelled = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+/// Streams `inputs` (in order) as parts of `schema`: a producer thread in `scope` reads them,
+/// `pool` decodes them, and `on_part` sees each part's batches on the worker that decoded it
+/// (in any order) before the consumer gets it. At most `bound` bytes are in flight (see the
+/// module's notes).
+pub fn stream<'scope, 'env, I>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    inputs: I,
+    schema: SchemaRef,
+    opts: ReadOptions,
+    bound: u64,
+    pool: &'env rayon::ThreadPool,
+    on_part: OnPart,
+) -> Parts
+where
+    I: Iterator<Item = Result<StreamInput<'env>>> + Send + 'scope,
+{
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            flow: Flow {
+                bound,
+                ..Flow::default()
+            },
+            ..State::default()
+        }),
+        changed: Condvar::new(),
+    });
+    let producer = Producer {
+        shared: Arc::clone(&shared),
+        schema,
+        opts,
+        on_part,
+        index: 0,
+        group: Vec::new(),
+        group_bytes: 0,
+    };
+    scope.spawn(move || {
+        let mut producer = producer;
+        pool.in_place_scope(|s| producer.run(s, inputs));
+    });
+    Parts {
+        shared,
+        next: 0,
+        holding: None,
+        chunked: (0, 0),
+    }
+}
+
+/// An input read whole, waiting in the open group: its position, what it is, its bytes.
+type Held = (usize, FileRead, Vec<u8>);
+
+struct Producer {
+    shared: Arc<Shared>,
+    schema: SchemaRef,
+    opts: ReadOptions,
+    on_part: OnPart,
+    /// The next part's index.
+    index: usize,
+    group: Vec<Held>,
+    group_bytes: u64,
+}
+
+/// A unit of decoding.
+enum Work {
+    Group(Vec<Held>),
+    Chunk {
+        input: usize,
+        name: Arc<str>,
+        data: Vec<u8>,
+        line: u64,
+        offset: u64,
+        /// On the last chunk: its file, whose rows the consumer counts over the chunks.
+        last: Option<FileRead>,
+    },
+}
+
+impl Producer {
+    fn run<'env, I>(&mut self, scope: &rayon::Scope<'_>, inputs: I)
+    where
+        I: Iterator<Item = Result<StreamInput<'env>>>,
+    {
+        for (position, input) in inputs.enumerate() {
+            let read = input.and_then(|input| self.read(scope, position, input));
+            match read {
+                Ok(true) => {}
+                Ok(false) => return self.shared.done(self.index),
+                Err(e) => {
+                    self.shared.deliver(self.index, Err(e));
+                    return self.shared.done(self.index + 1);
+                }
+            }
+        }
+        if !self.group.is_empty() && !self.flush_group(scope) {
+            return self.shared.done(self.index);
+        }
+        self.shared.done(self.index);
+    }
+
+    /// Reads one input into the open group, or in chunks; `false` once the consumer is gone.
+    fn read(
+        &mut self,
+        scope: &rayon::Scope<'_>,
+        position: usize,
+        input: StreamInput<'_>,
+    ) -> Result<bool> {
+        let chunk = self.opts.chunk_size;
+        let (mut file, raw) = input.open()?;
+        let mut hashing = Hashing {
+            inner: raw,
+            hash: twox_hash::XxHash64::with_seed(0),
+        };
+        let io = |name: &str| {
+            let name = name.to_owned();
+            move |source| Error::Io { path: name, source }
+        };
+        if file.name.ends_with(".gz") {
+            // Decompressed whole: a gzip stream cannot be cut for parallel decoding.
+            let mut stored = Vec::new();
+            hashing.read_to_end(&mut stored).map_err(io(&file.name))?;
+            file.checksum = hashing.hash.finish();
+            let data = unzip(&file.name, stored)?;
+            return self.whole(scope, position, file, data);
+        }
+        let mut data = Vec::new();
+        (&mut hashing)
+            .take(chunk as u64 + 1)
+            .read_to_end(&mut data)
+            .map_err(io(&file.name))?;
+        if data.len() <= chunk {
+            file.checksum = hashing.hash.finish();
+            return self.whole(scope, position, file, data);
+        }
+        if !self.group.is_empty() && !self.flush_group(scope) {
+            return Ok(false);
+        }
+        let body = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&data);
+        if body.iter().find(|b| !crate::reader::is_ws(**b)) != Some(&b'{') {
+            // A top-level array, say: not cut, decoded whole.
+            hashing.read_to_end(&mut data).map_err(io(&file.name))?;
+            file.checksum = hashing.hash.finish();
+            return self.whole(scope, position, file, data);
+        }
+        let name: Arc<str> = Arc::from(file.name.as_str());
+        let finder = memchr::memmem::Finder::new(b"\n{");
+        let (mut line, mut offset) = (1u64, 0u64);
+        let mut eof = false;
+        loop {
+            while !eof && data.len() <= chunk {
+                eof = more(&mut hashing, &mut data, chunk, &file.name)?;
+            }
+            // The window is cut at the first line starting with `{` past `chunk` bytes; without
+            // one yet, it grows.
+            let cut = data
+                .get(chunk..)
+                .and_then(|tail| finder.find(tail))
+                .map(|i| chunk + i + 1);
+            if cut.is_none() && !eof {
+                eof = more(&mut hashing, &mut data, chunk, &file.name)?;
+                continue;
+            }
+            let rest = cut.map_or_else(Vec::new, |at| data.split_off(at));
+            let piece = std::mem::replace(&mut data, rest);
+            let (lines, size) = (
+                memchr::memchr_iter(b'\n', &piece).count() as u64,
+                piece.len() as u64,
+            );
+            let last = cut.is_none().then(|| FileRead {
+                checksum: hashing.hash.finish(),
+                ..file.clone()
+            });
+            let work = Work::Chunk {
+                input: position,
+                name: Arc::clone(&name),
+                data: piece,
+                line,
+                offset,
+                last,
+            };
+            if !self.submit(scope, work, size) {
+                return Ok(false);
+            }
+            if cut.is_none() {
+                return Ok(true);
+            }
+            line += lines;
+            offset += size;
+        }
+    }
+
+    /// An input read whole: into the open group (sent when full).
+    fn whole(
+        &mut self,
+        scope: &rayon::Scope<'_>,
+        position: usize,
+        file: FileRead,
+        data: Vec<u8>,
+    ) -> Result<bool> {
+        let len = data.len() as u64;
+        if !self.group.is_empty()
+            && (self.group_bytes + len > self.opts.chunk_size as u64 || self.group.len() >= 256)
+            && !self.flush_group(scope)
+        {
+            return Ok(false);
+        }
+        self.group_bytes += len;
+        self.group.push((position, file, data));
+        Ok(true)
+    }
+
+    fn flush_group(&mut self, scope: &rayon::Scope<'_>) -> bool {
+        let group = std::mem::take(&mut self.group);
+        let bytes = std::mem::take(&mut self.group_bytes);
+        self.submit(scope, Work::Group(group), bytes)
+    }
+
+    /// Admits `work` under the bound and decodes it on the pool; `false` once the consumer
+    /// is gone.
+    fn submit(&mut self, scope: &rayon::Scope<'_>, work: Work, bytes: u64) -> bool {
+        if !self.shared.admit(bytes) {
+            return false;
+        }
+        let index = self.index;
+        self.index += 1;
+        let (shared, schema, opts, on_part) = (
+            Arc::clone(&self.shared),
+            Arc::clone(&self.schema),
+            self.opts.clone(),
+            Arc::clone(&self.on_part),
+        );
+        scope.spawn(move |_| {
+            let decoded = decode(work, &schema, &opts, bytes).and_then(|d| {
+                on_part(&d.part.batches)?;
+                Ok(d)
+            });
+            shared.deliver(index, decoded);
+        });
+        true
+    }
+}
+
+/// Reads up to `n` more bytes of `reader` onto `data`; `true` at the end of the input.
+fn more(reader: &mut impl Read, data: &mut Vec<u8>, n: usize, name: &str) -> Result<bool> {
+    let read = reader
+        .take(n as u64)
+        .read_to_end(data)
+        .map_err(|source| Error::Io {
+            path: name.to_owned(),
+            source,
+        })?;
+    Ok(read == 0)
+}
+
+fn decode(work: Work, schema: &SchemaRef, opts: &ReadOptions, bytes: u64) -> Result<Decoded> {
+    match work {
+        Work::Group(held) => {
+            let group = held.iter().map(|(p, ..)| *p).collect();
+            let part = decode_group(held.into_iter().map(|(_, f, d)| Ok((f, d))), schema, opts)?;
+            Ok(Decoded {
+                part,
+                bytes,
+                chunk_of: None,
+                group,
+            })
+        }
+        Work::Chunk {
+            input,
+            name,
+            data,
+            line,
+            offset,
+            last,
+        } => {
+            let decoder = ReaderBuilder::new(Arc::clone(schema))
+                .with_batch_size(opts.batch_size)
+                .with_source(name)
+                .with_origin(line, offset)
+                .build_decoder()?;
+            let mut part = decode_all(decoder, &data)?;
+            if let (Some(file), Some(cb)) = (&last, &opts.on_file) {
+                cb(file.size);
+            }
+            part.files = last.into_iter().collect();
+            Ok(Decoded {
+                part,
+                bytes,
+                chunk_of: Some(input),
+                group: Vec::new(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
+
+    use super::*;
+    use crate::source::{discover, read_files};
+    use crate::table::STAGING_EVENTS;
+    use arrow::compute::concat_batches;
+
+    /// Streams the files of `dir` and gathers what the consumer got.
+    fn streamed(
+        dir: &std::path::Path,
+        chunk: usize,
+        bound: u64,
+    ) -> (RecordBatch, Vec<FileRead>, Flow) {
+        let files = discover(dir.to_str().unwrap()).unwrap().files;
+        let schema = STAGING_EVENTS.input_schema();
+        let opts = ReadOptions {
+            chunk_size: chunk,
+            batch_size: 100,
+            ..ReadOptions::default()
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        std::thread::scope(|scope| {
+            let inputs = files.iter().map(|f| Ok(StreamInput::File(f)));
+            let mut parts = stream(
+                scope,
+                inputs,
+                Arc::clone(&schema),
+                opts,
+                bound,
+                &pool,
+                Arc::new(|_| Ok(())),
+            );
+            let (mut batches, mut read) = (Vec::new(), Vec::new());
+            let mut rows_by_runs = 0;
+            while let Some(part) = parts.next() {
+                let part = part.unwrap();
+                rows_by_runs += part.runs.iter().map(|r| r.1).sum::<u64>();
+                batches.extend(part.batches);
+                read.extend(part.files);
+            }
+            let batch = concat_batches(&schema, &batches).unwrap();
+            assert_eq!(rows_by_runs, batch.num_rows() as u64);
+            (batch, read, parts.flow())
+        })
+    }
+
+    fn log(dir: &std::path::Path, name: &str, lines: usize) {
+        let mut text = String::new();
+        for i in 0..lines {
+            if i % 50 == 7 {
+                text.push_str("{\"ts\": \"not a time\"}\n");
+            } else {
+                text.push_str(&format!(
+                    "{{\"userId\":\"{}\",\"page\":\"NextSong\",\"ts\":{},\"sessionId\":{i},\"itemInSession\":0}}\n",
+                    i % 13,
+                    1_541_000_000_000i64 + i as i64
+                ));
+            }
+        }
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn a_stream_gives_what_a_whole_read_gives_and_keeps_to_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        log(dir.path(), "a.json", 3000);
+        log(dir.path(), "b.json", 5);
+        log(dir.path(), "c.json", 40);
+        log(dir.path(), "d.json", 2000);
+        let files = discover(dir.path().to_str().unwrap()).unwrap().files;
+        let whole = read_files(
+            &files,
+            &STAGING_EVENTS.input_schema(),
+            &ReadOptions::default(),
+        )
+        .unwrap();
+        for (chunk, bound) in [(4096, 1), (4096, 20_000), (1 << 20, 1 << 30), (700, 5000)] {
+            let (batch, read, flow) = streamed(dir.path(), chunk, bound);
+            assert_eq!(batch, whole.batch, "chunk {chunk}, bound {bound}");
+            assert_eq!(read, whole.files, "chunk {chunk}, bound {bound}");
+            if bound < flow.largest_part {
+                assert_eq!(flow.peak_parts, 1, "{flow:?}");
+            }
+            assert!(flow.peak_bytes <= bound.max(flow.largest_part), "{flow:?}");
+        }
+    }
+}
