@@ -59,14 +59,15 @@ con.execute("BEGIN")
 for s in plan["ddl"]:
     con.execute(s)
 con.execute(f'''INSERT INTO staging_songs SELECT num_songs, artist_id, artist_latitude, artist_longitude,
-    artist_location, CAST(artist_name AS VARCHAR), song_id, CAST(title AS VARCHAR), duration, year
+    artist_location, CAST(artist_name AS VARCHAR), song_id, CAST(title AS VARCHAR), duration, year,
+    NULL AS etl_file_id
     FROM read_json('{root}/song_data/**/*.json', format='newline_delimited', columns={{
       num_songs:'INTEGER', artist_id:'VARCHAR', artist_latitude:'DOUBLE', artist_longitude:'DOUBLE',
       artist_location:'VARCHAR', artist_name:'VARCHAR', song_id:'VARCHAR', title:'VARCHAR',
       duration:'DOUBLE', year:'INTEGER'}})''')
 con.execute(f'''INSERT INTO staging_events SELECT artist, auth, firstName, gender, itemInSession, lastName,
     length, level, location, method, page, registration, sessionId, song, status,
-    make_timestamp(ts * 1000), userAgent, CAST(NULLIF(userId, '') AS INTEGER)
+    make_timestamp(ts * 1000), userAgent, CAST(NULLIF(userId, '') AS INTEGER), NULL AS etl_file_id
     FROM read_json('{root}/log_data/**/*.json', format='newline_delimited', columns={{
       artist:'VARCHAR', auth:'VARCHAR', firstName:'VARCHAR', gender:'VARCHAR', itemInSession:'INTEGER',
       lastName:'VARCHAR', length:'DOUBLE', level:'VARCHAR', location:'VARCHAR', method:'VARCHAR',

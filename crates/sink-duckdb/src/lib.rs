@@ -22,7 +22,7 @@ use sparkify_core::model::SongplaysMode;
 use sparkify_core::sink::{self, QueryResult, Staged, TablesAction};
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{
-    ETL_FILES, LOAD_ERRORS, SINK_TABLES, STAGING_EVENTS, STAR_TABLES, TableDef,
+    ETL_FILES, LOAD_ERRORS, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef,
 };
 use sparkify_core::{Load, Sink, Tables};
 
@@ -311,6 +311,13 @@ impl Sink for DuckDbSink {
                     "-- {}: the run's events as they are read (parallel Arrow scan)",
                     insert_stream()
                 ),
+                false if table.name == STAGING_SONGS.name && self.transform == Transform::Memory => {
+                    format!(
+                        "-- {}: the run's rows (parallel Arrow scan); then the star schema is \
+                         built, under memory_limit = '{IDLE_MEMORY_LIMIT}', and the cap is set again",
+                        insert(table)
+                    )
+                }
                 false => format!("-- {}: the run's rows (parallel Arrow scan)", insert(table)),
             });
         }
@@ -433,7 +440,12 @@ impl DuckDbSink {
                 }
             };
         }
+        // While the star schema is built, DuckDB need not keep the blocks it has written
+        // cached: a lower cap evicts them (they are on disk), and the cap comes back for the
+        // star tables' appends.
+        self.run(&tx, &format!("SET memory_limit = '{IDLE_MEMORY_LIMIT}'"))?;
         let finished = staged.finish()?;
+        self.run(&tx, &limit_appends())?;
         staged.phase("loading the star schema");
         let mut rest = Vec::new();
         if transform == Transform::Memory {
@@ -506,6 +518,11 @@ impl DuckDbSink {
             "appended as read"
         );
         Ok(after)
+    }
+
+    fn run(&self, tx: &duckdb::Transaction<'_>, statement: &str) -> Result<()> {
+        tx.execute_batch(statement)
+            .map_err(self.sql_error(statement))
     }
 
     /// Appends `batches` (of one table) in one parallel insert.
@@ -602,6 +619,10 @@ fn appends(transform: Transform, table: &TableDef) -> bool {
 fn append_memory_limit() -> String {
     format!("{}MiB", (64 * scan::cores()).max(256))
 }
+
+/// DuckDB's memory limit while a streamed load builds its star schema: what it has written
+/// stays on disk rather than in its cache.
+const IDLE_MEMORY_LIMIT: &str = "32MiB";
 
 /// `SET memory_limit` for the appends (see [`append_memory_limit`]); `RESET memory_limit`
 /// follows them, before the keys are checked and added.
