@@ -51,6 +51,26 @@ def data_bytes(root):
     return sum(p.stat().st_size for p in Path(root).rglob("*.json"))
 
 
+# The events' columns, as the peers' jobs declare them (substituted into each script's text).
+EVENT_COLUMNS_SQL = ("{artist:'VARCHAR', auth:'VARCHAR', firstName:'VARCHAR', gender:'VARCHAR', "
+                     "itemInSession:'INTEGER', lastName:'VARCHAR', length:'DOUBLE', level:'VARCHAR', "
+                     "location:'VARCHAR', method:'VARCHAR', page:'VARCHAR', registration:'DOUBLE', "
+                     "sessionId:'INTEGER', song:'VARCHAR', status:'INTEGER', ts:'BIGINT', "
+                     "userAgent:'VARCHAR', userId:'VARCHAR'}")
+EVENTS_SCHEMA_PL = """{
+    "artist": pl.Utf8, "auth": pl.Utf8, "firstName": pl.Utf8, "gender": pl.Utf8,
+    "itemInSession": pl.Int32, "lastName": pl.Utf8, "length": pl.Float64, "level": pl.Utf8,
+    "location": pl.Utf8, "method": pl.Utf8, "page": pl.Utf8, "registration": pl.Float64,
+    "sessionId": pl.Int32, "song": pl.Utf8, "status": pl.Int32, "ts": pl.Int64,
+    "userAgent": pl.Utf8, "userId": pl.Utf8}"""
+
+
+def script(text):
+    """A job's text with the shared column declarations in place."""
+    return (text.replace("EVENT_COLUMNS", EVENT_COLUMNS_SQL.replace("{", "{{").replace("}", "}}"))
+            .replace("EVENTS_SCHEMA", EVENTS_SCHEMA_PL))
+
+
 DUCKDB = r"""
 import duckdb, sys, json
 root, db, plan = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))
@@ -68,11 +88,7 @@ con.execute(f'''INSERT INTO staging_songs SELECT num_songs, artist_id, artist_la
 con.execute(f'''INSERT INTO staging_events SELECT artist, auth, firstName, gender, itemInSession, lastName,
     length, level, location, method, page, registration, sessionId, song, status,
     make_timestamp(ts * 1000), userAgent, CAST(NULLIF(userId, '') AS INTEGER), NULL AS etl_file_id
-    FROM read_json('{root}/log_data/**/*.json', format='newline_delimited', columns={{
-      artist:'VARCHAR', auth:'VARCHAR', firstName:'VARCHAR', gender:'VARCHAR', itemInSession:'INTEGER',
-      lastName:'VARCHAR', length:'DOUBLE', level:'VARCHAR', location:'VARCHAR', method:'VARCHAR',
-      page:'VARCHAR', registration:'DOUBLE', sessionId:'INTEGER', song:'VARCHAR', status:'INTEGER',
-      ts:'BIGINT', userAgent:'VARCHAR', userId:'VARCHAR'}})''')
+    FROM read_json('{root}/log_data/**/*.json', format='newline_delimited', columns=EVENT_COLUMNS)''')
 for s in plan["transforms"] + plan["keys"]:
     con.execute(s)
 con.execute("COMMIT")
@@ -107,12 +123,7 @@ songs = pl.concat([pl.read_ndjson(f, schema={
     "artist_longitude": pl.Float64, "artist_location": pl.Utf8, "artist_name": pl.Utf8,
     "song_id": pl.Utf8, "title": pl.Utf8, "duration": pl.Float64, "year": pl.Int32})
     for f in glob.glob(f"{root}/song_data/**/*.json", recursive=True)]).lazy()
-events = pl.scan_ndjson(sorted(glob.glob(f"{root}/log_data/**/*.json", recursive=True)), schema={
-    "artist": pl.Utf8, "auth": pl.Utf8, "firstName": pl.Utf8, "gender": pl.Utf8,
-    "itemInSession": pl.Int32, "lastName": pl.Utf8, "length": pl.Float64, "level": pl.Utf8,
-    "location": pl.Utf8, "method": pl.Utf8, "page": pl.Utf8, "registration": pl.Float64,
-    "sessionId": pl.Int32, "song": pl.Utf8, "status": pl.Int32, "ts": pl.Int64,
-    "userAgent": pl.Utf8, "userId": pl.Utf8})
+events = pl.scan_ndjson(sorted(glob.glob(f"{root}/log_data/**/*.json", recursive=True)), schema=EVENTS_SCHEMA)
 events = events.with_columns(
     pl.from_epoch("ts", time_unit="ms").alias("ts"),
     pl.col("userId").replace("", None).cast(pl.Int32))
@@ -152,22 +163,13 @@ DUCKDB_EVENTS = r"""
 import duckdb, sys
 con = duckdb.connect()
 con.execute(f'''CREATE TABLE e AS SELECT * FROM read_json('{sys.argv[1]}/**/*.json',
-    format='newline_delimited', columns={{
-      artist:'VARCHAR', auth:'VARCHAR', firstName:'VARCHAR', gender:'VARCHAR', itemInSession:'INTEGER',
-      lastName:'VARCHAR', length:'DOUBLE', level:'VARCHAR', location:'VARCHAR', method:'VARCHAR',
-      page:'VARCHAR', registration:'DOUBLE', sessionId:'INTEGER', song:'VARCHAR', status:'INTEGER',
-      ts:'BIGINT', userAgent:'VARCHAR', userId:'VARCHAR'}})''')
+    format='newline_delimited', columns=EVENT_COLUMNS)''')
 print(con.execute("SELECT count(*) FROM e").fetchone()[0])
 """
 
 POLARS_EVENTS = r"""
 import polars as pl, sys, glob
-events = pl.read_ndjson(sorted(glob.glob(f"{sys.argv[1]}/**/*.json", recursive=True)), schema={
-    "artist": pl.Utf8, "auth": pl.Utf8, "firstName": pl.Utf8, "gender": pl.Utf8,
-    "itemInSession": pl.Int32, "lastName": pl.Utf8, "length": pl.Float64, "level": pl.Utf8,
-    "location": pl.Utf8, "method": pl.Utf8, "page": pl.Utf8, "registration": pl.Float64,
-    "sessionId": pl.Int32, "song": pl.Utf8, "status": pl.Int32, "ts": pl.Int64,
-    "userAgent": pl.Utf8, "userId": pl.Utf8})
+events = pl.read_ndjson(sorted(glob.glob(f"{sys.argv[1]}/**/*.json", recursive=True)), schema=EVENTS_SCHEMA)
 print(events.height)
 """
 
@@ -189,8 +191,8 @@ def events_only(args, work, plan_dir):
     size = data_bytes(logs)
     # One song file: the events are what is measured.
     song = next((ROOT / "fixtures/sparkify/song_data").rglob("*.json"))
-    (plan_dir / "duckdb_events.py").write_text(DUCKDB_EVENTS)
-    (plan_dir / "polars_events.py").write_text(POLARS_EVENTS)
+    (plan_dir / "duckdb_events.py").write_text(script(DUCKDB_EVENTS))
+    (plan_dir / "polars_events.py").write_text(script(POLARS_EVENTS))
     db = work / "events-only.duckdb"
     jobs = {
         "sparkify (parse, star schema, DuckDB committed)": [
@@ -251,8 +253,8 @@ def main():
     assert keys, "no ALTER TABLE … ADD PRIMARY KEY in the plan"
     (plan_dir / "plan.json").write_text(json.dumps({"ddl": ddl, "transforms": transforms,
                                                     "keys": keys}))
-    (plan_dir / "duckdb_job.py").write_text(DUCKDB)
-    (plan_dir / "polars_job.py").write_text(POLARS)
+    (plan_dir / "duckdb_job.py").write_text(script(DUCKDB))
+    (plan_dir / "polars_job.py").write_text(script(POLARS))
     (plan_dir / "floor_job.py").write_text(FLOOR)
 
     rows = []
