@@ -300,21 +300,41 @@ pub fn tag(
     files: &[FileRead],
     first_id: i32,
 ) -> Result<RecordBatch> {
-    let total: u64 = files.iter().map(|f| f.rows).sum();
-    if total != batch.num_rows() as u64 {
+    let runs: Vec<(i32, u64)> = (first_id..).zip(files.iter().map(|f| f.rows)).collect();
+    let mut tagged = tag_runs(table, vec![batch.clone()], &runs)?;
+    Ok(tagged
+        .pop()
+        .unwrap_or_else(|| RecordBatch::new_empty(table.schema())))
+}
+
+/// `batches` (rows of `table` in order) with each row's `etl_file_id`: `runs` says whose they
+/// are, in order, as (file id, rows); the runs must account for every row.
+pub fn tag_runs(
+    table: &'static TableDef,
+    batches: Vec<RecordBatch>,
+    runs: &[(i32, u64)],
+) -> Result<Vec<RecordBatch>> {
+    let total: u64 = runs.iter().map(|r| r.1).sum();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if total != rows as u64 {
         return Err(Error::Ledger(format!(
-            "{}: the files read account for {total} rows, the table has {}",
-            table.name,
-            batch.num_rows()
+            "{}: the files read account for {total} rows, the table has {rows}",
+            table.name
         )));
     }
-    let mut ids = Vec::with_capacity(batch.num_rows());
-    for (i, f) in files.iter().enumerate() {
-        ids.extend(std::iter::repeat_n(first_id + i as i32, f.rows as usize));
-    }
-    let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(Int32Array::from(ids)));
-    Ok(RecordBatch::try_new(table.schema(), columns)?)
+    let mut ids = runs
+        .iter()
+        .flat_map(|&(id, rows)| std::iter::repeat_n(id, rows as usize));
+    let schema = table.schema();
+    batches
+        .into_iter()
+        .map(|b| {
+            let column: Int32Array = ids.by_ref().take(b.num_rows()).map(Some).collect();
+            let mut columns = b.columns().to_vec();
+            columns.push(Arc::new(column));
+            Ok(RecordBatch::try_new(Arc::clone(&schema), columns)?)
+        })
+        .collect()
 }
 
 /// The `etl_files` rows of a run's files: each table's files numbered on from `first_id`,

@@ -9,14 +9,14 @@
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use arrow::array::{Int32Array, RecordBatch};
+use arrow::array::RecordBatch;
 
 use crate::error::{Error, Result};
 use crate::ledger::{self, Entry, Increment, Kind, Ledger};
 use crate::model::{SongplaysMode, StarBuilder, StarSchema};
 use crate::reject::{Reject, rejects_batch};
 use crate::sink::{Finished, Staged};
-use crate::source::{FileRead, Flow, Parts, ReadOutput};
+use crate::source::{self, FileRead, Flow, Parts, ReadOutput};
 use crate::table::{ETL_FILES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, TableDef};
 
 /// What hears of each phase after the staging rows (for a progress display).
@@ -217,24 +217,11 @@ impl Pipeline {
     /// An event part's batches, each with its rows' `etl_file_id`.
     fn tag(&self, batches: Vec<RecordBatch>, runs: &[(usize, u64)]) -> Result<Vec<RecordBatch>> {
         let first = self.first_event_id();
-        let mut ids = runs
+        let runs: Vec<(i32, u64)> = runs
             .iter()
-            .flat_map(|&(input, rows)| std::iter::repeat_n(first + input as i32, rows as usize));
-        let schema = STAGING_EVENTS.schema();
-        batches
-            .into_iter()
-            .map(|b| {
-                let column: Int32Array = ids.by_ref().take(b.num_rows()).map(Some).collect();
-                if column.len() != b.num_rows() {
-                    return Err(Error::Ledger(
-                        "staging_events: a part has more rows than its files account for".into(),
-                    ));
-                }
-                let mut columns = b.columns().to_vec();
-                columns.push(Arc::new(column));
-                Ok(RecordBatch::try_new(Arc::clone(&schema), columns)?)
-            })
-            .collect()
+            .map(|&(input, rows)| (first + input as i32, rows))
+            .collect();
+        ledger::tag_runs(&STAGING_EVENTS, batches, &runs)
     }
 
     /// The songs, once read: checked, kept, and given tagged.
@@ -308,15 +295,12 @@ impl Staged for Pipeline {
             .songs
             .as_ref()
             .ok_or_else(|| Error::Schema("finish before the songs were given".into()))?;
-        let event_rejects = self.event_rejects.len() as u64;
-        if self.event_records != self.event_rows + event_rejects {
-            return Err(Error::Unaccounted {
-                table: STAGING_EVENTS.name,
-                records: self.event_records,
-                rows: self.event_rows,
-                rejects: event_rejects,
-            });
-        }
+        source::account(
+            STAGING_EVENTS.name,
+            self.event_records,
+            self.event_rows,
+            self.event_rejects.len() as u64,
+        )?;
         let rows: u64 = self.event_files.iter().map(|f| f.rows).sum();
         if rows != self.event_rows {
             return Err(Error::Ledger(format!(
@@ -349,26 +333,25 @@ impl Staged for Pipeline {
                 (&ETL_FILES, etl_files.num_rows() as u64),
             ],
         };
+        let finished = Finished {
+            star,
+            load_errors,
+            etl_files,
+            increment,
+            staged,
+        };
         self.given = [
             (STAGING_EVENTS.name, self.event_rows as usize),
             (STAGING_SONGS.name, song_rows as usize),
         ]
         .into_iter()
         .chain(
-            star.iter()
-                .flat_map(|s| s.tables().map(|(t, b)| (t.name, b.num_rows()))),
+            finished
+                .tables()
+                .iter()
+                .map(|(t, b)| (t.name, b.num_rows())),
         )
-        .chain([
-            (LOAD_ERRORS.name, load_errors.num_rows()),
-            (ETL_FILES.name, etl_files.num_rows()),
-        ])
         .collect();
-        Ok(Finished {
-            star,
-            load_errors,
-            etl_files,
-            increment,
-            staged,
-        })
+        Ok(finished)
     }
 }

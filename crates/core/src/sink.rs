@@ -37,11 +37,7 @@ impl Tables<'_> {
             (&STAGING_EVENTS, self.staging_events),
             (&STAGING_SONGS, self.staging_songs),
         ];
-        if let Some(star) = self.star {
-            out.extend(star.tables());
-        }
-        out.push((&LOAD_ERRORS, self.load_errors));
-        out.push((&ETL_FILES, self.etl_files));
+        out.extend(built(self.star, self.load_errors, self.etl_files));
         out
     }
 
@@ -137,6 +133,29 @@ pub struct Finished {
     /// What [`staged_counts`] says for a load of whole tables: the rows the sink must hold
     /// in each counted table after the load.
     pub staged: Vec<(&'static TableDef, u64)>,
+}
+
+impl Finished {
+    /// The tables built from the staging rows, in the order a run reports them: the star
+    /// schema (when it was built), `load_errors`, `etl_files`.
+    pub fn tables(&self) -> Vec<(&'static TableDef, &RecordBatch)> {
+        built(self.star.as_ref(), &self.load_errors, &self.etl_files)
+    }
+}
+
+/// The tables a run builds from its staging rows, in report order.
+fn built<'a>(
+    star: Option<&'a StarSchema>,
+    load_errors: &'a RecordBatch,
+    etl_files: &'a RecordBatch,
+) -> Vec<(&'static TableDef, &'a RecordBatch)> {
+    let mut out = Vec::new();
+    if let Some(star) = star {
+        out.extend(star.tables());
+    }
+    out.push((&LOAD_ERRORS, load_errors));
+    out.push((&ETL_FILES, etl_files));
+    out
 }
 
 /// A streamed load gathered into whole tables, for a sink that loads whole tables.

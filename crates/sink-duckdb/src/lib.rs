@@ -21,9 +21,7 @@ use sparkify_core::ledger;
 use sparkify_core::model::SongplaysMode;
 use sparkify_core::sink::{self, QueryResult, Staged, TablesAction};
 use sparkify_core::sql::{self, Dialect};
-use sparkify_core::table::{
-    ETL_FILES, LOAD_ERRORS, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef,
-};
+use sparkify_core::table::{SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef};
 use sparkify_core::{Load, Sink, Tables};
 
 /// What can go wrong loading DuckDB.
@@ -232,7 +230,7 @@ impl DuckDbSink {
             });
         }
         for add in SINK_TABLES.iter().filter_map(|t| sql::add_primary_key(t)) {
-            tx.execute_batch(&add).map_err(self.sql_error(add))?;
+            self.run(tx, &add)?;
         }
         Ok(())
     }
@@ -346,7 +344,7 @@ impl Sink for DuckDbSink {
         let mut conn = self.open()?;
         let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
         for s in statements {
-            tx.execute_batch(s).map_err(self.sql_error(s.clone()))?;
+            self.run(&tx, s)?;
         }
         tx.commit().map_err(self.sql_error("COMMIT"))
     }
@@ -395,9 +393,8 @@ impl DuckDbSink {
         let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
         let setup = match tables.increment {
             Some(increment) => {
-                let create = sql::prepare_increment(&Dialect::DuckDb);
-                for s in &create {
-                    tx.execute_batch(s).map_err(self.sql_error(s.clone()))?;
+                for s in sql::prepare_increment(&Dialect::DuckDb) {
+                    self.run(&tx, &s)?;
                 }
                 self.check_ledger(&tx, increment.digest)?;
                 ledger::increment_sql(increment, &Dialect::DuckDb)
@@ -405,15 +402,14 @@ impl DuckDbSink {
             None => replace_all(),
         };
         for s in setup.into_iter().chain([limit_appends()]) {
-            tx.execute_batch(&s).map_err(self.sql_error(s))?;
+            self.run(&tx, &s)?;
         }
         for (table, batch) in tables.all() {
             if appends(transform, table) {
                 self.append(&tx, table, vec![batch.clone()])?;
             }
         }
-        tx.execute_batch(RESET_LIMIT)
-            .map_err(self.sql_error(RESET_LIMIT))?;
+        self.run(&tx, RESET_LIMIT)?;
         let expected = sink::staged_counts(tables);
         self.complete(tx, transform, &expected, tables.increment.is_none())
     }
@@ -425,7 +421,7 @@ impl DuckDbSink {
         let mut conn = self.open_for_inserts()?;
         let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
         for s in replace_all().into_iter().chain([limit_appends()]) {
-            tx.execute_batch(&s).map_err(self.sql_error(s))?;
+            self.run(&tx, &s)?;
         }
         // The events go in by one INSERT that scans them as the reader gives them; any other
         // staging table (the songs) is appended whole.
@@ -447,20 +443,17 @@ impl DuckDbSink {
         let finished = staged.finish()?;
         self.run(&tx, &limit_appends())?;
         staged.phase("loading the star schema");
-        let mut rest = Vec::new();
-        if transform == Transform::Memory {
-            let star = finished.star.as_ref().ok_or_else(|| Error::NothingParsed {
+        if transform == Transform::Memory && finished.star.is_none() {
+            return Err(Error::NothingParsed {
                 path: self.path.display().to_string(),
-            })?;
-            rest.extend(star.tables());
+            });
         }
-        rest.push((&LOAD_ERRORS, &finished.load_errors));
-        rest.push((&ETL_FILES, &finished.etl_files));
-        for (table, batch) in rest {
-            self.append(&tx, table, vec![batch.clone()])?;
+        for (table, batch) in finished.tables() {
+            if appends(transform, table) {
+                self.append(&tx, table, vec![batch.clone()])?;
+            }
         }
-        tx.execute_batch(RESET_LIMIT)
-            .map_err(self.sql_error(RESET_LIMIT))?;
+        self.run(&tx, RESET_LIMIT)?;
         staged.phase("checking keys and committing");
         self.complete(tx, transform, &finished.staged, true)
     }
@@ -520,6 +513,7 @@ impl DuckDbSink {
         Ok(after)
     }
 
+    /// Runs `statement` in `tx`, an error naming it.
     fn run(&self, tx: &duckdb::Transaction<'_>, statement: &str) -> Result<()> {
         tx.execute_batch(statement)
             .map_err(self.sql_error(statement))
@@ -567,8 +561,7 @@ impl DuckDbSink {
     ) -> Result<()> {
         if let Transform::Sql(mode) = transform {
             for statement in sql::transforms(&Dialect::DuckDb, mode) {
-                tx.execute_batch(&statement)
-                    .map_err(self.sql_error(statement.clone()))?;
+                self.run(&tx, &statement)?;
             }
         }
         self.reconcile(&tx, expected)?;
@@ -637,20 +630,16 @@ const RESET_LIMIT: &str = "RESET memory_limit";
 /// added once all rows are in), so there is no index to keep in memory and everything written
 /// can be evicted.
 fn insert(table: &TableDef) -> String {
-    format!(
-        "INSERT INTO {} SELECT * FROM {}(?)",
-        table.name,
-        scan::FUNCTION
-    )
+    insert_from(table, scan::FUNCTION)
 }
 
 /// How a streamed load appends the events: one insert scanning them as they are read.
 fn insert_stream() -> String {
-    format!(
-        "INSERT INTO {} SELECT * FROM {}(?)",
-        STAGING_EVENTS.name,
-        scan::STREAM_FUNCTION
-    )
+    insert_from(&STAGING_EVENTS, scan::STREAM_FUNCTION)
+}
+
+fn insert_from(table: &TableDef, function: &str) -> String {
+    format!("INSERT INTO {} SELECT * FROM {function}(?)", table.name)
 }
 
 /// A DuckDB value as text the way PostgreSQL prints the same value (`None` for NULL): numbers

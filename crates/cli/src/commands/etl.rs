@@ -329,19 +329,7 @@ pub fn read_inputs(
     pool: &rayon::ThreadPool,
 ) -> anyhow::Result<Read> {
     let found = find_inputs(song_inputs, event_inputs, s3_options, s3_concurrency)?;
-    let (songs, events) = (found.songs.files.clone(), found.events.files.clone());
-    read_found(&found, &songs, &events, batch_size, pool)
-}
-
-/// Reads `songs` and `events`, files `found` holds, in parallel on `pool`, with a progress
-/// bar on a terminal.
-pub fn read_found(
-    found: &Found,
-    songs: &[InputFile],
-    events: &[InputFile],
-    batch_size: usize,
-    pool: &rayon::ThreadPool,
-) -> anyhow::Result<Read> {
+    let (songs, events) = (&found.songs.files, &found.events.files);
     let started = Instant::now();
     let remote = found.s3.as_ref().map(|r| r as &dyn Remote);
     let progress = Progress::new(bytes(songs) + bytes(events));
@@ -432,7 +420,6 @@ fn finish(summary: &Summary, s: &LoadSettings) -> Result<(), Failure> {
 /// What a person sees on a terminal while a load runs: the bytes read (reading and loading
 /// go together, so this is the load's progress too), then each phase after the last byte.
 /// Nothing when stderr is not a terminal.
-#[derive(Clone)]
 struct Progress {
     bar: ProgressBar,
 }

@@ -90,14 +90,23 @@ pub struct FileRead {
 }
 
 impl FileRead {
-    fn opened(name: String, size: u64, version: Option<String>, stored: &[u8]) -> Self {
+    /// A file not read yet: no checksum, no rows counted.
+    fn unread(name: String, size: u64, version: Option<String>) -> Self {
         FileRead {
             name,
             size,
             version,
-            checksum: twox_hash::XxHash64::oneshot(0, stored),
+            checksum: 0,
             rows: 0,
             rejects: 0,
+        }
+    }
+
+    /// A file whose bytes as stored are `stored`.
+    fn opened(name: String, size: u64, version: Option<String>, stored: &[u8]) -> Self {
+        FileRead {
+            checksum: twox_hash::XxHash64::oneshot(0, stored),
+            ..FileRead::unread(name, size, version)
         }
     }
 }
@@ -107,16 +116,22 @@ impl ReadOutput {
     /// lost on the way from the decoder to the table).
     pub fn reconcile(&self, table: &'static str) -> Result<()> {
         let (rows, rejects) = (self.batch.num_rows() as u64, self.rejects.len() as u64);
-        if self.records != rows + rejects {
-            return Err(Error::Unaccounted {
-                table,
-                records: self.records,
-                rows,
-                rejects,
-            });
-        }
-        Ok(())
+        account(table, self.records, rows, rejects)
     }
+}
+
+/// Checks that `records` read of `table` are `rows` staged plus `rejects` (SPEC: every input
+/// record is loaded or reported).
+pub fn account(table: &'static str, records: u64, rows: u64, rejects: u64) -> Result<()> {
+    if records != rows + rejects {
+        return Err(Error::Unaccounted {
+            table,
+            records,
+            rows,
+            rejects,
+        });
+    }
+    Ok(())
 }
 
 /// One input already in memory, as fetched from S3, say.

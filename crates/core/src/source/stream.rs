@@ -48,26 +48,15 @@ impl StreamInput<'_> {
                 let file =
                     std::fs::File::open(path).map_err(|e| super::discover::io_error(path, e))?;
                 Ok((
-                    described(f.name(), f.len, f.version.clone()),
+                    FileRead::unread(f.name(), f.len, f.version.clone()),
                     Box::new(file),
                 ))
             }
             StreamInput::Fetched(b) => Ok((
-                described(b.name, b.data.len() as u64, b.version),
+                FileRead::unread(b.name, b.data.len() as u64, b.version),
                 Box::new(std::io::Cursor::new(b.data)),
             )),
         }
-    }
-}
-
-fn described(name: String, size: u64, version: Option<String>) -> FileRead {
-    FileRead {
-        name,
-        size,
-        version,
-        checksum: 0,
-        rows: 0,
-        rejects: 0,
     }
 }
 
