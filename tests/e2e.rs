@@ -2330,9 +2330,7 @@ fn a_streamed_load_is_the_same_for_any_in_flight_bound_batch_size_and_thread_cou
             ],
         ),
     ];
-    let mut dumps = Vec::new();
-    for (name, extra) in runs {
-        let json = d.join(format!("{name}.json"));
+    let etl = |sink: &str, json: &Path, extra: &[&str]| {
         let mut args = vec![
             "etl",
             "--songs",
@@ -2340,17 +2338,18 @@ fn a_streamed_load_is_the_same_for_any_in_flight_bound_batch_size_and_thread_cou
             "--events",
             events.to_str().unwrap(),
             "--sink",
-            &format!("duckdb:{name}.duckdb"),
+            sink,
             "--summary-json",
             json.to_str().unwrap(),
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ];
+        args.extend_from_slice(extra);
         let out = sparkify(d, &args);
-        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(0), "{sink}: {}", text(&out));
+    };
+    let mut dumps = Vec::new();
+    for (name, extra) in runs {
+        let json = d.join(format!("{name}.json"));
+        etl(&format!("duckdb:{name}.duckdb"), &json, extra);
         let flow = summary_of(&json)["in_flight"].clone();
         let (bound, peak, parts, largest) = (
             flow["bound"].as_u64().unwrap(),
@@ -2397,6 +2396,37 @@ fn a_streamed_load_is_the_same_for_any_in_flight_bound_batch_size_and_thread_cou
     assert!(dumps[0].contains("staging_events"));
     assert_eq!(dumps[0], dumps[1]);
     assert_eq!(dumps[0], dumps[2]);
+
+    // PostgreSQL (COPY fed as the parts come) and a lake with its staging tables (written
+    // part by part), each under the tightest bound, hold what DuckDB holds, table by table.
+    let server = pg::PgServer::start();
+    let one = runs[1].1;
+    etl(&server.url(), &d.join("pg.json"), one);
+    let mut lake_args = one.to_vec();
+    lake_args.push("--with-staging-tables");
+    etl("parquet:lake", &d.join("lake.json"), &lake_args);
+    for json in ["pg.json", "lake.json"] {
+        let flow = summary_of(&d.join(json))["in_flight"].clone();
+        assert_eq!(flow["peak_parts"].as_u64(), Some(1), "{json}: {flow}");
+    }
+    let verify = sparkify(
+        d,
+        &[
+            "verify",
+            "--sink",
+            "duckdb:default.duckdb",
+            "--sink",
+            &server.url(),
+            "--sink",
+            "parquet:lake",
+        ],
+    );
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    let table = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        !table.contains("not written") && table.contains("staging_events"),
+        "{table}"
+    );
 }
 
 #[test]

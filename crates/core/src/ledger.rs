@@ -184,7 +184,9 @@ pub fn split(ledger: &Ledger, kind: Kind, files: &[InputFile], prune: bool) -> S
     out
 }
 
-/// What an incremental load changes in a sink beyond appending the run's rows.
+/// What an incremental load changes in a sink beyond appending the run's rows; known before
+/// the run reads a byte, so a sink can remove the replaced files' rows first and append the
+/// run's as they are read.
 #[derive(Debug, Clone)]
 pub struct Increment {
     /// The ledger entries whose rows, rejects and ledger rows the load removes.
@@ -192,60 +194,55 @@ pub struct Increment {
     /// [`Ledger::digest`] of the ledger the run read: the load goes on only if the sink's is
     /// still the same under its lock.
     pub digest: u64,
-    /// Rows `staging_events`, `staging_songs`, `load_errors` and `etl_files` hold after the
-    /// load: the ledger's entries that stay, plus the run's.
-    pub expected: Vec<(&'static TableDef, u64)>,
+    /// Rows `staging_events`, `staging_songs`, `load_errors` and `etl_files` hold for the
+    /// ledger's entries that stay.
+    pub kept: Vec<(&'static TableDef, u64)>,
     /// How the star schema is rebuilt over every staged row.
     pub mode: SongplaysMode,
 }
 
 impl Increment {
-    /// The increment of a run that read `files` against `ledger`, removing `remove`.
-    pub fn new(
-        ledger: &Ledger,
-        remove: Vec<Entry>,
-        run: &[(Kind, &[FileRead])],
-        mode: SongplaysMode,
-    ) -> Self {
+    /// The increment of a run against `ledger` that removes `remove`.
+    pub fn new(ledger: &Ledger, remove: Vec<Entry>, mode: SongplaysMode) -> Self {
         let removed: HashSet<i32> = remove.iter().map(|e| e.file_id).collect();
-        let kept = || {
-            ledger
-                .entries
-                .iter()
-                .filter(|e| !removed.contains(&e.file_id))
-        };
+        let kept: Vec<&Entry> = ledger
+            .entries
+            .iter()
+            .filter(|e| !removed.contains(&e.file_id))
+            .collect();
         let staged = |kind: Kind| -> u64 {
-            let before: u64 = kept()
+            kept.iter()
                 .filter(|e| e.kind == kind)
                 .map(|e| e.rows_staged)
-                .sum();
-            let now: u64 = run
-                .iter()
-                .filter(|(k, _)| *k == kind)
-                .flat_map(|(_, files)| files.iter())
-                .map(|f| f.rows)
-                .sum();
-            before + now
+                .sum()
         };
-        let rejects = kept().map(|e| e.rejects).sum::<u64>()
-            + run
-                .iter()
-                .flat_map(|(_, files)| files.iter())
-                .map(|f| f.rejects)
-                .sum::<u64>();
-        let files = (kept().count() + run.iter().map(|(_, f)| f.len()).sum::<usize>()) as u64;
-        let expected = vec![
+        let kept = vec![
             (&STAGING_EVENTS, staged(Kind::Events)),
             (&STAGING_SONGS, staged(Kind::Songs)),
-            (&LOAD_ERRORS, rejects),
-            (&ETL_FILES, files),
+            (&LOAD_ERRORS, kept.iter().map(|e| e.rejects).sum()),
+            (&ETL_FILES, kept.len() as u64),
         ];
         Increment {
             remove,
             digest: ledger.digest,
-            expected,
+            kept,
             mode,
         }
+    }
+
+    /// The rows each counted table holds after the load, the run having staged `run`'s.
+    pub fn expected(&self, run: &[(&'static TableDef, u64)]) -> Vec<(&'static TableDef, u64)> {
+        self.kept
+            .iter()
+            .map(|&(table, kept)| {
+                let now: u64 = run
+                    .iter()
+                    .filter(|(t, _)| t.name == table.name)
+                    .map(|r| r.1)
+                    .sum();
+                (table, kept + now)
+            })
+            .collect()
     }
 }
 
@@ -438,10 +435,16 @@ mod tests {
         let pruned = split(&ledger, Kind::Events, &now, true);
         assert_eq!(ids(&pruned.remove), [2, 3, 4]);
 
-        let inc = Increment::new(&ledger, pruned.remove, &[], SongplaysMode::Matched);
-        let counts: Vec<u64> = inc.expected.iter().map(|(_, n)| *n).collect();
+        let inc = Increment::new(&ledger, pruned.remove, SongplaysMode::Matched);
+        let counts = |run: &[(&'static TableDef, u64)]| -> Vec<u64> {
+            inc.expected(run).iter().map(|(_, n)| *n).collect()
+        };
         // Left: a.json (events) and d.json (songs), 10 rows and 1 reject each.
-        assert_eq!(counts, [10, 10, 2, 2]);
+        assert_eq!(counts(&[]), [10, 10, 2, 2]);
+        assert_eq!(
+            counts(&[(&STAGING_EVENTS, 7), (&ETL_FILES, 3)]),
+            [17, 10, 2, 5]
+        );
         let sql = increment_sql(&inc, &Dialect::Postgres);
         assert_eq!(
             sql,

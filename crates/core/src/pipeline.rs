@@ -15,9 +15,9 @@ use crate::error::{Error, Result};
 use crate::ledger::{self, Entry, Increment, Kind, Ledger};
 use crate::model::{SongplaysMode, StarBuilder, StarSchema};
 use crate::reject::{Reject, rejects_batch};
-use crate::sink::{Finished, Staged};
+use crate::sink::{self, Finished, Staged};
 use crate::source::{self, FileRead, Flow, Parts, ReadOutput};
-use crate::table::{ETL_FILES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, TableDef};
+use crate::table::{STAGING_EVENTS, STAGING_SONGS, TableDef};
 
 /// What hears of each phase after the staging rows (for a progress display).
 pub type OnPhase = Arc<dyn Fn(&str) + Send + Sync>;
@@ -105,7 +105,8 @@ pub struct Pipeline {
     songs: Option<Songs>,
     /// `None` for an incremental load, whose star the sink builds.
     model: Option<Arc<Model>>,
-    against: Option<Against>,
+    /// Built from the `Against` the pipeline was made with.
+    increment: Option<Increment>,
     event_files: Vec<FileRead>,
     event_records: u64,
     event_rows: u64,
@@ -138,13 +139,14 @@ impl Pipeline {
         against: Option<Against>,
         opts: Options,
     ) -> Self {
+        let increment = against.map(|a| Increment::new(&a.ledger, a.remove, opts.mode));
         Pipeline {
             opts,
             parts,
             pending_songs: Some(songs),
             songs: None,
             model,
-            against,
+            increment,
             event_files: Vec::new(),
             event_records: 0,
             event_rows: 0,
@@ -251,8 +253,8 @@ impl Pipeline {
 }
 
 impl Staged for Pipeline {
-    fn incremental(&self) -> bool {
-        self.against.is_some()
+    fn increment(&self) -> Option<&Increment> {
+        self.increment.as_ref()
     }
 
     fn next(&mut self) -> Option<Result<(&'static TableDef, Vec<RecordBatch>)>> {
@@ -315,29 +317,25 @@ impl Staged for Pipeline {
         let etl_files = ledger::ledger_batch(&run, self.opts.first_id, self.opts.started_at_ms)?;
         let rejects = self.rejects();
         let load_errors = rejects_batch(&rejects, self.opts.started_at_ms);
-        let increment = self
-            .against
-            .as_ref()
-            .map(|a| Increment::new(&a.ledger, a.remove.clone(), &run, self.opts.mode));
         let star = match &self.model {
             Some(model) => Some(model.finish(&songs.batch)?),
             None => None,
         };
         let song_rows = songs.batch.num_rows() as u64;
-        let staged = match &increment {
-            Some(i) => i.expected.clone(),
-            None => vec![
-                (&STAGING_EVENTS, self.event_rows),
-                (&STAGING_SONGS, song_rows),
-                (&LOAD_ERRORS, rejects.len() as u64),
-                (&ETL_FILES, etl_files.num_rows() as u64),
+        let staged = sink::expected_counts(
+            [
+                self.event_rows,
+                song_rows,
+                rejects.len() as u64,
+                etl_files.num_rows() as u64,
             ],
-        };
+            self.increment.as_ref(),
+        );
         let finished = Finished {
             star,
             load_errors,
             etl_files,
-            increment,
+            increment: self.increment.clone(),
             staged,
         };
         self.given = [

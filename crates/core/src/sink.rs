@@ -55,15 +55,29 @@ impl Tables<'_> {
 /// run staged, rejected and read (SPEC: every input record is loaded or reported); for an
 /// incremental load, the ledger's files that stay plus the run's.
 pub fn staged_counts(tables: &Tables<'_>) -> Vec<(&'static TableDef, u64)> {
-    if let Some(increment) = tables.increment {
-        return increment.expected.clone();
+    let rows = |b: &RecordBatch| b.num_rows() as u64;
+    expected_counts(
+        [
+            rows(tables.staging_events),
+            rows(tables.staging_songs),
+            rows(tables.load_errors),
+            rows(tables.etl_files),
+        ],
+        tables.increment,
+    )
+}
+
+/// [`staged_counts`] of a run that staged `run` rows in the [`COUNTED`] tables, in their
+/// order.
+pub fn expected_counts(
+    run: [u64; 4],
+    increment: Option<&Increment>,
+) -> Vec<(&'static TableDef, u64)> {
+    let run: Vec<(&'static TableDef, u64)> = COUNTED.into_iter().zip(run).collect();
+    match increment {
+        Some(increment) => increment.expected(&run),
+        None => run,
     }
-    vec![
-        (&STAGING_EVENTS, tables.staging_events.num_rows() as u64),
-        (&STAGING_SONGS, tables.staging_songs.num_rows() as u64),
-        (&LOAD_ERRORS, tables.load_errors.num_rows() as u64),
-        (&ETL_FILES, tables.etl_files.num_rows() as u64),
-    ]
 }
 
 /// The tables [`staged_counts`] counts.
@@ -108,8 +122,9 @@ pub fn reconcile(
 /// appends each part as it comes, inside the load's one transaction; an error from either
 /// (a bad input, more rejects than `--max-errors`) means the sink commits nothing.
 pub trait Staged: std::fmt::Debug {
-    /// Whether the load adds to what the sink holds ([`Finished::increment`]).
-    fn incremental(&self) -> bool;
+    /// `Some` when the load adds to what the sink holds: what it removes first. Known before
+    /// the first part, and the same as [`Finished::increment`].
+    fn increment(&self) -> Option<&Increment>;
 
     /// The next rows of a staging table, in input order; `None` after the last.
     fn next(&mut self) -> Option<crate::Result<(&'static TableDef, Vec<RecordBatch>)>>;
@@ -158,47 +173,46 @@ fn built<'a>(
     out
 }
 
-/// A streamed load gathered into whole tables, for a sink that loads whole tables.
+/// A load of whole tables as a stream: each staging table in one part, then the rest.
 #[derive(Debug)]
-pub struct Collected {
-    pub staging_events: RecordBatch,
-    pub staging_songs: RecordBatch,
-    pub finished: Finished,
+pub struct Whole<'a> {
+    tables: Tables<'a>,
+    given: usize,
 }
 
-impl Collected {
-    /// The tables, as a load of whole tables takes them.
-    pub fn tables(&self) -> Tables<'_> {
-        Tables {
-            staging_events: &self.staging_events,
-            staging_songs: &self.staging_songs,
-            star: self.finished.star.as_ref(),
-            load_errors: &self.finished.load_errors,
-            etl_files: &self.finished.etl_files,
-            increment: self.finished.increment.as_ref(),
-        }
+impl<'a> Whole<'a> {
+    pub fn new(tables: Tables<'a>) -> Self {
+        Whole { tables, given: 0 }
     }
 }
 
-/// Takes every part of `staged` and gathers each staging table whole.
-pub fn collect(staged: &mut dyn Staged) -> crate::Result<Collected> {
-    let (mut events, mut songs) = (Vec::new(), Vec::new());
-    while let Some(next) = staged.next() {
-        let (table, batches) = next?;
-        match table.name == STAGING_SONGS.name {
-            true => songs.extend(batches),
-            false => events.extend(batches),
-        }
+impl Staged for Whole<'_> {
+    fn increment(&self) -> Option<&Increment> {
+        self.tables.increment
     }
-    staged.phase("gathering the staging tables");
-    let whole = |table: &TableDef, batches: &[RecordBatch]| {
-        arrow::compute::concat_batches(&table.schema(), batches)
-    };
-    Ok(Collected {
-        staging_events: whole(&STAGING_EVENTS, &events)?,
-        staging_songs: whole(&STAGING_SONGS, &songs)?,
-        finished: staged.finish()?,
-    })
+
+    fn next(&mut self) -> Option<crate::Result<(&'static TableDef, Vec<RecordBatch>)>> {
+        let t = &self.tables;
+        let (table, batch) = [
+            (&STAGING_EVENTS, t.staging_events),
+            (&STAGING_SONGS, t.staging_songs),
+        ]
+        .into_iter()
+        .nth(self.given)?;
+        self.given += 1;
+        Some(Ok((table, vec![batch.clone()])))
+    }
+
+    fn finish(&mut self) -> crate::Result<Finished> {
+        let t = &self.tables;
+        Ok(Finished {
+            star: t.star.cloned(),
+            load_errors: t.load_errors.clone(),
+            etl_files: t.etl_files.clone(),
+            increment: t.increment.cloned(),
+            staged: staged_counts(t),
+        })
+    }
 }
 
 /// Where a load's staging tables come from.
@@ -211,6 +225,18 @@ pub enum Load<'a> {
     /// Read by the warehouse itself from where the input lies (Redshift's `COPY` of the JSON
     /// in S3); nothing was parsed here, and the warehouse builds the star schema in SQL.
     InWarehouse,
+}
+
+impl Load<'_> {
+    /// Calls `f` with the load as a stream: whole tables as [`Whole`]'s one part each; `None`
+    /// when the warehouse reads the input itself.
+    pub fn with_staged<T>(self, f: impl FnOnce(Option<&mut (dyn Staged + Send)>) -> T) -> T {
+        match self {
+            Load::Parsed(tables) => f(Some(&mut Whole::new(tables))),
+            Load::Streamed(staged) => f(Some(staged)),
+            Load::InWarehouse => f(None),
+        }
+    }
 }
 
 /// What a sink stages from; see [`Load`].

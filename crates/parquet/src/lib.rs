@@ -108,16 +108,80 @@ pub fn parquet_bytes(
     batch: &RecordBatch,
     compression: Compression,
 ) -> Result<Vec<u8>> {
-    let err = |source| Error::Parquet {
-        table: table.to_owned(),
-        source,
-    };
+    let err = parquet_error(table);
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(properties(compression)))
-        .map_err(err)?;
-    writer.write(batch).map_err(err)?;
-    writer.close().map_err(err)?;
+        .map_err(&err)?;
+    writer.write(batch).map_err(&err)?;
+    writer.close().map_err(&err)?;
     Ok(out)
+}
+
+/// An unpartitioned table written as it comes: `root/TABLE/part-00000.parquet`, its batches
+/// encoded as they are written and a row group flushed to the file whenever the buffered one
+/// passes [`ROW_GROUP_BYTES`], so memory holds one row group at most, whatever the table's size.
+#[derive(Debug)]
+pub struct TableWriter {
+    table: &'static TableDef,
+    path: PathBuf,
+    writer: ArrowWriter<fs::File>,
+    rows: u64,
+    row_group_bytes: usize,
+}
+
+/// The encoded size at which [`TableWriter`] flushes a row group.
+pub const ROW_GROUP_BYTES: usize = 32 << 20;
+
+impl TableWriter {
+    /// Creates the table's file under `root` (a file with no rows until batches come).
+    pub fn create(root: &Path, table: &'static TableDef, compression: Compression) -> Result<Self> {
+        let folder = root.join(table.name);
+        fs::create_dir_all(&folder).map_err(io(&folder))?;
+        let path = folder.join(PART_FILE);
+        let file = fs::File::create(&path).map_err(io(&path))?;
+        let schema = for_parquet(&RecordBatch::new_empty(table.schema()))?.schema();
+        let writer = ArrowWriter::try_new(file, schema, Some(properties(compression)))
+            .map_err(parquet_error(table.name))?;
+        Ok(TableWriter {
+            table,
+            path,
+            writer,
+            rows: 0,
+            row_group_bytes: ROW_GROUP_BYTES,
+        })
+    }
+
+    /// Flushes a row group once the buffered one passes `bytes` (default [`ROW_GROUP_BYTES`]).
+    pub fn with_row_group_bytes(mut self, bytes: usize) -> Self {
+        self.row_group_bytes = bytes;
+        self
+    }
+
+    /// Encodes `batch` (a batch of the table, timestamps in milliseconds) into the file.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let err = parquet_error(self.table.name);
+        self.writer.write(&for_parquet(batch)?).map_err(&err)?;
+        self.rows += batch.num_rows() as u64;
+        if self.writer.in_progress_size() > self.row_group_bytes {
+            self.writer.flush().map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the footer; returns the file and the rows it holds.
+    pub fn close(self) -> Result<(PathBuf, u64)> {
+        self.writer
+            .close()
+            .map_err(parquet_error(self.table.name))?;
+        Ok((self.path, self.rows))
+    }
+}
+
+fn parquet_error(table: &str) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
+    move |source| Error::Parquet {
+        table: table.to_owned(),
+        source,
+    }
 }
 
 /// How a table is split in folders.
@@ -311,5 +375,53 @@ mod tests {
     fn partition_values_are_escaped_like_hive() {
         assert_eq!(escape_partition_value("AR12/x=y"), "AR12%2Fx%3Dy");
         assert_eq!(escape_partition_value("Café 1"), "Café 1");
+    }
+
+    #[test]
+    fn a_table_written_as_it_comes_reads_back_whole_in_its_row_groups() {
+        use sparkify_core::reject::{Reject, rejects_batch};
+        use sparkify_core::table::LOAD_ERRORS;
+        let rejects: Vec<Reject> = (0..1000)
+            .map(|i| Reject {
+                source: format!("log-{}.json", i % 7).into(),
+                line: i,
+                byte_offset: i * 10,
+                column: (i % 3 == 0).then(|| "ts".into()),
+                reason: "not a number".into(),
+                raw: format!("{{\"ts\": \"x{i}\"}}"),
+            })
+            .collect();
+        let whole = rejects_batch(&rejects, 1_541_903_636_796);
+        let dir = tempfile::tempdir().unwrap();
+        for (bytes, groups) in [(1, 10), (ROW_GROUP_BYTES, 1)] {
+            let root = dir.path().join(bytes.to_string());
+            let mut writer = TableWriter::create(&root, &LOAD_ERRORS, Compression::Zstd)
+                .unwrap()
+                .with_row_group_bytes(bytes);
+            for start in (0..1000).step_by(100) {
+                writer.write(&whole.slice(start, 100)).unwrap();
+            }
+            let (path, rows) = writer.close().unwrap();
+            assert_eq!(rows, 1000);
+            let file = fs::File::open(&path).unwrap();
+            let meta = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .metadata()
+                .clone();
+            assert_eq!(meta.num_row_groups(), groups, "flushed past {bytes} bytes");
+            let back = read_table(&root, &LOAD_ERRORS).unwrap().unwrap();
+            assert_eq!(back.columns(), for_parquet(&whole).unwrap().columns());
+        }
+        // A table with no rows is still a file with its schema.
+        let root = dir.path().join("empty");
+        let (path, rows) = TableWriter::create(&root, &LOAD_ERRORS, Compression::Snappy)
+            .unwrap()
+            .close()
+            .unwrap();
+        assert_eq!((rows, path.exists()), (0, true));
+        assert_eq!(
+            read_table(&root, &LOAD_ERRORS).unwrap().unwrap().num_rows(),
+            0
+        );
     }
 }

@@ -22,7 +22,7 @@ use sparkify_core::model::SongplaysMode;
 use sparkify_core::sink::{self, QueryResult, Staged, TablesAction};
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef};
-use sparkify_core::{Load, Sink, Tables};
+use sparkify_core::{Load, Sink};
 
 /// What can go wrong loading DuckDB.
 #[derive(Debug, thiserror::Error)]
@@ -361,37 +361,27 @@ impl Sink for DuckDbSink {
     }
 
     fn load(&mut self, load: Load<'_>) -> Result<()> {
-        match load {
-            Load::Parsed(tables) => self.load_tables(&tables),
-            // An incremental load removes the replaced files' rows before it appends: it is
-            // staged whole, once read.
-            Load::Streamed(staged) if staged.incremental() => {
-                let collected = sink::collect(staged)?;
-                self.load_tables(&collected.tables())
-            }
-            Load::Streamed(staged) => self.load_stream(staged),
-            Load::InWarehouse => Err(Error::NothingParsed {
+        load.with_staged(|staged| match staged {
+            Some(staged) => self.load_stream(staged),
+            None => Err(Error::NothingParsed {
                 path: self.path.display().to_string(),
             }),
-        }
+        })
     }
 }
 
 impl DuckDbSink {
-    /// A load of whole tables.
-    fn load_tables(&self, tables: &Tables<'_>) -> Result<()> {
-        let transform = match (tables.increment, tables.star, self.transform) {
-            (Some(increment), _, _) => Transform::Sql(increment.mode),
-            (None, None, Transform::Memory) => {
-                return Err(Error::NothingParsed {
-                    path: self.path.display().to_string(),
-                });
-            }
-            (None, _, transform) => transform,
+    /// A load as it is read: the staging rows appended part by part as the reader gives them
+    /// (an incremental load's replaced files removed first), then the rest; one transaction
+    /// throughout.
+    fn load_stream(&self, staged: &mut (dyn Staged + Send)) -> Result<()> {
+        let transform = match staged.increment() {
+            Some(increment) => Transform::Sql(increment.mode),
+            None => self.transform,
         };
         let mut conn = self.open_for_inserts()?;
         let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
-        let setup = match tables.increment {
+        let setup = match staged.increment() {
             Some(increment) => {
                 for s in sql::prepare_increment(&Dialect::DuckDb) {
                     self.run(&tx, &s)?;
@@ -402,25 +392,6 @@ impl DuckDbSink {
             None => replace_all(),
         };
         for s in setup.into_iter().chain([limit_appends()]) {
-            self.run(&tx, &s)?;
-        }
-        for (table, batch) in tables.all() {
-            if appends(transform, table) {
-                self.append(&tx, table, vec![batch.clone()])?;
-            }
-        }
-        self.run(&tx, RESET_LIMIT)?;
-        let expected = sink::staged_counts(tables);
-        self.complete(tx, transform, &expected, tables.increment.is_none())
-    }
-
-    /// A streamed load: the staging rows appended part by part as the reader gives them, then
-    /// the rest; one transaction throughout.
-    fn load_stream(&self, staged: &mut (dyn Staged + Send)) -> Result<()> {
-        let transform = self.transform;
-        let mut conn = self.open_for_inserts()?;
-        let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
-        for s in replace_all().into_iter().chain([limit_appends()]) {
             self.run(&tx, &s)?;
         }
         // The events go in by one INSERT that scans them as the reader gives them; any other
@@ -455,7 +426,8 @@ impl DuckDbSink {
         }
         self.run(&tx, RESET_LIMIT)?;
         staged.phase("checking keys and committing");
-        self.complete(tx, transform, &finished.staged, true)
+        let full = finished.increment.is_none();
+        self.complete(tx, transform, &finished.staged, full)
     }
 
     /// Appends `first` and the parts of `staged` that follow it while they are

@@ -34,12 +34,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sparkify_core::sink::{self, QueryResult, TablesAction};
+use sparkify_core::sink::{self, QueryResult, Staged, TablesAction};
 use sparkify_core::source::Location;
 use sparkify_core::table::STAGING_TABLES;
-use sparkify_core::{Load, Sink, Tables};
+use sparkify_core::{Load, Sink};
 pub use sparkify_parquet::Compression;
-use sparkify_parquet::{count_rows, io, write_table};
+use sparkify_parquet::{TableWriter, count_rows, io, write_table};
 use sparkify_s3::{Body, LazyS3, S3, S3Options, S3Url};
 
 /// What can go wrong writing the lake.
@@ -147,13 +147,33 @@ impl ParquetSink {
         self
     }
 
-    /// Writes every table of `load` under `root` and marks it done with `_SUCCESS`.
-    fn write_all(&self, root: &Path, tables: &Tables<'_>) -> Result<()> {
+    /// Writes every table of `staged` under `root` as it comes (the staging tables part by
+    /// part, when they are written at all) and marks it done with `_SUCCESS`.
+    fn write_all(&self, root: &Path, staged: &mut dyn Staged) -> Result<()> {
         fs::create_dir_all(root).map_err(io(root))?;
-        for (table, batch) in tables.all() {
-            if !self.staging_tables && STAGING_TABLES.iter().any(|t| t.name == table.name) {
-                continue;
+        let mut writers = Vec::new();
+        if self.staging_tables {
+            for table in STAGING_TABLES {
+                writers.push(TableWriter::create(root, table, self.compression)?);
             }
+        }
+        while let Some(part) = staged.next() {
+            let (table, batches) = part?;
+            let writer = STAGING_TABLES
+                .iter()
+                .position(|t| t.name == table.name)
+                .and_then(|i| writers.get_mut(i));
+            // Without the staging tables in the lake, a part is dropped once read.
+            if let Some(writer) = writer {
+                batches.iter().try_for_each(|b| writer.write(b))?;
+            }
+        }
+        for writer in writers {
+            writer.close()?;
+        }
+        let finished = staged.finish()?;
+        staged.phase("writing the star schema");
+        for (table, batch) in finished.tables() {
             let files = write_table(root, table, batch, self.compression)?;
             tracing::debug!(table = table.name, files = files.len(), "written");
         }
@@ -161,7 +181,7 @@ impl ParquetSink {
         // previous output.
         let mut expected = Vec::new();
         let mut counted = Vec::new();
-        for (table, rows) in sink::staged_counts(tables) {
+        for (table, rows) in finished.staged {
             if let Some(found) = count_rows(root, table)? {
                 expected.push((table, rows));
                 counted.push((table.name.to_owned(), found));
@@ -177,10 +197,10 @@ impl ParquetSink {
         Ok(())
     }
 
-    fn load_dir(&self, dir: &Path, tables: &Tables<'_>) -> Result<()> {
+    fn load_dir(&self, dir: &Path, staged: &mut dyn Staged) -> Result<()> {
         let aside = sibling(dir, "tmp");
         let result = self
-            .write_all(&aside, tables)
+            .write_all(&aside, staged)
             .and_then(|()| swap_in(&aside, dir));
         if result.is_err() {
             let _ = fs::remove_dir_all(&aside);
@@ -188,10 +208,10 @@ impl ParquetSink {
         result
     }
 
-    fn load_s3(&self, s3: &S3, url: &S3Url, tables: &Tables<'_>) -> Result<()> {
+    fn load_s3(&self, s3: &S3, url: &S3Url, staged: &mut dyn Staged) -> Result<()> {
         let local = std::env::temp_dir().join(format!("sparkify-parquet-{}", run_id()));
         let result = self
-            .write_all(&local, tables)
+            .write_all(&local, staged)
             .and_then(|()| self.swap_s3(s3, url, &local));
         let _ = fs::remove_dir_all(&local);
         result
@@ -335,20 +355,15 @@ impl Sink for ParquetSink {
     }
 
     fn load(&mut self, load: Load<'_>) -> Result<()> {
-        let tables = match load {
-            Load::Parsed(tables) => tables,
-            Load::Streamed(staged) => {
-                let collected = sparkify_core::sink::collect(staged)?;
-                return self.load(Load::Parsed(collected.tables()));
+        load.with_staged(|staged| {
+            let staged = staged.ok_or(Error::NothingParsed)?;
+            if staged.increment().is_some() {
+                return Err(Error::Incremental);
             }
-            Load::InWarehouse => return Err(Error::NothingParsed),
-        };
-        if tables.increment.is_some() {
-            return Err(Error::Incremental);
-        }
-        match &self.location {
-            Location::Path(dir) => self.load_dir(dir, &tables),
-            Location::S3(url) => self.load_s3(&*self.s3.get()?, url, &tables),
-        }
+            match &self.location {
+                Location::Path(dir) => self.load_dir(dir, staged),
+                Location::S3(url) => self.load_s3(&*self.s3.get()?, url, staged),
+            }
+        })
     }
 }

@@ -80,35 +80,72 @@ fn value<'a>(batch: &'a RecordBatch, col: usize, ty: SqlType, row: usize) -> Val
     }
 }
 
-/// Streams `batch` into `table`, checking the server took every row.
-pub(crate) async fn copy_in(client: &Client, table: &TableDef, batch: &RecordBatch) -> Result<()> {
-    let sql = copy_in_sql(table);
-    let err = |source| Error::Sql {
-        statement: sql.clone(),
-        source,
-    };
-    let sink = client.copy_in(&sql).await.map_err(err)?;
-    let types: Vec<Type> = table.columns.iter().map(|c| pg_type(c.ty)).collect();
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    let mut writer = std::pin::pin!(writer);
-    for row in 0..batch.num_rows() {
-        let values: Vec<Value<'_>> = table
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| value(batch, i, c.ty, row))
-            .collect();
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        writer.as_mut().write(&refs).await.map_err(err)?;
+/// An error of `statement`, for `map_err`.
+pub(crate) fn sql_error(statement: &str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    let statement = statement.to_owned();
+    move |source| Error::Sql { statement, source }
+}
+
+/// One `COPY … FROM STDIN` into a table, fed batch by batch; [`CopyIn::finish`] checks the
+/// server took every row sent.
+pub(crate) struct CopyIn {
+    table: &'static TableDef,
+    sql: String,
+    writer: std::pin::Pin<Box<BinaryCopyInWriter>>,
+    types: Vec<SqlType>,
+    rows: u64,
+}
+
+impl CopyIn {
+    pub(crate) async fn start(client: &Client, table: &'static TableDef) -> Result<Self> {
+        let sql = copy_in_sql(table);
+        let sink = client.copy_in(&sql).await.map_err(sql_error(&sql))?;
+        let pg_types: Vec<Type> = table.columns.iter().map(|c| pg_type(c.ty)).collect();
+        Ok(CopyIn {
+            table,
+            writer: Box::pin(BinaryCopyInWriter::new(sink, &pg_types)),
+            types: table.columns.iter().map(|c| c.ty).collect(),
+            sql,
+            rows: 0,
+        })
     }
-    let n = writer.finish().await.map_err(err)?;
-    if n != batch.num_rows() as u64 {
-        return Err(Error::CopyCount {
-            table: table.name.to_owned(),
-            expected: batch.num_rows() as u64,
-            got: n,
-        });
+
+    /// Sends `batch`'s rows (a batch of the table).
+    pub(crate) async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        for row in 0..batch.num_rows() {
+            let values: Vec<Value<'_>> = self
+                .types
+                .iter()
+                .enumerate()
+                .map(|(i, ty)| value(batch, i, *ty, row))
+                .collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            self.writer
+                .as_mut()
+                .write(&refs)
+                .await
+                .map_err(sql_error(&self.sql))?;
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
     }
-    Ok(())
+
+    /// Ends the COPY.
+    pub(crate) async fn finish(mut self) -> Result<()> {
+        let n = self
+            .writer
+            .as_mut()
+            .finish()
+            .await
+            .map_err(sql_error(&self.sql))?;
+        if n != self.rows {
+            return Err(Error::CopyCount {
+                table: self.table.name.to_owned(),
+                expected: self.rows,
+                got: n,
+            });
+        }
+        Ok(())
+    }
 }

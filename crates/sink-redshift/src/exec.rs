@@ -1,28 +1,111 @@
 //! Running a plan on a connection: statements as they are, `COPY … FROM STDIN` of the parsed
 //! tables, `COPY` from S3 with its load errors read back on failure; any failure rolls back.
 
-use sparkify_core::Tables;
-use sparkify_core::sink::QueryResult;
+use arrow::array::RecordBatch;
+use sparkify_core::ledger::Increment;
+use sparkify_core::sink::{Finished, QueryResult, Staged};
+use sparkify_core::table::{STAGING_TABLES, TableDef};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
+use crate::copy::{CopyIn, sql_error};
 use crate::plan::{Step, insert_rows_sql, load_errors_query, reconcile_sql};
-use crate::{Error, Result, copy};
+use crate::{Error, Result};
 
-fn sql_error(statement: &str) -> impl FnOnce(tokio_postgres::Error) -> Error {
-    let statement = statement.to_owned();
-    move |source| Error::Sql { statement, source }
+/// A part of a staging table: its table and batches.
+type Part = (&'static TableDef, Vec<RecordBatch>);
+
+/// The rows a load sends, as it goes: the staging tables' parts as the stream gives them,
+/// then what was built from them ([`Finished`]); nothing when the warehouse reads the input.
+pub(crate) struct Rows<'s> {
+    staged: Option<&'s mut (dyn Staged + Send)>,
+    /// A part taken from the stream for another table than the one asked for.
+    pending: Option<Part>,
+    finished: Option<Finished>,
 }
 
-/// Runs `steps`; on a failure, rolls back (a dropped connection rolls back by itself).
-pub(crate) async fn run(
-    client: &Client,
-    steps: &[Step],
-    tables: Option<&Tables<'_>>,
-) -> Result<()> {
+impl<'s> Rows<'s> {
+    pub(crate) fn new(staged: Option<&'s mut (dyn Staged + Send)>) -> Self {
+        Rows {
+            staged,
+            pending: None,
+            finished: None,
+        }
+    }
+
+    /// Whether there are rows at all (not when the warehouse reads the input itself).
+    pub(crate) fn parsed(&self) -> bool {
+        self.staged.is_some()
+    }
+
+    pub(crate) fn increment(&self) -> Option<&Increment> {
+        self.staged.as_deref().and_then(|s| s.increment())
+    }
+
+    pub(crate) fn phase(&self, phase: &str) {
+        if let Some(staged) = &self.staged {
+            staged.phase(phase);
+        }
+    }
+
+    /// The stream's next part, the one put back first.
+    fn take(&mut self) -> Result<Option<Part>> {
+        if let Some(part) = self.pending.take() {
+            return Ok(Some(part));
+        }
+        match (&mut self.staged, &self.finished) {
+            (Some(staged), None) => Ok(staged.next().transpose()?),
+            _ => Ok(None),
+        }
+    }
+
+    /// The next rows of `table`; `None` once the stream has gone past it (blocks until the
+    /// reader has them).
+    pub(crate) fn next_of(&mut self, table: &TableDef) -> Result<Option<Vec<RecordBatch>>> {
+        match self.take()? {
+            Some((t, batches)) if t.name == table.name => Ok(Some(batches)),
+            other => {
+                self.pending = other;
+                Ok(None)
+            }
+        }
+    }
+
+    /// What was built from the rows, once every part was sent; `None` without rows.
+    pub(crate) fn finished(&mut self) -> Result<Option<&Finished>> {
+        if self.finished.is_none() {
+            if let Some((table, _)) = self.take()? {
+                return Err(Error::Config(format!(
+                    "the load's plan sends no more rows of {} at this point: a part came \
+                     after its table was sent",
+                    table.name
+                )));
+            }
+            let Some(staged) = &mut self.staged else {
+                return Ok(None);
+            };
+            self.finished = Some(staged.finish()?);
+        }
+        Ok(self.finished.as_ref())
+    }
+
+    /// The rows of `table` built from the staging rows (`load_errors`, `etl_files`).
+    fn built(&mut self, table: &TableDef) -> Result<Option<RecordBatch>> {
+        Ok(self.finished()?.and_then(|f| {
+            f.tables()
+                .into_iter()
+                .find(|(t, _)| t.name == table.name)
+                .map(|(_, b)| b.clone())
+        }))
+    }
+}
+
+/// Runs `steps`, sending `rows` where they say; on a failure, rolls back (a dropped
+/// connection rolls back by itself).
+pub(crate) async fn run(client: &Client, steps: &[Step], rows: &mut Rows<'_>) -> Result<()> {
     for step in steps {
-        tracing::debug!(step = %step.text(None).lines().next().unwrap_or(""), "running");
-        if let Err(e) = run_step(client, step, tables).await {
+        tracing::debug!(step = %step.text().lines().next().unwrap_or(""), "running");
+        if let Err(e) = run_step(client, step, rows).await {
             if !client.is_closed() {
                 let _ = client.batch_execute("ROLLBACK").await;
             }
@@ -32,7 +115,7 @@ pub(crate) async fn run(
     Ok(())
 }
 
-async fn run_step(client: &Client, step: &Step, tables: Option<&Tables<'_>>) -> Result<()> {
+async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>) -> Result<()> {
     match step {
         Step::Sql(s) => {
             let started = std::time::Instant::now();
@@ -48,11 +131,31 @@ async fn run_step(client: &Client, step: &Step, tables: Option<&Tables<'_>>) -> 
                 Err(e) => Err(sql_error(s)(e)),
             }
         }
+        Step::CopyIn { table } if !rows.parsed() => {
+            tracing::debug!(table = table.name, "no rows to send");
+            Ok(())
+        }
+        Step::CopyIn { table } if STAGING_TABLES.iter().any(|t| t.name == table.name) => {
+            // The staging rows go as the stream gives them, in one COPY per table.
+            let mut copy = CopyIn::start(client, table).await?;
+            while let Some(batches) = rows.next_of(table)? {
+                for batch in &batches {
+                    copy.write(batch).await?;
+                }
+            }
+            copy.finish().await?;
+            if STAGING_TABLES.last().is_some_and(|t| t.name == table.name) {
+                rows.phase("running the transforms");
+            }
+            Ok(())
+        }
         Step::CopyIn { table } => {
-            let Some(batch) = tables.and_then(|t| t.batch(table)) else {
+            let Some(batch) = rows.built(table)? else {
                 return Ok(());
             };
-            copy::copy_in(client, table, batch).await
+            let mut copy = CopyIn::start(client, table).await?;
+            copy.write(&batch).await?;
+            copy.finish().await
         }
         Step::CopyS3 {
             table,
@@ -105,19 +208,19 @@ async fn run_step(client: &Client, step: &Step, tables: Option<&Tables<'_>>) -> 
             Ok(())
         }
         Step::Reconcile => {
-            let Some(tables) = tables else { return Ok(()) };
-            let sql = reconcile_sql();
-            let counted = query_text(client, &sql).await?.counts();
-            Ok(sparkify_core::sink::reconcile(
-                &sparkify_core::sink::staged_counts(tables),
-                &counted,
-            )?)
-        }
-        Step::InsertRows { table } => {
-            let Some(batch) = tables.and_then(|t| t.batch(table)) else {
+            let Some(finished) = rows.finished()? else {
                 return Ok(());
             };
-            for s in insert_rows_sql(table, batch) {
+            let expected = finished.staged.clone();
+            rows.phase("checking the counts and committing");
+            let counted = query_text(client, &reconcile_sql()).await?.counts();
+            Ok(sparkify_core::sink::reconcile(&expected, &counted)?)
+        }
+        Step::InsertRows { table } => {
+            let Some(batch) = rows.built(table)? else {
+                return Ok(());
+            };
+            for s in insert_rows_sql(table, &batch) {
                 client.batch_execute(&s).await.map_err(sql_error(&s))?;
             }
             Ok(())
@@ -132,7 +235,6 @@ async fn run_step(client: &Client, step: &Step, tables: Option<&Tables<'_>>) -> 
     }
 }
 
-/// Runs `sql` (simple protocol) and returns its last result set as text.
 /// Who holds sparkify's load lock: ` (PID 123, application sparkify, since …)`, or empty.
 async fn lock_holder(client: &Client) -> String {
     let sql = format!(
@@ -153,6 +255,7 @@ async fn lock_holder(client: &Client) -> String {
     }
 }
 
+/// Runs `sql` (simple protocol) and returns its last result set as text.
 pub(crate) async fn query_text(client: &Client, sql: &str) -> Result<QueryResult> {
     let messages = client.simple_query(sql).await.map_err(sql_error(sql))?;
     let mut columns = Vec::new();

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use sparkify_core::sink::{Staging, TablesAction};
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS};
-use sparkify_core::{Load, Sink, Tables};
+use sparkify_core::{Load, Sink};
 use sparkify_s3::{LazyS3, S3};
 use tokio_postgres::Client;
 
@@ -142,25 +142,33 @@ impl WarehouseSink {
         }
     }
 
-    /// With the Parquet upload, uploads `tables`' staging tables and returns the row counts
-    /// COPY must load.
-    fn upload(&self, copy: &RedshiftCopy, tables: &Tables<'_>) -> Result<Expected> {
+    /// With the Parquet upload, uploads the staging tables of `rows` as they come and
+    /// returns the row counts COPY must load.
+    fn upload(&self, copy: &RedshiftCopy, rows: &mut exec::Rows<'_>) -> Result<Expected> {
         let CopyFrom::Parquet { prefix } = &copy.copy_from else {
             return Ok(Expected::default());
         };
+        if !rows.parsed() {
+            return Ok(Expected::default());
+        }
         let s3 = self.s3.get()?;
-        let opts = &self.config.upload;
-        let events =
-            upload::upload_table(&s3, prefix, &STAGING_EVENTS, tables.staging_events, opts)?;
-        let songs = upload::upload_table(&s3, prefix, &STAGING_SONGS, tables.staging_songs, opts)?;
+        let mut uploaded = Vec::new();
+        for table in [&STAGING_EVENTS, &STAGING_SONGS] {
+            let mut uploader = upload::Uploader::new(&s3, prefix, table, &self.config.upload);
+            while let Some(batches) = rows.next_of(table)? {
+                uploader.push(batches)?;
+            }
+            uploaded.push(uploader.finish()?);
+        }
+        rows.phase("copying into Redshift");
         tracing::info!(
-            events_parts = events.parts.len(),
-            songs_parts = songs.parts.len(),
+            events_parts = uploaded[0].parts.len(),
+            songs_parts = uploaded[1].parts.len(),
             "uploaded as Parquet"
         );
         Ok(Expected {
-            events: Some(events.rows),
-            songs: Some(songs.rows),
+            events: Some(uploaded[0].rows),
+            songs: Some(uploaded[1].rows),
         })
     }
 
@@ -176,8 +184,11 @@ impl WarehouseSink {
         self.config.connection.target()?.connect().await
     }
 
+    /// Runs `f` on a runtime whose worker drives the connection, so rows already sent reach
+    /// the server while `f` waits for the reader's next part.
     fn block_on<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()?;
         rt.block_on(f)
@@ -220,7 +231,7 @@ impl Sink for WarehouseSink {
             None,
         )
         .iter()
-        .map(|s| s.text(None))
+        .map(|s| s.text())
         .collect())
     }
 
@@ -234,7 +245,7 @@ impl Sink for WarehouseSink {
             let mut steps = vec![Step::Sql("BEGIN".into())];
             steps.extend(statements.iter().cloned().map(Step::Sql));
             steps.push(Step::Sql("COMMIT".into()));
-            exec::run(&client, &steps, None).await
+            exec::run(&client, &steps, &mut exec::Rows::new(None)).await
         })
     }
 
@@ -249,30 +260,24 @@ impl Sink for WarehouseSink {
 
     fn load(&mut self, load: Load<'_>) -> Result<()> {
         let copy = self.redshift_copy()?;
-        let tables = match load {
-            Load::Parsed(tables) => Some(tables),
-            Load::Streamed(staged) => {
-                // Staged whole (uploaded as Parquet, or sent by COPY FROM STDIN) once read.
-                let collected = sparkify_core::sink::collect(staged)?;
-                return self.load(Load::Parsed(collected.tables()));
-            }
-            Load::InWarehouse => None,
-        };
-        let expected = match (&copy, &tables) {
-            (Some(copy), Some(tables)) => self.upload(copy, tables)?,
-            _ => Expected::default(),
-        };
-        let steps = plan::load_plan(
-            &self.config.dialect,
-            copy.as_ref(),
-            expected,
-            self.config.mode,
-            self.config.lock_timeout,
-            tables.as_ref().and_then(|t| t.increment),
-        );
-        self.block_on(async {
-            let client = self.client().await?;
-            exec::run(&client, &steps, tables.as_ref()).await
+        load.with_staged(|staged| {
+            let mut rows = exec::Rows::new(staged);
+            let expected = match &copy {
+                Some(copy) => self.upload(copy, &mut rows)?,
+                None => Expected::default(),
+            };
+            let steps = plan::load_plan(
+                &self.config.dialect,
+                copy.as_ref(),
+                expected,
+                self.config.mode,
+                self.config.lock_timeout,
+                rows.increment(),
+            );
+            self.block_on(async {
+                let client = self.client().await?;
+                exec::run(&client, &steps, &mut rows).await
+            })
         })
     }
 }

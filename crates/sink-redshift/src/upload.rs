@@ -90,41 +90,132 @@ impl Default for UploadOptions {
 pub fn upload_table(
     s3: &S3,
     prefix: &S3Url,
-    table: &TableDef,
+    table: &'static TableDef,
     batch: &RecordBatch,
     opts: &UploadOptions,
 ) -> Result<Uploaded> {
-    let batch = for_parquet(batch)?;
-    let n = part_count(&batch, opts.part_bytes, opts.slices);
-    let per = batch.num_rows().div_ceil(n).max(1);
-    let folder = prefix.join(table.name);
-    let parts: Vec<(S3Url, Vec<u8>)> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let start = (i * per).min(batch.num_rows());
-            let len = per.min(batch.num_rows() - start);
-            let bytes = parquet_bytes(table.name, &batch.slice(start, len), Compression::Snappy)?;
-            Ok((folder.join(&format!("part-{i:05}.parquet")), bytes))
+    let mut uploader = Uploader::new(s3, prefix, table, opts);
+    uploader.push(vec![batch.clone()])?;
+    uploader.finish()
+}
+
+/// A table uploaded as its rows come: they are gathered until they pass
+/// [`UploadOptions::part_bytes`] of Arrow memory, then cut into parts (a multiple of the
+/// slices, [`part_count`]), encoded in parallel and uploaded; [`Uploader::finish`] uploads
+/// the rest, then the manifest. Memory holds one such chunk at most, whatever the table's
+/// size. A table that never fills a chunk is one part.
+#[derive(Debug)]
+pub struct Uploader<'a> {
+    s3: &'a S3,
+    folder: S3Url,
+    prefix: &'a S3Url,
+    table: &'static TableDef,
+    opts: &'a UploadOptions,
+    gathered: Vec<RecordBatch>,
+    bytes: usize,
+    parts: Vec<(S3Url, u64)>,
+    rows: u64,
+}
+
+impl<'a> Uploader<'a> {
+    pub fn new(
+        s3: &'a S3,
+        prefix: &'a S3Url,
+        table: &'static TableDef,
+        opts: &'a UploadOptions,
+    ) -> Self {
+        Uploader {
+            s3,
+            folder: prefix.join(table.name),
+            prefix,
+            table,
+            opts,
+            gathered: Vec::new(),
+            bytes: 0,
+            parts: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// Takes `batches` (of the table), uploading a chunk once one is full.
+    pub fn push(&mut self, batches: Vec<RecordBatch>) -> Result<()> {
+        for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
+            // The rows' own share of their buffers: a slice of a batch counts its rows only.
+            self.bytes += batch
+                .columns()
+                .iter()
+                .map(|c| c.to_data().get_slice_memory_size())
+                .sum::<Result<usize, _>>()
+                .map_err(sparkify_parquet::Error::from)?;
+            self.gathered.push(batch);
+        }
+        if self.bytes >= self.opts.part_bytes {
+            self.upload(false)?;
+        }
+        Ok(())
+    }
+
+    /// Uploads what is gathered, in a multiple of the slices (`last` of a table that filled
+    /// no chunk: as [`part_count`] says).
+    fn upload(&mut self, last: bool) -> Result<()> {
+        let schema = self.table.schema();
+        let whole = arrow::compute::concat_batches(&schema, &self.gathered)
+            .map_err(sparkify_parquet::Error::from)?;
+        let batch = for_parquet(&whole)?;
+        self.gathered.clear();
+        self.bytes = 0;
+        let slices = self.opts.slices.max(1);
+        let mut n = part_count(&batch, self.opts.part_bytes, slices);
+        if !(last && self.parts.is_empty()) {
+            n = n.div_ceil(slices) * slices;
+        }
+        let n = n.clamp(1, batch.num_rows().max(1));
+        let per = batch.num_rows().div_ceil(n).max(1);
+        let first = self.parts.len();
+        let (table, folder) = (self.table.name, &self.folder);
+        let parts: Vec<(S3Url, Vec<u8>)> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let start = (i * per).min(batch.num_rows());
+                let len = per.min(batch.num_rows() - start);
+                let bytes = parquet_bytes(table, &batch.slice(start, len), Compression::Snappy)?;
+                Ok((
+                    folder.join(&format!("part-{:05}.parquet", first + i)),
+                    bytes,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        self.parts.extend(
+            parts
+                .iter()
+                .map(|(url, bytes)| (url.clone(), bytes.len() as u64)),
+        );
+        self.rows += batch.num_rows() as u64;
+        self.s3.put_many(
+            parts
+                .into_iter()
+                .map(|(url, bytes)| (Body::Bytes(bytes), url))
+                .collect(),
+            self.opts.concurrency,
+        )?;
+        Ok(())
+    }
+
+    /// Uploads the rest and the manifest, then deletes the parts a previous run left that
+    /// the manifest does not name.
+    pub fn finish(mut self) -> Result<Uploaded> {
+        if !self.gathered.is_empty() || self.parts.is_empty() {
+            self.upload(true)?;
+        }
+        let manifest_url = manifest_url(self.prefix, self.table);
+        self.s3
+            .put(&manifest_url, manifest(&self.parts).into_bytes())?;
+        let named: HashSet<&str> = self.parts.iter().map(|(u, _)| u.key.as_str()).collect();
+        self.s3.delete_stale(&self.folder.join(""), &named)?;
+        Ok(Uploaded {
+            manifest: manifest_url,
+            parts: self.parts,
+            rows: self.rows,
         })
-        .collect::<Result<_>>()?;
-    let sizes: Vec<(S3Url, u64)> = parts
-        .iter()
-        .map(|(url, bytes)| (url.clone(), bytes.len() as u64))
-        .collect();
-    s3.put_many(
-        parts
-            .into_iter()
-            .map(|(url, bytes)| (Body::Bytes(bytes), url))
-            .collect(),
-        opts.concurrency,
-    )?;
-    let manifest_url = manifest_url(prefix, table);
-    s3.put(&manifest_url, manifest(&sizes).into_bytes())?;
-    let named: HashSet<&str> = sizes.iter().map(|(u, _)| u.key.as_str()).collect();
-    s3.delete_stale(&folder.join(""), &named)?;
-    Ok(Uploaded {
-        manifest: manifest_url,
-        parts: sizes,
-        rows: batch.num_rows() as u64,
-    })
+    }
 }

@@ -102,7 +102,7 @@ impl Default for StaleIncrement {
             increment: Increment {
                 remove: vec![],
                 digest: 0,
-                expected: vec![],
+                kept: vec![],
                 mode: SongplaysMode::Matched,
             },
         }

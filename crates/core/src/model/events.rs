@@ -156,8 +156,46 @@ pub struct StarBuilder {
     mode: SongplaysMode,
     interned: Strings,
     users: Map<i32, UserPick>,
-    plays: Vec<Play>,
+    plays: Plays,
     events: u64,
+}
+
+/// The plays in chunks of [`Plays::CHUNK`]: they grow without copying what they hold (a
+/// vector doubling holds the old and the new buffer at once), and builders merge by taking
+/// each other's chunks.
+#[derive(Debug, Clone, Default)]
+struct Plays {
+    chunks: Vec<Vec<Play>>,
+}
+
+impl Plays {
+    /// Plays a chunk holds: 3.5 MiB.
+    const CHUNK: usize = 1 << 16;
+
+    fn push(&mut self, play: Play) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < Self::CHUNK => chunk.push(play),
+            _ => {
+                let mut chunk = Vec::with_capacity(Self::CHUNK);
+                chunk.push(play);
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+
+    /// Every play in one vector, each chunk freed once moved: the plays are held about once,
+    /// not twice, on the way.
+    fn into_vec(self) -> Vec<Play> {
+        let mut all = Vec::with_capacity(self.len());
+        for chunk in self.chunks {
+            all.extend(chunk);
+        }
+        all
+    }
 }
 
 /// Column indexes of the previous row's ids, for [`Strings::id_after`].
@@ -180,7 +218,7 @@ impl StarBuilder {
             mode,
             interned: Strings::default(),
             users: Map::default(),
-            plays: Vec::new(),
+            plays: Plays::default(),
             events: 0,
         }
     }
@@ -307,15 +345,19 @@ impl StarBuilder {
                 self.users.insert(u, pick);
             }
         }
-        self.plays.reserve(other.plays.len());
-        self.plays.extend(other.plays.into_iter().map(|p| Play {
-            level: map(p.level),
-            location: map(p.location),
-            agent: map(p.agent),
-            song: map(p.song),
-            artist: map(p.artist),
-            ..p
-        }));
+        for mut chunk in other.plays.chunks {
+            for p in &mut chunk {
+                *p = Play {
+                    level: map(p.level),
+                    location: map(p.location),
+                    agent: map(p.agent),
+                    song: map(p.song),
+                    artist: map(p.artist),
+                    ..*p
+                };
+            }
+            self.plays.chunks.push(chunk);
+        }
         self.events += other.events;
     }
 
@@ -325,9 +367,10 @@ impl StarBuilder {
             mode,
             mut interned,
             users,
-            mut plays,
+            plays,
             ..
         } = self;
+        let mut plays = plays.into_vec();
         let so = Songs::new(songs);
         // Song rows by (title, artist_name), both interned.
         let mut by_name: Map<(u32, u32), Vec<u32>> = Map::default();
@@ -344,9 +387,12 @@ impl StarBuilder {
                 .cmp(&(b.session, b.item))
                 .then_with(|| prefer_play(&interned, a, b))
         });
-        let (ft_songplays, (dm_users, dm_time)) = rayon::join(
+        // The plays go before dm_time is built: only their times are kept for it (8 bytes
+        // a play, not 56), so the two are never held at once.
+        let times: Vec<i64> = plays.par_iter().map(|p| p.ts).collect();
+        let (ft_songplays, dm_users) = rayon::join(
             || songplays(&plays, &interned, &so, &by_name, mode),
-            || rayon::join(|| users_batch(&users, &interned), || time(&plays)),
+            || users_batch(&users, &interned),
         );
         drop(plays);
         Ok(StarSchema {
@@ -354,7 +400,7 @@ impl StarBuilder {
             dm_users: dm_users?,
             dm_songs: dim_songs(&so)?,
             dm_artists: artists(&so)?,
-            dm_time: dm_time?,
+            dm_time: time(times)?,
         })
     }
 }
@@ -465,10 +511,9 @@ fn users_batch(users: &Map<i32, UserPick>, interned: &Strings) -> Result<RecordB
     )?)
 }
 
-/// One row per distinct `ts` of the plays, with ISO week and ISO weekday (1 = Monday). Built
-/// column by column from one sorted vector of times, which becomes the first column as it is.
-fn time(plays: &[Play]) -> Result<RecordBatch> {
-    let mut ts: Vec<i64> = plays.iter().map(|p| p.ts).collect();
+/// One row per distinct time of the plays, `ts`, with ISO week and ISO weekday (1 = Monday).
+/// Built column by column from the sorted times, which become the first column as they are.
+fn time(mut ts: Vec<i64>) -> Result<RecordBatch> {
     ts.par_sort_unstable();
     ts.dedup();
     ts.shrink_to_fit();
