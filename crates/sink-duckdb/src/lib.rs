@@ -411,7 +411,7 @@ impl DuckDbSink {
         // cached: a lower cap evicts them (they are on disk), and the cap comes back for the
         // star tables' appends.
         self.run(&tx, &format!("SET memory_limit = '{IDLE_MEMORY_LIMIT}'"))?;
-        let finished = staged.finish()?;
+        let mut finished = staged.finish()?;
         self.run(&tx, &limit_appends())?;
         staged.phase("loading the star schema");
         if transform == Transform::Memory && finished.star.is_none() {
@@ -424,6 +424,8 @@ impl DuckDbSink {
                 self.append(&tx, table, vec![batch.clone()])?;
             }
         }
+        // DuckDB holds the star now; its keys and COMMIT need the memory more.
+        finished.star = None;
         self.run(&tx, RESET_LIMIT)?;
         staged.phase("checking keys and committing");
         let full = finished.increment.is_none();

@@ -141,6 +141,18 @@ const HAS_USER: u8 = 1;
 const HAS_LENGTH: u8 = 2;
 
 impl Play {
+    /// The play with its text ids mapped by `remap`.
+    fn remapped(&self, remap: &[u32]) -> Play {
+        Play {
+            level: mapped(remap, self.level),
+            location: mapped(remap, self.location),
+            agent: mapped(remap, self.agent),
+            song: mapped(remap, self.song),
+            artist: mapped(remap, self.artist),
+            ..*self
+        }
+    }
+
     fn user(&self) -> Option<i32> {
         (self.flags & HAS_USER != 0).then_some(self.user)
     }
@@ -162,39 +174,181 @@ pub struct StarBuilder {
 
 /// The plays in chunks of [`Plays::CHUNK`]: they grow without copying what they hold (a
 /// vector doubling holds the old and the new buffer at once), and builders merge by taking
-/// each other's chunks.
+/// each other's chunks. Past [`Plays::HELD`] full chunks, the full ones are written to a
+/// temporary file (unnamed, in `TMPDIR`) and read back by [`Plays::into_vec`] once the
+/// input is through: memory holds a few chunks a builder while the events stream, whatever
+/// their number.
 #[derive(Debug, Clone, Default)]
 struct Plays {
     chunks: Vec<Vec<Play>>,
+    spilled: Vec<Spilled>,
+    /// Where this builder writes its chunks, once it has.
+    file: Option<Arc<std::fs::File>>,
+    written: u64,
+}
+
+/// Plays written to a file: `plays` of them from `start`, their text ids mapped by `remap`
+/// (when they came from a merged builder) to the ids of the builder that holds them now.
+#[derive(Debug, Clone)]
+struct Spilled {
+    file: Arc<std::fs::File>,
+    start: u64,
+    plays: usize,
+    remap: Option<Arc<[u32]>>,
 }
 
 impl Plays {
     /// Plays a chunk holds: 3.5 MiB.
     const CHUNK: usize = 1 << 16;
+    /// Full chunks a builder holds before it writes them out (7 MiB).
+    const HELD: usize = 2;
+    /// The bytes a play takes in the file.
+    const BYTES: usize = 49;
 
-    fn push(&mut self, play: Play) {
+    fn push(&mut self, play: Play) -> Result<()> {
         match self.chunks.last_mut() {
             Some(chunk) if chunk.len() < Self::CHUNK => chunk.push(play),
             _ => {
+                if self.chunks.len() >= Self::HELD {
+                    self.spill()?;
+                }
                 let mut chunk = Vec::with_capacity(Self::CHUNK);
                 chunk.push(play);
                 self.chunks.push(chunk);
             }
         }
+        Ok(())
+    }
+
+    /// Writes every chunk held to the file.
+    fn spill(&mut self) -> Result<()> {
+        use std::io::Write;
+        let file = match &self.file {
+            Some(file) => Arc::clone(file),
+            None => {
+                let file = Arc::new(tempfile::tempfile().map_err(spill_error)?);
+                self.file = Some(Arc::clone(&file));
+                file
+            }
+        };
+        let plays: usize = self.chunks.iter().map(Vec::len).sum();
+        let mut bytes = Vec::with_capacity(plays * Self::BYTES);
+        for p in self.chunks.drain(..).flatten() {
+            encode(&p, &mut bytes);
+        }
+        (&*file).write_all(&bytes).map_err(spill_error)?;
+        self.spilled.push(Spilled {
+            file,
+            start: self.written,
+            plays,
+            remap: None,
+        });
+        self.written += bytes.len() as u64;
+        Ok(())
     }
 
     fn len(&self) -> usize {
-        self.chunks.iter().map(Vec::len).sum()
+        let spilled: usize = self.spilled.iter().map(|s| s.plays).sum();
+        spilled + self.chunks.iter().map(Vec::len).sum::<usize>()
     }
 
-    /// Every play in one vector, each chunk freed once moved: the plays are held about once,
-    /// not twice, on the way.
-    fn into_vec(self) -> Vec<Play> {
+    /// Takes in `other`'s plays, whose text ids `remap` maps to this builder's.
+    fn merge(&mut self, other: Plays, remap: &Arc<[u32]>) {
+        for mut chunk in other.chunks {
+            for p in &mut chunk {
+                *p = p.remapped(remap);
+            }
+            self.chunks.push(chunk);
+        }
+        self.spilled.extend(other.spilled.into_iter().map(|s| {
+            let remap = match &s.remap {
+                // Ids of a builder merged into `other` before: mapped twice.
+                Some(before) => before.iter().map(|&id| mapped(remap, id)).collect(),
+                None => Arc::clone(remap),
+            };
+            Spilled {
+                remap: Some(remap),
+                ..s
+            }
+        }));
+    }
+
+    /// Every play in one vector, read back from the file and each chunk freed once moved:
+    /// the plays are held about once, not twice, on the way.
+    fn into_vec(self) -> Result<Vec<Play>> {
+        use std::os::unix::fs::FileExt;
         let mut all = Vec::with_capacity(self.len());
+        for s in &self.spilled {
+            let mut bytes = vec![0; Self::CHUNK * Self::BYTES];
+            let mut left = s.plays;
+            let mut at = s.start;
+            while left > 0 {
+                let n = left.min(Self::CHUNK);
+                let block = &mut bytes[..n * Self::BYTES];
+                s.file.read_exact_at(block, at).map_err(spill_error)?;
+                all.extend(block.chunks_exact(Self::BYTES).map(|b| {
+                    let p = decode(b);
+                    match &s.remap {
+                        Some(remap) => p.remapped(remap),
+                        None => p,
+                    }
+                }));
+                at += block.len() as u64;
+                left -= n;
+            }
+        }
         for chunk in self.chunks {
             all.extend(chunk);
         }
-        all
+        Ok(all)
+    }
+}
+
+fn spill_error(source: std::io::Error) -> crate::Error {
+    crate::Error::Io {
+        path: "the plays written to a temporary file (TMPDIR)".into(),
+        source,
+    }
+}
+
+/// An interned id under `remap` (NULL stays NULL).
+fn mapped(remap: &[u32], id: u32) -> u32 {
+    if id == NONE { NONE } else { remap[id as usize] }
+}
+
+/// A play as [`Plays::BYTES`] bytes, little-endian.
+fn encode(p: &Play, out: &mut Vec<u8>) {
+    out.extend_from_slice(&p.ts.to_le_bytes());
+    out.extend_from_slice(&p.length.to_le_bytes());
+    for v in [p.session, p.item, p.user] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [p.level, p.location, p.agent, p.song, p.artist] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.push(p.flags);
+}
+
+/// [`encode`] undone.
+fn decode(b: &[u8]) -> Play {
+    let word = |at: usize| -> [u8; 4] { [b[at], b[at + 1], b[at + 2], b[at + 3]] };
+    let long = |at: usize| -> [u8; 8] {
+        let mut v = [0; 8];
+        v.copy_from_slice(&b[at..at + 8]);
+        v
+    };
+    Play {
+        ts: i64::from_le_bytes(long(0)),
+        length: f64::from_le_bytes(long(8)),
+        session: i32::from_le_bytes(word(16)),
+        item: i32::from_le_bytes(word(20)),
+        user: i32::from_le_bytes(word(24)),
+        level: u32::from_le_bytes(word(28)),
+        location: u32::from_le_bytes(word(32)),
+        agent: u32::from_le_bytes(word(36)),
+        song: u32::from_le_bytes(word(40)),
+        artist: u32::from_le_bytes(word(44)),
+        flags: b[48],
     }
 }
 
@@ -314,7 +468,7 @@ impl StarBuilder {
                 artist: interned.id_after(opt(&artist, i), &mut last.artist),
                 flags: if row_user.is_some() { HAS_USER } else { 0 }
                     | if row_length.is_some() { HAS_LENGTH } else { 0 },
-            });
+            })?;
         }
         self.events += b.num_rows() as u64;
         Ok(())
@@ -323,13 +477,13 @@ impl StarBuilder {
     /// Takes in what `other` (a builder over the same songs) was pushed, as if it had been
     /// pushed here: builders filled in parallel are merged before [`StarBuilder::finish`].
     pub fn merge(&mut self, other: StarBuilder) {
-        let remap: Vec<u32> = other
+        let remap: Arc<[u32]> = other
             .interned
             .texts
             .iter()
             .map(|t| self.interned.id(Some(t)))
             .collect();
-        let map = |id: u32| if id == NONE { NONE } else { remap[id as usize] };
+        let map = |id: u32| mapped(&remap, id);
         for (u, pick) in other.users {
             let pick = UserPick {
                 level: map(pick.level),
@@ -345,19 +499,7 @@ impl StarBuilder {
                 self.users.insert(u, pick);
             }
         }
-        for mut chunk in other.plays.chunks {
-            for p in &mut chunk {
-                *p = Play {
-                    level: map(p.level),
-                    location: map(p.location),
-                    agent: map(p.agent),
-                    song: map(p.song),
-                    artist: map(p.artist),
-                    ..*p
-                };
-            }
-            self.plays.chunks.push(chunk);
-        }
+        self.plays.merge(other.plays, &remap);
         self.events += other.events;
     }
 
@@ -370,7 +512,7 @@ impl StarBuilder {
             plays,
             ..
         } = self;
-        let mut plays = plays.into_vec();
+        let mut plays = plays.into_vec()?;
         let so = Songs::new(songs);
         // Song rows by (title, artist_name), both interned.
         let mut by_name: Map<(u32, u32), Vec<u32>> = Map::default();
@@ -546,6 +688,55 @@ mod tests {
     #[test]
     fn a_play_takes_56_bytes() {
         assert_eq!(std::mem::size_of::<Play>(), 56);
+    }
+
+    #[test]
+    fn plays_written_out_and_merged_come_back_as_they_were_with_their_ids_mapped() {
+        let play = |i: usize| Play {
+            ts: i as i64 * 1000 - 7,
+            length: i as f64 / 3.0,
+            session: (i % 97) as i32,
+            item: i as i32,
+            user: -(i as i32),
+            level: (i % 5) as u32,
+            location: NONE,
+            agent: (i % 7) as u32,
+            song: (i % 11) as u32,
+            artist: if i.is_multiple_of(2) { NONE } else { 3 },
+            flags: (i % 4) as u8,
+        };
+        let n = Plays::CHUNK * (Plays::HELD + 2) + 123;
+        let (mut a, mut b) = (Plays::default(), Plays::default());
+        for i in 0..n {
+            a.push(play(i)).unwrap();
+            b.push(play(i)).unwrap();
+        }
+        assert!(!a.spilled.is_empty() && a.chunks.len() <= Plays::HELD + 1);
+        assert_eq!(a.len(), n);
+        // b into c, then c into a: b's plays, written out and held, are mapped twice.
+        // A remap as merging makes one: every id of the merged builder to one of this one's.
+        let remap: Arc<[u32]> = (0..300u32).map(|id| (id + 100) % 300).collect();
+        let mut c = Plays::default();
+        c.merge(b, &remap);
+        a.merge(c, &remap);
+        let bytes = |plays: &mut dyn Iterator<Item = Play>| {
+            let mut out: Vec<Vec<u8>> = plays
+                .map(|p| {
+                    let mut b = Vec::new();
+                    encode(&p, &mut b);
+                    b
+                })
+                .collect();
+            out.sort_unstable();
+            out
+        };
+        let twice: Vec<u32> = (0..20u32).map(|id| id + 200).collect();
+        let want = bytes(
+            &mut (0..n)
+                .map(play)
+                .chain((0..n).map(|i| play(i).remapped(&twice))),
+        );
+        assert_eq!(bytes(&mut a.into_vec().unwrap().into_iter()), want);
     }
 
     #[test]
