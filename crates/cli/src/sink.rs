@@ -16,6 +16,7 @@ pub trait AnySink {
     fn describe(&self) -> String;
     fn dialect(&self) -> Option<Dialect>;
     fn staging(&self) -> Staging;
+    fn builds_star(&self) -> bool;
     fn plan(&self) -> anyhow::Result<Vec<String>>;
     fn tables_sql(&self, action: TablesAction) -> anyhow::Result<Vec<String>>;
     fn execute(&mut self, statements: &[String]) -> anyhow::Result<()>;
@@ -35,6 +36,10 @@ impl<S: Sink> AnySink for S {
 
     fn staging(&self) -> Staging {
         Sink::staging(self)
+    }
+
+    fn builds_star(&self) -> bool {
+        Sink::builds_star(self)
     }
 
     fn plan(&self) -> anyhow::Result<Vec<String>> {

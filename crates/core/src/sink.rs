@@ -285,6 +285,12 @@ pub trait Sink {
         Staging::Parsed
     }
 
+    /// Whether the sink builds the star schema itself, in SQL over the staged rows, on every
+    /// load: a run then need not build it in memory ([`Finished::star`] may be `None`).
+    fn builds_star(&self) -> bool {
+        false
+    }
+
     /// Every statement a load runs, in order, as text (`--dry-run`); connects to nothing.
     fn plan(&self) -> Result<Vec<String>, Self::Error>;
 

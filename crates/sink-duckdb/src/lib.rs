@@ -360,6 +360,10 @@ impl Sink for DuckDbSink {
             .map_err(self.sql_error("checking the connection"))
     }
 
+    fn builds_star(&self) -> bool {
+        matches!(self.transform, Transform::Sql(_))
+    }
+
     fn load(&mut self, load: Load<'_>) -> Result<()> {
         load.with_staged(|staged| match staged {
             Some(staged) => self.load_stream(staged),

@@ -213,6 +213,10 @@ impl Sink for WarehouseSink {
         }
     }
 
+    fn builds_star(&self) -> bool {
+        true
+    }
+
     fn staging(&self) -> Staging {
         match self.config.dialect {
             Dialect::Redshift(_) if self.config.copy.is_json() => Staging::InWarehouse,

@@ -326,31 +326,38 @@ fn parquet_staging_uploads_parts_a_manifest_and_nothing_stale() {
         format!("s3://{bucket}/staging/staging_events.manifest")
     );
 
+    // Each part, fetched, as long as its listing says, decoded; all of them in one batch.
+    let read_back = |parts: &[(sparkify_s3::S3Url, u64)]| {
+        let mut batches = Vec::new();
+        for (url, len) in parts {
+            let body = s3.get(url).unwrap();
+            assert_eq!(body.len() as u64, *len, "{url}");
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                bytes::Bytes::from(body),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+            batches.extend(reader.map(|b| b.unwrap()));
+        }
+        concat_batches(&batches[0].schema(), &batches).unwrap()
+    };
     let manifest: serde_json::Value =
         serde_json::from_slice(&s3.get(&staged.manifest).unwrap()).unwrap();
-    let entries = manifest["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), staged.parts.len());
-    let mut batches = Vec::new();
-    for entry in entries {
-        assert_eq!(entry["mandatory"], serde_json::Value::Bool(true));
-        let url = sparkify_s3::S3Url::parse(entry["url"].as_str().unwrap()).unwrap();
-        let body = s3.get(&url).unwrap();
-        assert_eq!(
-            entry["meta"]["content_length"].as_u64(),
-            Some(body.len() as u64)
-        );
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            bytes::Bytes::from(body),
-        )
+    let entries: Vec<(sparkify_s3::S3Url, u64)> = manifest["entries"]
+        .as_array()
         .unwrap()
-        .build()
-        .unwrap();
-        batches.extend(reader.map(|b| b.unwrap()));
-    }
+        .iter()
+        .map(|entry| {
+            assert_eq!(entry["mandatory"], serde_json::Value::Bool(true));
+            let url = sparkify_s3::S3Url::parse(entry["url"].as_str().unwrap()).unwrap();
+            (url, entry["meta"]["content_length"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(entries, staged.parts);
     // The parts, in manifest order, are the staging table, timestamps in microseconds.
     let want = sparkify_parquet::for_parquet(&s.events).unwrap();
-    let got = concat_batches(&want.schema(), &batches).unwrap();
-    assert_eq!(got.columns(), want.columns());
+    assert_eq!(read_back(&entries).columns(), want.columns());
 
     // A second run with one part leaves only that part.
     let one = upload::upload_table(
@@ -379,20 +386,7 @@ fn parquet_staging_uploads_parts_a_manifest_and_nothing_stale() {
         "{}",
         streamed.parts.len()
     );
-    let mut batches = Vec::new();
-    for (url, len) in &streamed.parts {
-        let body = s3.get(url).unwrap();
-        assert_eq!(body.len() as u64, *len);
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            bytes::Bytes::from(body),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-        batches.extend(reader.map(|b| b.unwrap()));
-    }
-    let got = concat_batches(&want.schema(), &batches).unwrap();
-    assert_eq!(got.columns(), want.columns());
+    assert_eq!(read_back(&streamed.parts).columns(), want.columns());
     let left = s3.list(&prefix.join("staging_events/")).unwrap();
     assert_eq!(left.len(), streamed.parts.len(), "{left:?}");
 }

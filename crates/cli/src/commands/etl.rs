@@ -82,7 +82,11 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
     }
     sink.check()?;
 
-    let found = find_inputs(&s.songs, &s.events, &s.s3, s.s3_concurrency)?;
+    // Walking thousands of song files takes seconds on a cold cache: a spinner says so.
+    let finding = Progress::spinner("finding the input files");
+    let found = find_inputs(&s.songs, &s.events, &s.s3, s.s3_concurrency);
+    finding.finish();
+    let found = found?;
     let held = match s.incremental {
         true => held_ledger(sink.as_mut())?,
         false => None,
@@ -146,15 +150,17 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
     let remote = found.s3.as_ref().map(|r| r as &dyn Remote);
     let against = held.map(|ledger| Against { ledger, remove });
     let first_id = against.as_ref().map_or(1, |a| a.ledger.next_id());
-    // An incremental load's star schema is rebuilt in the sink, over every staged row.
-    let (model, push): (_, source::OnPart) = match against {
-        None => {
+    // An incremental load's star schema is rebuilt in the sink, over every staged row, as
+    // is every load's by a sink that builds it in SQL.
+    let in_sink = against.is_some() || sink.builds_star();
+    let (model, push): (_, source::OnPart) = match in_sink {
+        false => {
             let model = pipeline::Model::new(s.mode);
             let pushing = Arc::clone(&model);
             let push = Arc::new(move |b: &[RecordBatch]| pushing.push(b));
             (Some(model), push)
         }
-        Some(_) => (None, Arc::new(|_: &[RecordBatch]| Ok(()))),
+        true => (None, Arc::new(|_: &[RecordBatch]| Ok(()))),
     };
     let inputs: Box<dyn Iterator<Item = sparkify_core::Result<StreamInput<'_>>> + Send> =
         match remote {
@@ -232,7 +238,8 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         eprintln!("reject: {r}");
     }
     summary.committed = loaded.is_ok();
-    if loaded.is_ok() && summary.incremental {
+    if loaded.is_ok() && in_sink {
+        // The star's rows, and an incremental load's whole tables, are the sink's to count.
         summary.rows = sink_rows(sink.as_mut())?;
     }
     summary.seconds = started.elapsed().as_secs_f64();
@@ -443,6 +450,28 @@ impl Progress {
         Progress { bar }
     }
 
+    /// A spinner saying what the run does, with the time it has taken, until
+    /// [`Progress::finish`].
+    fn spinner(what: &str) -> Self {
+        let bar = match std::io::stderr().is_terminal() {
+            true => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+            false => ProgressBar::hidden(),
+        };
+        Progress::spinning(&bar);
+        bar.set_message(what.to_owned());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Progress { bar }
+    }
+
+    fn spinning(bar: &ProgressBar) {
+        if !bar.is_hidden() {
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+        }
+    }
+
     /// Counts a file read, from any worker.
     fn on_file(&self) -> Arc<dyn Fn(u64) + Send + Sync> {
         let bar = self.bar.clone();
@@ -453,12 +482,7 @@ impl Progress {
     fn on_phase(&self) -> pipeline::OnPhase {
         let bar = self.bar.clone();
         Arc::new(move |phase: &str| {
-            if !bar.is_hidden() {
-                bar.set_style(
-                    ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-            }
+            Progress::spinning(&bar);
             bar.set_message(phase.to_owned());
         })
     }
