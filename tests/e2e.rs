@@ -1752,10 +1752,23 @@ fn incremental(
     events: &Path,
     extra: &[&str],
 ) -> serde_json::Value {
+    let mut args = vec!["--incremental"];
+    args.extend_from_slice(extra);
+    etl_summary(dir, sink, songs, events, &args)
+}
+
+/// `etl` of `songs` and `events` into `sink`, with `extra` flags, which must succeed: its
+/// summary, with its stderr under `stderr`.
+fn etl_summary(
+    dir: &Path,
+    sink: &str,
+    songs: &Path,
+    events: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
     let json = dir.join("summary.json");
     let mut args = vec![
         "etl",
-        "--incremental",
         "--songs",
         songs.to_str().unwrap(),
         "--events",
@@ -1767,7 +1780,7 @@ fn incremental(
     ];
     args.extend_from_slice(extra);
     let out = sparkify(dir, &args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{sink}: {}", text(&out));
     let mut summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     summary["stderr"] = String::from_utf8_lossy(&out.stderr).into_owned().into();
@@ -2301,10 +2314,6 @@ fn generated(dir: &Path, name: &str, days: &str, per_day: &str) -> std::path::Pa
     out
 }
 
-fn summary_of(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[test]
 fn a_streamed_load_is_the_same_for_any_in_flight_bound_batch_size_and_thread_count() {
     let dir = tempfile::tempdir().unwrap();
@@ -2330,27 +2339,10 @@ fn a_streamed_load_is_the_same_for_any_in_flight_bound_batch_size_and_thread_cou
             ],
         ),
     ];
-    let etl = |sink: &str, json: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "etl",
-            "--songs",
-            songs.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-            "--sink",
-            sink,
-            "--summary-json",
-            json.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let out = sparkify(d, &args);
-        assert_eq!(out.status.code(), Some(0), "{sink}: {}", text(&out));
-    };
+    let etl = |sink: &str, extra: &[&str]| etl_summary(d, sink, &songs, &events, extra);
     let mut dumps = Vec::new();
     for (name, extra) in runs {
-        let json = d.join(format!("{name}.json"));
-        etl(&format!("duckdb:{name}.duckdb"), &json, extra);
-        let flow = summary_of(&json)["in_flight"].clone();
+        let flow = etl(&format!("duckdb:{name}.duckdb"), extra)["in_flight"].clone();
         let (bound, peak, parts, largest) = (
             flow["bound"].as_u64().unwrap(),
             flow["peak_bytes"].as_u64().unwrap(),
@@ -2401,13 +2393,14 @@ fn a_streamed_load_is_the_same_for_any_in_flight_bound_batch_size_and_thread_cou
     // part by part), each under the tightest bound, hold what DuckDB holds, table by table.
     let server = pg::PgServer::start();
     let one = runs[1].1;
-    etl(&server.url(), &d.join("pg.json"), one);
     let mut lake_args = one.to_vec();
     lake_args.push("--with-staging-tables");
-    etl("parquet:lake", &d.join("lake.json"), &lake_args);
-    for json in ["pg.json", "lake.json"] {
-        let flow = summary_of(&d.join(json))["in_flight"].clone();
-        assert_eq!(flow["peak_parts"].as_u64(), Some(1), "{json}: {flow}");
+    for (sink, extra) in [
+        (server.url().as_str(), one),
+        ("parquet:lake", lake_args.as_slice()),
+    ] {
+        let flow = etl(sink, extra)["in_flight"].clone();
+        assert_eq!(flow["peak_parts"].as_u64(), Some(1), "{sink}: {flow}");
     }
     let verify = sparkify(
         d,

@@ -103,7 +103,8 @@ pub struct Pipeline {
     /// Where the songs arrive from, until they have.
     pending_songs: Option<Receiver<Result<ReadOutput>>>,
     songs: Option<Songs>,
-    /// `None` for an incremental load, whose star the sink builds.
+    /// `None` when the sink builds the star (an incremental load, or a sink that builds it in
+    /// SQL).
     model: Option<Arc<Model>>,
     /// Built from the `Against` the pipeline was made with.
     increment: Option<Increment>,
@@ -130,8 +131,8 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// A pipeline that gives the events of `parts`, then the songs that `songs` brings (read
     /// whole meanwhile, `song_files` of them). `model` is the running state the event parts
-    /// are pushed into (`None` with `against`: an incremental load's star is rebuilt by the
-    /// sink).
+    /// are pushed into (`None` when the sink builds the star: always with `against`, whose
+    /// star is rebuilt over every staged row).
     pub fn new(
         parts: Parts,
         songs: Receiver<Result<ReadOutput>>,
@@ -335,7 +336,6 @@ impl Staged for Pipeline {
             star,
             load_errors,
             etl_files,
-            increment: self.increment.clone(),
             staged,
         };
         self.given = [

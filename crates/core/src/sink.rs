@@ -40,14 +40,6 @@ impl Tables<'_> {
         out.extend(built(self.star, self.load_errors, self.etl_files));
         out
     }
-
-    /// The rows of `table`, when the run has them.
-    pub fn batch(&self, table: &TableDef) -> Option<&RecordBatch> {
-        self.all()
-            .into_iter()
-            .find(|(t, _)| t.name == table.name)
-            .map(|(_, b)| b)
-    }
 }
 
 /// The rows a load must leave in the tables the run parsed, counted in the sink before COMMIT
@@ -123,7 +115,7 @@ pub fn reconcile(
 /// (a bad input, more rejects than `--max-errors`) means the sink commits nothing.
 pub trait Staged: std::fmt::Debug {
     /// `Some` when the load adds to what the sink holds: what it removes first. Known before
-    /// the first part, and the same as [`Finished::increment`].
+    /// the first part.
     fn increment(&self) -> Option<&Increment>;
 
     /// The next rows of a staging table, in input order; `None` after the last.
@@ -140,11 +132,11 @@ pub trait Staged: std::fmt::Debug {
 /// What a streamed load gives once its staging rows are through.
 #[derive(Debug)]
 pub struct Finished {
-    /// `None` when the sink builds the star in SQL (an incremental load).
+    /// `None` when the sink builds the star in SQL (an incremental load, or
+    /// [`Sink::builds_star`]).
     pub star: Option<StarSchema>,
     pub load_errors: RecordBatch,
     pub etl_files: RecordBatch,
-    pub increment: Option<Increment>,
     /// What [`staged_counts`] says for a load of whole tables: the rows the sink must hold
     /// in each counted table after the load.
     pub staged: Vec<(&'static TableDef, u64)>,
@@ -155,6 +147,14 @@ impl Finished {
     /// schema (when it was built), `load_errors`, `etl_files`.
     pub fn tables(&self) -> Vec<(&'static TableDef, &RecordBatch)> {
         built(self.star.as_ref(), &self.load_errors, &self.etl_files)
+    }
+
+    /// The rows of `table`, when it is one of [`Finished::tables`].
+    pub fn batch(&self, table: &TableDef) -> Option<&RecordBatch> {
+        self.tables()
+            .into_iter()
+            .find(|(t, _)| t.name == table.name)
+            .map(|(_, b)| b)
     }
 }
 
@@ -209,7 +209,6 @@ impl Staged for Whole<'_> {
             star: t.star.cloned(),
             load_errors: t.load_errors.clone(),
             etl_files: t.etl_files.clone(),
-            increment: t.increment.cloned(),
             staged: staged_counts(t),
         })
     }

@@ -432,7 +432,7 @@ impl DuckDbSink {
         finished.star = None;
         self.run(&tx, RESET_LIMIT)?;
         staged.phase("checking keys and committing");
-        let full = finished.increment.is_none();
+        let full = staged.increment().is_none();
         self.complete(tx, transform, &finished.staged, full)
     }
 

@@ -92,7 +92,6 @@ pub(crate) struct CopyIn {
     table: &'static TableDef,
     sql: String,
     writer: std::pin::Pin<Box<BinaryCopyInWriter>>,
-    types: Vec<SqlType>,
     rows: u64,
 }
 
@@ -104,7 +103,6 @@ impl CopyIn {
         Ok(CopyIn {
             table,
             writer: Box::pin(BinaryCopyInWriter::new(sink, &pg_types)),
-            types: table.columns.iter().map(|c| c.ty).collect(),
             sql,
             rows: 0,
         })
@@ -114,18 +112,21 @@ impl CopyIn {
     pub(crate) async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         for row in 0..batch.num_rows() {
             let values: Vec<Value<'_>> = self
-                .types
+                .table
+                .columns
                 .iter()
                 .enumerate()
-                .map(|(i, ty)| value(batch, i, *ty, row))
+                .map(|(i, c)| value(batch, i, c.ty, row))
                 .collect();
             let refs: Vec<&(dyn ToSql + Sync)> =
                 values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            // The statement's text is copied only when a row fails, not for every row.
+            let sql = &self.sql;
             self.writer
                 .as_mut()
                 .write(&refs)
                 .await
-                .map_err(sql_error(&self.sql))?;
+                .map_err(|e| sql_error(sql)(e))?;
         }
         self.rows += batch.num_rows() as u64;
         Ok(())

@@ -91,12 +91,7 @@ impl<'s> Rows<'s> {
 
     /// The rows of `table` built from the staging rows (`load_errors`, `etl_files`).
     fn built(&mut self, table: &TableDef) -> Result<Option<RecordBatch>> {
-        Ok(self.finished()?.and_then(|f| {
-            f.tables()
-                .into_iter()
-                .find(|(t, _)| t.name == table.name)
-                .map(|(_, b)| b.clone())
-        }))
+        Ok(self.finished()?.and_then(|f| f.batch(table)).cloned())
     }
 }
 

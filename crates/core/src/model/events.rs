@@ -278,8 +278,8 @@ impl Plays {
     fn into_vec(self) -> Result<Vec<Play>> {
         use std::os::unix::fs::FileExt;
         let mut all = Vec::with_capacity(self.len());
+        let mut bytes = vec![0; Self::CHUNK * Self::BYTES];
         for s in &self.spilled {
-            let mut bytes = vec![0; Self::CHUNK * Self::BYTES];
             let mut left = s.plays;
             let mut at = s.start;
             while left > 0 {
