@@ -204,10 +204,10 @@ impl DuckDbSink {
         Ok(conn)
     }
 
-    /// Checks that every table's key is unique, naming the first value held twice, then
-    /// declares the keys. (DuckDB reports a duplicate in a key added after the rows only at
-    /// COMMIT, and without the table's name.)
-    fn add_keys(&self, tx: &duckdb::Transaction<'_>) -> Result<()> {
+    /// Checks that every table's key is unique, naming the first value held twice (DuckDB
+    /// would report a duplicate in a key added after the rows only at COMMIT, without the
+    /// table's name, and declares no key for some tables: [`Dialect::declares_key`]).
+    fn check_keys(&self, tx: &duckdb::Transaction<'_>) -> Result<()> {
         let Some(check) = sql::duplicate_keys(&SINK_TABLES) else {
             return Ok(());
         };
@@ -217,22 +217,19 @@ impl DuckDbSink {
             .and_then(Iterator::collect)
             .map_err(self.sql_error(check.clone()))?;
         // The first table, in load order, that holds a duplicate.
-        if let Some((table, value, count)) = SINK_TABLES.iter().find_map(|t| {
+        match SINK_TABLES.iter().find_map(|t| {
             let (_, value, count) = found.iter().find(|(name, ..)| name == t.name)?;
             Some((t, value.clone(), *count))
         }) {
-            return Err(Error::DuplicateKey {
+            Some((table, value, count)) => Err(Error::DuplicateKey {
                 path: self.path.display().to_string(),
                 table: table.name,
                 key: table.primary_key.join(", "),
                 value,
                 count,
-            });
+            }),
+            None => Ok(()),
         }
-        for add in SINK_TABLES.iter().filter_map(|t| sql::add_primary_key(t)) {
-            self.run(tx, &add)?;
-        }
-        Ok(())
     }
 
     /// Counts the tables the run parsed, inside the load's transaction, against the run's rows.
@@ -330,7 +327,7 @@ impl Sink for DuckDbSink {
         if let Some(check) = sql::duplicate_keys(&SINK_TABLES) {
             out.push(format!("-- fails the load if it returns a row:\n{check}"));
         }
-        out.extend(SINK_TABLES.iter().filter_map(|t| sql::add_primary_key(t)));
+        out.extend(keys_to_add());
         out.push("COMMIT".to_owned());
         Ok(out)
     }
@@ -528,14 +525,14 @@ impl DuckDbSink {
     }
 
     /// The end of every load: the SQL transforms when DuckDB builds the star, the counts
-    /// against `expected`, the keys (`add_keys`: a full load's tables are created without
-    /// them), COMMIT.
+    /// against `expected`, every key checked, the keys a full load's tables were created
+    /// without added (on a `full` load), COMMIT.
     fn complete(
         &self,
         tx: duckdb::Transaction<'_>,
         transform: Transform,
         expected: &[(&'static TableDef, u64)],
-        add_keys: bool,
+        full: bool,
     ) -> Result<()> {
         if let Transform::Sql(mode) = transform {
             for statement in sql::transforms(&Dialect::DuckDb, mode) {
@@ -544,8 +541,11 @@ impl DuckDbSink {
         }
         self.reconcile(&tx, expected)?;
         let keying = std::time::Instant::now();
-        if add_keys {
-            self.add_keys(&tx)?;
+        self.check_keys(&tx)?;
+        if full {
+            for add in keys_to_add() {
+                self.run(&tx, &add)?;
+            }
         }
         tracing::debug!(
             seconds = keying.elapsed().as_secs_f64(),
@@ -558,6 +558,15 @@ impl DuckDbSink {
         tracing::info!(path = %self.path.display(), "committed");
         Ok(())
     }
+}
+
+/// The keys a full load adds once its rows are in (its tables are created without them): the
+/// ones DuckDB declares ([`Dialect::declares_key`]).
+fn keys_to_add() -> Vec<String> {
+    SINK_TABLES
+        .iter()
+        .filter_map(|t| sql::add_primary_key(t, &Dialect::DuckDb))
+        .collect()
 }
 
 /// A full load's setup: every table dropped and created without its key.
