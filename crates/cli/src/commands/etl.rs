@@ -84,7 +84,7 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
 
     // Walking thousands of song files takes seconds on a cold cache: a spinner says so.
     let finding = Progress::spinner("finding the input files");
-    let found = find_inputs(&s.songs, &s.events, &s.s3, s.s3_concurrency);
+    let found = pool.install(|| find_inputs(&s.songs, &s.events, &s.s3, s.s3_concurrency));
     finding.finish();
     let found = found?;
     let held = match s.incremental {
@@ -335,7 +335,8 @@ pub fn read_inputs(
     batch_size: usize,
     pool: &rayon::ThreadPool,
 ) -> anyhow::Result<Read> {
-    let found = find_inputs(song_inputs, event_inputs, s3_options, s3_concurrency)?;
+    let found =
+        pool.install(|| find_inputs(song_inputs, event_inputs, s3_options, s3_concurrency))?;
     let (songs, events) = (&found.songs.files, &found.events.files);
     let started = Instant::now();
     let remote = found.s3.as_ref().map(|r| r as &dyn Remote);

