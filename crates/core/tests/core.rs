@@ -646,3 +646,79 @@ fn the_fuzz_corpus_keeps_the_decoders_contract() {
     }
     assert!(checked >= 30, "only {checked} inputs");
 }
+
+/// NDJSON `lines` decoded as `table`'s staging rows.
+fn decoded(table: &TableDef, lines: &[String]) -> RecordBatch {
+    let data = lines.join("\n");
+    let (batch, rejects) = {
+        let schema = table.input_schema();
+        let mut reader = ReaderBuilder::new(Arc::clone(&schema))
+            .build(data.as_bytes())
+            .unwrap();
+        let batches: Vec<RecordBatch> = reader.by_ref().map(Result::unwrap).collect();
+        (
+            concat_batches(&schema, &batches).unwrap(),
+            reader.take_rejects(),
+        )
+    };
+    assert!(rejects.is_empty(), "{rejects:?}");
+    batch
+}
+
+#[test]
+fn a_natural_key_gives_a_play_only_when_its_preferred_event_matches_a_song() {
+    let songs = decoded(
+        &STAGING_SONGS,
+        &[r#"{"num_songs":1,"artist_id":"AR1","artist_name":"Band","song_id":"SO1","title":"Hit","duration":200.0,"year":2000}"#.to_owned()],
+    );
+    let event = |session: i32, ts: i64, song: &str| {
+        format!(
+            r#"{{"artist":"Band","song":"{song}","length":200.0,"page":"NextSong","sessionId":{session},"itemInSession":0,"ts":{ts},"userId":"7","level":"free","location":"Here","userAgent":"A"}}"#
+        )
+    };
+    // Session 1: the preferred event (the earlier) matches no song; the later one does.
+    // Session 2: the preferred one matches; the later one does not. Session 3: none matches.
+    // Session 4: one event, matched. The events of a key come in either order.
+    let lines = [
+        event(1, 2_000, "Hit"),
+        event(2, 1_000, "Hit"),
+        event(1, 1_000, "Miss"),
+        event(3, 1_000, "Miss"),
+        event(2, 2_000, "Miss"),
+        event(4, 5_000, "Hit"),
+    ];
+    let events = decoded(&STAGING_EVENTS, &lines);
+    let rows = |mode| {
+        let star = model::build(&events, &songs, mode).unwrap();
+        let t = &star.ft_songplays;
+        let session = t
+            .column_by_name("session_id")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        let song = t.column_by_name("song_id").unwrap().as_string::<i32>();
+        let start = t.column_by_name("start_time").unwrap();
+        let start = start.as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        let mut rows: Vec<(i32, i64, Option<String>)> = (0..t.num_rows())
+            .map(|i| {
+                let song = song.is_valid(i).then(|| song.value(i).to_owned());
+                (session.value(i), start.value(i), song)
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let hit = Some("SO1".to_owned());
+    assert_eq!(
+        rows(SongplaysMode::Matched),
+        [(2, 1_000, hit.clone()), (4, 5_000, hit.clone())]
+    );
+    assert_eq!(
+        rows(SongplaysMode::All),
+        [
+            (1, 1_000, None),
+            (2, 1_000, hit.clone()),
+            (3, 1_000, None),
+            (4, 5_000, hit)
+        ]
+    );
+}
