@@ -2488,5 +2488,34 @@ fn too_many_rejects_late_in_the_stream_commit_nothing_in_any_sink() {
         assert!(stderr.contains("nothing was committed"), "{sink}: {stderr}");
         assert!(stderr.contains("field `ts`"), "{sink}: {stderr}");
         agree(d, sink, &reference).unwrap_or_else(|e| panic!("{sink} changed: {e}"));
+
+        // Two bad records opening the first day stop the load at its first part; the rest
+        // is still read, so the one at the end of the last day is reported too.
+        let first = days.first().unwrap().clone();
+        let first_original = std::fs::read(&first).unwrap();
+        let mut early = b"not json\n{\"ts\": \"yesterday\"}\n".to_vec();
+        early.extend_from_slice(&first_original);
+        std::fs::write(&first, &early).unwrap();
+        let mut late = original.clone();
+        late.extend_from_slice(b"{\"itemInSession\": \"first\"}\n");
+        std::fs::write(&last, &late).unwrap();
+        let over = load("1");
+        std::fs::write(&first, &first_original).unwrap();
+        std::fs::write(&last, &original).unwrap();
+        assert_eq!(over.status.code(), Some(3), "{sink}: {}", text(&over));
+        let stderr = String::from_utf8_lossy(&over.stderr);
+        let last_line = original.iter().filter(|&&b| b == b'\n').count() + 1;
+        for reject in [
+            format!("{}:1 (byte 0)", first.display()),
+            format!("{}:2 (byte 9): field `ts`", first.display()),
+            format!("{}:{last_line} ", last.display()),
+        ] {
+            assert!(stderr.contains(&reject), "{sink}: no {reject} in {stderr}");
+        }
+        assert!(
+            stderr.contains("3 rejected records, more than --max-errors 1"),
+            "{sink}: {stderr}"
+        );
+        agree(d, sink, &reference).unwrap_or_else(|e| panic!("{sink} changed: {e}"));
     }
 }

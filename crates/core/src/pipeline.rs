@@ -201,6 +201,48 @@ impl Pipeline {
         self.parts.flow()
     }
 
+    /// A load stopped at more rejects than `max_errors` commits nothing; then this reads the
+    /// rest of the input, sending it nowhere, so that every reject is reported, not only the
+    /// ones found before the load stopped, and a user can mend them all in one go. A
+    /// failure to read ends it: the rejects found so far are reported.
+    pub fn read_on(&mut self) {
+        while let Some(Ok(part)) = self.parts.next() {
+            self.count(part.records, &part.runs, part.files, part.rejects);
+        }
+        if let Some(songs) = self.pending_songs.take()
+            && let Ok(Ok(read)) = songs.recv()
+        {
+            self.songs = Some(Songs {
+                batch: read.batch,
+                files: read.files,
+                records: read.records,
+                rejects: read.rejects,
+            });
+        }
+    }
+
+    /// Stops reading the input, once the load is over: a load that failed part way (the
+    /// sink's error) leaves input unread, whose reader would otherwise wait for room in the
+    /// bound for ever, and the run with it. [`Pipeline::read_on`] first, to report every
+    /// reject.
+    pub fn stop_reading(&self) {
+        self.parts.cancel();
+    }
+
+    /// Counts an event part's records, rows, files and rejects.
+    fn count(
+        &mut self,
+        records: u64,
+        runs: &[(usize, u64)],
+        files: Vec<FileRead>,
+        rejects: Vec<Reject>,
+    ) {
+        self.event_records += records;
+        self.event_rows += runs.iter().map(|r| r.1).sum::<u64>();
+        self.event_files.extend(files);
+        self.event_rejects.extend(rejects);
+    }
+
     fn check_rejects(&mut self) -> Result<()> {
         if self.rejected() as u64 > self.opts.max_errors {
             self.overflow = true;
@@ -273,10 +315,7 @@ impl Staged for Pipeline {
             Ok(part) => part,
             Err(e) => return Some(Err(e)),
         };
-        self.event_records += part.records;
-        self.event_rows += part.runs.iter().map(|r| r.1).sum::<u64>();
-        self.event_files.extend(part.files);
-        self.event_rejects.extend(part.rejects);
+        self.count(part.records, &part.runs, part.files, part.rejects);
         if let Err(e) = self.check_rejects() {
             return Some(Err(e));
         }

@@ -722,3 +722,48 @@ fn a_natural_key_gives_a_play_only_when_its_preferred_event_matches_a_song() {
         ]
     );
 }
+
+#[test]
+fn a_stream_cancelled_before_its_end_stops_reading_while_its_parts_are_held() {
+    // What a load that fails part way does: it stops reading, but still holds the stream (its
+    // counts are reported) when the reading thread must have ended.
+    let files = source::discover(fixtures().join("sparkify/log_data").to_str().unwrap())
+        .unwrap()
+        .files;
+    let (ended, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let opts = ReadOptions {
+            chunk_size: 4096,
+            ..ReadOptions::default()
+        };
+        let parts_read = std::thread::scope(|scope| {
+            let inputs = files.iter().map(|f| Ok(source::StreamInput::File(f)));
+            let no_op: source::OnPart = Arc::new(|_: &[RecordBatch]| Ok(()));
+            // A bound of one byte: one part in flight at a time, the reader waits for room.
+            let mut parts = source::stream(
+                scope,
+                inputs,
+                STAGING_EVENTS.input_schema(),
+                opts,
+                1,
+                &pool,
+                no_op,
+            );
+            parts.next().unwrap().unwrap();
+            parts.cancel();
+            parts
+        })
+        .flow()
+        .parts;
+        let _ = ended.send(parts_read);
+    });
+    let parts = finished
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the reader stopped once cancelled");
+    // 30 files of 4 KiB chunks make hundreds of parts; it stopped after a few.
+    assert!(parts < 10, "{parts} parts read");
+}

@@ -204,6 +204,11 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         let mut pipeline = Pipeline::new(parts, songs_out, model, against, options)
             .with_phases(progress.on_phase());
         let loaded = sink.load(Load::Streamed(&mut pipeline));
+        if pipeline.overflowed() {
+            // The sink has rolled back; the rest of the input is read for its rejects.
+            pipeline.read_on();
+        }
+        pipeline.stop_reading();
         (loaded, pipeline)
     });
     progress.finish();

@@ -189,6 +189,13 @@ impl Parts {
         self.shared.lock().flow
     }
 
+    /// Stops the reading: the producer reads no more input (the parts decoded already are
+    /// dropped with `self`).
+    pub fn cancel(&self) {
+        self.shared.lock().cancelled = true;
+        self.shared.changed.notify_all();
+    }
+
     /// The next part in input order, `None` after the last; an error ends the stream.
     #[allow(clippy::should_implement_trait)] // it blocks and gives bytes back: not a plain iterator
     pub fn next(&mut self) -> Option<Result<StreamPart>> {
@@ -263,8 +270,7 @@ impl Parts {
 
 impl Drop for Parts {
     fn drop(&mut self) {
-        self.shared.lock().cancelled = true;
-        self.shared.changed.notify_all();
+        self.cancel();
     }
 }
 
