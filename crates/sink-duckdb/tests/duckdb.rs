@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use arrow::array::AsArray;
+use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use duckdb::Connection;
-use sparkify_core::model::{self, SongplaysMode};
+use sparkify_core::model::{self, SongplaysMode, StarSchema};
 use sparkify_core::reject::rejects_batch;
 use sparkify_core::sql::Dialect;
 use sparkify_core::table::{ALL_TABLES, SINK_TABLES, STAR_TABLES, TableDef};
@@ -126,14 +126,23 @@ fn a_failed_load_leaves_the_previous_tables() {
     sink.load(load(&s, &star, &errors)).unwrap();
     let before: Vec<_> = ALL_TABLES.iter().map(|t| db_rows(&db, t)).collect();
 
+    let twice = |b: &RecordBatch| concat_batches(&b.schema(), [b, b]).unwrap();
+    // What a load of `broken` fails with; it leaves the previous tables.
+    let mut fails = |broken: StarSchema| {
+        let err = sink
+            .load(load(&s, &broken, &errors))
+            .unwrap_err()
+            .to_string();
+        let after: Vec<_> = ALL_TABLES.iter().map(|t| db_rows(&db, t)).collect();
+        assert!(before == after, "the previous tables changed: {err}");
+        err
+    };
+
     // dm_users twice over: its primary key fails half-way through the load.
-    let mut broken = star.clone();
-    broken.dm_users =
-        concat_batches(&star.dm_users.schema(), [&star.dm_users, &star.dm_users]).unwrap();
-    let err = sink
-        .load(load(&s, &broken, &errors))
-        .unwrap_err()
-        .to_string();
+    let err = fails(StarSchema {
+        dm_users: twice(&star.dm_users),
+        ..star.clone()
+    });
     let smallest = star
         .dm_users
         .column_by_name("user_id")
@@ -149,24 +158,17 @@ fn a_failed_load_leaves_the_previous_tables() {
         )),
         "{err}"
     );
-    let after: Vec<_> = ALL_TABLES.iter().map(|t| db_rows(&db, t)).collect();
-    assert!(before == after, "the previous tables changed");
     assert_eq!(STAR_TABLES.len(), 5);
 
     // dm_time, whose key DuckDB does not declare, twice over: the load's own check fails it.
-    let mut broken = star.clone();
-    broken.dm_time =
-        concat_batches(&star.dm_time.schema(), [&star.dm_time, &star.dm_time]).unwrap();
-    let err = sink
-        .load(load(&s, &broken, &errors))
-        .unwrap_err()
-        .to_string();
+    let err = fails(StarSchema {
+        dm_time: twice(&star.dm_time),
+        ..star.clone()
+    });
     assert!(
         err.contains("dm_time holds its primary key (start_time) = ") && err.contains(" 2 times"),
         "{err}"
     );
-    let after: Vec<_> = ALL_TABLES.iter().map(|t| db_rows(&db, t)).collect();
-    assert!(before == after, "the previous tables changed");
 }
 
 #[test]
