@@ -96,6 +96,17 @@ struct Songs {
     rejects: Vec<Reject>,
 }
 
+impl From<ReadOutput> for Songs {
+    fn from(read: ReadOutput) -> Self {
+        Songs {
+            batch: read.batch,
+            files: read.files,
+            records: read.records,
+            rejects: read.rejects,
+        }
+    }
+}
+
 /// The stream of one load; see the module's notes.
 pub struct Pipeline {
     opts: Options,
@@ -212,12 +223,7 @@ impl Pipeline {
         if let Some(songs) = self.pending_songs.take()
             && let Ok(Ok(read)) = songs.recv()
         {
-            self.songs = Some(Songs {
-                batch: read.batch,
-                files: read.files,
-                records: read.records,
-                rejects: read.rejects,
-            });
+            self.songs = Some(Songs::from(read));
         }
     }
 
@@ -284,12 +290,7 @@ impl Pipeline {
             )));
         }
         let tagged = ledger::tag(&STAGING_SONGS, &read.batch, &read.files, self.opts.first_id)?;
-        self.songs = Some(Songs {
-            batch: read.batch,
-            files: read.files,
-            records: read.records,
-            rejects: read.rejects,
-        });
+        self.songs = Some(Songs::from(read));
         self.check_rejects()?;
         Ok((&STAGING_SONGS, vec![tagged]))
     }

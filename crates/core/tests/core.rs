@@ -649,20 +649,17 @@ fn the_fuzz_corpus_keeps_the_decoders_contract() {
 
 /// NDJSON `lines` decoded as `table`'s staging rows.
 fn decoded(table: &TableDef, lines: &[String]) -> RecordBatch {
+    let schema = table.input_schema();
     let data = lines.join("\n");
-    let (batch, rejects) = {
-        let schema = table.input_schema();
-        let mut reader = ReaderBuilder::new(Arc::clone(&schema))
-            .build(data.as_bytes())
-            .unwrap();
-        let batches: Vec<RecordBatch> = reader.by_ref().map(Result::unwrap).collect();
-        (
-            concat_batches(&schema, &batches).unwrap(),
-            reader.take_rejects(),
-        )
-    };
+    let (batches, rejects) = source::decode_bytes(
+        data.as_bytes(),
+        "lines.json",
+        &schema,
+        &ReadOptions::default(),
+    )
+    .unwrap();
     assert!(rejects.is_empty(), "{rejects:?}");
-    batch
+    concat_batches(&schema, &batches).unwrap()
 }
 
 #[test]
