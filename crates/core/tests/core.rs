@@ -373,6 +373,15 @@ fn invalid_utf8_is_rejected() {
 }
 
 #[test]
+fn text_holding_a_nul_character_is_rejected_by_its_field() {
+    let (b, r) = bad("nul_text.json", &STAGING_EVENTS);
+    assert_eq!(items(&b), [Some(0), Some(2)]);
+    assert_rejects(&r, &[(2, Some("artist"), "NUL character")]);
+    // The raw text keeps the escape as written: the reject itself is storable.
+    assert!(r[0].raw.contains(r"before\u0000after"), "{}", r[0].raw);
+}
+
+#[test]
 fn crlf_lines_are_counted_once() {
     let (b, r) = bad("crlf.json", &STAGING_EVENTS);
     assert_eq!(items(&b), [Some(0), Some(2)]);

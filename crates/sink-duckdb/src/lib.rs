@@ -262,10 +262,20 @@ impl DuckDbSink {
         let mut stmt = conn.prepare(sql).map_err(self.sql_error(sql))?;
         let mut rows = stmt.query([]).map_err(self.sql_error(sql))?;
         let columns = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
+        // A column of type NULL (`SELECT NULL AS x`): duckdb-rs panics on reading its values.
+        let null_typed: Vec<bool> = (0..columns.len())
+            .map(|i| {
+                rows.as_ref()
+                    .is_some_and(|s| s.column_type(i) == arrow::datatypes::DataType::Null)
+            })
+            .collect();
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(self.sql_error(sql))? {
             let values = (0..columns.len())
-                .map(|i| row.get::<_, duckdb::types::Value>(i).map(text))
+                .map(|i| match null_typed[i] {
+                    true => Ok(None),
+                    false => row.get::<_, duckdb::types::Value>(i).map(text),
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(self.sql_error(sql))?;
             out.push(values);

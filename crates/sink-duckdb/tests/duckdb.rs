@@ -172,6 +172,21 @@ fn a_failed_load_leaves_the_previous_tables() {
 }
 
 #[test]
+fn a_query_may_give_a_column_of_type_null() {
+    // `sparkify sql "SELECT NULL AS x"` panicked inside duckdb-rs reading such a column.
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = DuckDbSink::new(dir.path().join("q.duckdb"));
+    let r = sink
+        .query("SELECT NULL AS nothing, 1 AS one UNION ALL SELECT NULL, 2")
+        .unwrap();
+    assert_eq!(r.columns, ["nothing", "one"]);
+    assert_eq!(
+        r.rows,
+        [[None, Some("1".to_owned())], [None, Some("2".to_owned())]]
+    );
+}
+
+#[test]
 fn plan_lists_every_statement() {
     let plan = DuckDbSink::new("x.duckdb")
         .with_transform(Transform::Sql(SongplaysMode::Matched))

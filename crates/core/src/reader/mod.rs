@@ -360,6 +360,13 @@ fn convert<'a>(node: &Node<'a>, kind: Kind) -> Result<Cell<'a>, String> {
     };
     match (kind, node) {
         (_, Node::Static(StaticNode::Null)) => Ok(Cell::Null),
+        // `\u0000` is valid JSON, but PostgreSQL's and Redshift's text cannot hold it: a
+        // record every sink can store, or a reject in every sink (as for timestamps).
+        (Kind::Text, Node::String(s)) if memchr::memchr(0, s.as_bytes()).is_some() => Err(
+            "text holds a NUL character (\\u0000), which PostgreSQL and Redshift \
+                 cannot store"
+                .into(),
+        ),
         (Kind::Text, Node::String(s)) => Ok(Cell::Str(s)),
         // Replaced by the number's text as written by the caller, who has the raw JSON.
         (
