@@ -203,10 +203,15 @@ def events_only(args, work, plan_dir):
         "Polars read_ndjson (parse into memory)": [
             sys.executable, str(plan_dir / "polars_events.py"), str(logs)],
     }
+    # One warm-up, then three rounds of each job in turn (as for the scales above).
+    all_runs = {name: [] for name in jobs}
+    for measured in range(4):
+        for name, cmd in jobs.items():
+            run = run_measured(cmd)
+            if measured:
+                all_runs[name].append(run)
     best = {}
-    for name, cmd in jobs.items():
-        run_measured(cmd)
-        runs = [run_measured(cmd) for _ in range(3)]
+    for name, runs in all_runs.items():
         best[name] = (min(r[0] for r in runs), max(r[1] for r in runs))
         print(f"events x{n} {name}: best {best[name][0]:.2f} s, {best[name][1]:.0f} MiB", flush=True)
     ours = best[next(iter(jobs))][0]
@@ -274,11 +279,9 @@ def main():
                 tmp.rename(root)
         size = data_bytes(root)
         results = {}
+        cmds = {}
         for tool in tools:
             db = work / f"{tool}-{scale}.duckdb"
-            for p in [db, Path(str(db) + ".wal")]:
-                if p.exists():
-                    p.unlink()
             summary = work / f"{tool}-{scale}.json"
             if tool == "sparkify":
                 cmd = [args.sparkify, "etl", "--songs", str(root / "song_data"), "--events",
@@ -288,9 +291,22 @@ def main():
                 cmd = [sys.executable, str(plan_dir / "duckdb_job.py"), str(root), str(db), str(plan_dir / "plan.json")]
             else:
                 cmd = [sys.executable, str(plan_dir / "polars_job.py"), str(root)]
-            # Warm the page cache once, then measure: the median wall time, the highest RSS.
-            run_measured(cmd)
-            runs = [run_measured(cmd) for _ in range(max(1, args.runs))]
+            cmds[tool] = (cmd, db)
+        # Warm the page cache once, then measure in rounds, each tool once a round, so that
+        # a machine slowing down or speeding up mid-run weighs on every tool alike: the median
+        # wall time, the highest RSS.
+        all_runs = {tool: [] for tool in tools}
+        for measured in range(1 + max(1, args.runs)):
+            for tool, (cmd, db) in cmds.items():
+                for p in [db, Path(str(db) + ".wal")]:
+                    if p.exists():
+                        p.unlink()
+                run = run_measured(cmd)
+                if measured:
+                    all_runs[tool].append(run)
+        for tool, (cmd, db) in cmds.items():
+            summary = work / f"{tool}-{scale}.json"
+            runs = all_runs[tool]
             walls = sorted(r[0] for r in runs)
             wall = statistics.median(walls)
             rss = max(r[1] for r in runs)
