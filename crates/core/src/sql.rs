@@ -172,6 +172,60 @@ pub fn duplicate_keys(tables: &[&TableDef]) -> Option<String> {
     (!branches.is_empty()).then(|| branches.join("\nUNION ALL\n"))
 }
 
+/// What [`duplicate_keys`] finds for `table`, found in `batch` instead of in SQL: the smallest
+/// value of its key that `batch` holds more than once (as the column shows it), and how many
+/// times; `None` when every key is unique. For a key of one integer or timestamp column.
+/// Keys in order (as the star build gives them) cost one pass and no memory; others are
+/// sorted in a copy.
+pub fn duplicate_key_in(
+    table: &TableDef,
+    batch: &arrow::array::RecordBatch,
+) -> crate::Result<Option<(String, u64)>> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit, TimestampMillisecondType};
+    use rayon::slice::ParallelSliceMut;
+    let unsupported = || {
+        crate::Error::Schema(format!(
+            "{}: only a key of one integer or timestamp column is checked outside SQL",
+            table.name
+        ))
+    };
+    let [key] = table.primary_key else {
+        return Err(unsupported());
+    };
+    let column = batch.column_by_name(key).ok_or_else(unsupported)?;
+    let value_at: Box<dyn Fn(usize) -> i64 + Sync> = match column.data_type() {
+        DataType::Int64 => {
+            let values = column.as_primitive::<Int64Type>().values().clone();
+            Box::new(move |row| values[row])
+        }
+        DataType::Int32 => {
+            let values = column.as_primitive::<Int32Type>().values().clone();
+            Box::new(move |row| i64::from(values[row]))
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, None) => {
+            let values = column
+                .as_primitive::<TimestampMillisecondType>()
+                .values()
+                .clone();
+            Box::new(move |row| values[row])
+        }
+        _ => return Err(unsupported()),
+    };
+    let rows = column.len();
+    if (1..rows).all(|row| value_at(row - 1) < value_at(row)) {
+        return Ok(None);
+    }
+    let mut sorted: Vec<i64> = (0..rows).map(&value_at).collect();
+    sorted.par_sort_unstable();
+    let Some(run) = sorted.chunk_by(|a, b| a == b).find(|run| run.len() > 1) else {
+        return Ok(None);
+    };
+    let row = (0..rows).find(|&row| value_at(row) == run[0]).unwrap_or(0);
+    let shown = arrow::util::display::array_value_to_string(column, row)?;
+    Ok(Some((shown, run.len() as u64)))
+}
+
 /// `ALTER TABLE … ADD PRIMARY KEY` for `table`; `None` for a table that declares no key in
 /// `dialect`.
 pub fn add_primary_key(table: &TableDef, dialect: &Dialect) -> Option<String> {
@@ -386,6 +440,38 @@ pub fn literal(s: &str, dialect: &Dialect) -> String {
 mod tests {
     use super::*;
     use crate::table::DM_USERS;
+
+    #[test]
+    fn a_key_held_twice_is_found_on_the_rows_in_order_or_not() {
+        #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
+        use arrow::array::{ArrayRef, Int32Array, RecordBatch, TimestampMillisecondArray};
+        use std::sync::Arc;
+        let times = |ms: &[i64]| {
+            let column: ArrayRef = Arc::new(TimestampMillisecondArray::from(ms.to_vec()));
+            RecordBatch::try_from_iter([("start_time", column)]).unwrap()
+        };
+        let found = |ms: &[i64]| duplicate_key_in(&DM_TIME, &times(ms)).unwrap();
+        assert_eq!(found(&[]), None);
+        assert_eq!(found(&[1, 2, 3]), None);
+        assert_eq!(found(&[3, 1, 2]), None);
+        // The smallest key held more than once, wherever it is, and how many times.
+        assert_eq!(
+            found(&[9, 1_541_000_000_000, 5, 9, 1_541_000_000_000, 9]),
+            Some(("1970-01-01T00:00:00.009".to_owned(), 3))
+        );
+        assert_eq!(
+            found(&[1, 2, 2, 3]),
+            Some(("1970-01-01T00:00:00.002".to_owned(), 2))
+        );
+        let ids: ArrayRef = Arc::new(Int32Array::from(vec![7, 3, 7]));
+        let users = RecordBatch::try_from_iter([("user_id", ids)]).unwrap();
+        assert_eq!(
+            duplicate_key_in(&DM_USERS, &users).unwrap(),
+            Some(("7".to_owned(), 2))
+        );
+        // A key this cannot read is an error, not a pass.
+        assert!(duplicate_key_in(&DM_USERS, &times(&[1])).is_err());
+    }
 
     #[test]
     fn redshift_ddl_has_the_seed_keys_and_identity() {

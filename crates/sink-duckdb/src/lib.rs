@@ -207,8 +207,9 @@ impl DuckDbSink {
     /// Checks that every table's key is unique, naming the first value held twice (DuckDB
     /// would report a duplicate in a key added after the rows only at COMMIT, without the
     /// table's name, and declares no key for some tables: [`Dialect::declares_key`]).
-    fn check_keys(&self, tx: &duckdb::Transaction<'_>) -> Result<()> {
-        let Some(check) = sql::duplicate_keys(&SINK_TABLES) else {
+    /// Fails the load if a table of `tables` holds a key twice, naming the first one.
+    fn check_keys(&self, tx: &duckdb::Transaction<'_>, tables: &[&TableDef]) -> Result<()> {
+        let Some(check) = sql::duplicate_keys(tables) else {
             return Ok(());
         };
         let mut stmt = tx.prepare(&check).map_err(self.sql_error(check.clone()))?;
@@ -217,18 +218,22 @@ impl DuckDbSink {
             .and_then(Iterator::collect)
             .map_err(self.sql_error(check.clone()))?;
         // The first table, in load order, that holds a duplicate.
-        match SINK_TABLES.iter().find_map(|t| {
+        match tables.iter().find_map(|t| {
             let (_, value, count) = found.iter().find(|(name, ..)| name == t.name)?;
             Some((t, value.clone(), *count))
         }) {
-            Some((table, value, count)) => Err(Error::DuplicateKey {
-                path: self.path.display().to_string(),
-                table: table.name,
-                key: table.primary_key.join(", "),
-                value,
-                count,
-            }),
+            Some((table, value, count)) => Err(self.duplicate(table, value, count)),
             None => Ok(()),
+        }
+    }
+
+    fn duplicate(&self, table: &TableDef, value: String, count: i64) -> Error {
+        Error::DuplicateKey {
+            path: self.path.display().to_string(),
+            table: table.name,
+            key: table.primary_key.join(", "),
+            value,
+            count,
         }
     }
 
@@ -334,7 +339,17 @@ impl Sink for DuckDbSink {
             "-- fails the load unless each count equals the run's:\n{}",
             sql::count_rows(&sink::COUNTED)
         ));
-        if let Some(check) = sql::duplicate_keys(&SINK_TABLES) {
+        let (on_batches, in_sql): (Vec<&TableDef>, Vec<&TableDef>) = SINK_TABLES
+            .iter()
+            .partition(|t| appends(self.transform, t) && checked_on_batches(true, t));
+        if !on_batches.is_empty() {
+            let names: Vec<&str> = on_batches.iter().map(|t| t.name).collect();
+            out.push(format!(
+                "-- the keys of {} are checked on the run's rows before they are appended",
+                names.join(", ")
+            ));
+        }
+        if let Some(check) = sql::duplicate_keys(&in_sql) {
             out.push(format!("-- fails the load if it returns a row:\n{check}"));
         }
         out.extend(keys_to_add());
@@ -430,17 +445,28 @@ impl DuckDbSink {
                 path: self.path.display().to_string(),
             });
         }
+        // A full load's star tables are the whole tables: the keys DuckDB does not declare
+        // are checked on them here, in one pass when in order, instead of by a GROUP BY over
+        // the stored rows (at 1000x: 0.8 s and +250 MB for dm_time's 6.4 M times).
+        let full = staged.increment().is_none();
+        let mut checked = Vec::new();
         for (table, batch) in finished.tables() {
-            if appends(transform, table) {
-                self.append(&tx, table, vec![batch.clone()])?;
+            if !appends(transform, table) {
+                continue;
             }
+            if checked_on_batches(full, table) {
+                if let Some((value, count)) = sql::duplicate_key_in(table, batch)? {
+                    return Err(self.duplicate(table, value, count as i64));
+                }
+                checked.push(table.name);
+            }
+            self.append(&tx, table, vec![batch.clone()])?;
         }
         // DuckDB holds the star now; its keys and COMMIT need the memory more.
         finished.star = None;
         self.run(&tx, RESET_LIMIT)?;
         staged.phase("checking keys and committing");
-        let full = staged.increment().is_none();
-        self.complete(tx, transform, &finished.staged, full)
+        self.complete(tx, transform, &finished.staged, full, &checked)
     }
 
     /// Appends `first` and the parts of `staged` that follow it while they are
@@ -543,6 +569,7 @@ impl DuckDbSink {
         transform: Transform,
         expected: &[(&'static TableDef, u64)],
         full: bool,
+        checked: &[&str],
     ) -> Result<()> {
         if let Transform::Sql(mode) = transform {
             for statement in sql::transforms(&Dialect::DuckDb, mode) {
@@ -551,7 +578,12 @@ impl DuckDbSink {
         }
         self.reconcile(&tx, expected)?;
         let keying = std::time::Instant::now();
-        self.check_keys(&tx)?;
+        let unchecked: Vec<&TableDef> = SINK_TABLES
+            .iter()
+            .copied()
+            .filter(|t| !checked.contains(&t.name))
+            .collect();
+        self.check_keys(&tx, &unchecked)?;
         if full {
             for add in keys_to_add() {
                 self.run(&tx, &add)?;
@@ -596,6 +628,12 @@ fn replace_all() -> Vec<String> {
 type Part = sparkify_core::Result<(&'static TableDef, Vec<RecordBatch>)>;
 
 /// Whether a load with `transform` appends `table`'s rows (the SQL transform builds the star).
+/// Whether a load checks `table`'s key on the rows it appends, not in SQL: a full load's table
+/// whose key DuckDB does not declare (its rows are then the whole table).
+fn checked_on_batches(full: bool, table: &TableDef) -> bool {
+    full && !table.primary_key.is_empty() && !Dialect::DuckDb.declares_key(table)
+}
+
 fn appends(transform: Transform, table: &TableDef) -> bool {
     transform == Transform::Memory || !STAR_TABLES.iter().any(|t| t.name == table.name)
 }
