@@ -116,8 +116,9 @@ impl Dialect {
     /// and `dm_time`: a key is an ART index there, which refuses a duplicate and speeds up
     /// point lookups, not the joins and aggregates of the analytics (DuckDB joins by
     /// hashing), and those two cost a 100x load 0.4 of its 3 s and a 1000x load 3 s, mostly
-    /// writing the index out at COMMIT. Every DuckDB load checks every key instead
-    /// ([`duplicate_keys`]).
+    /// writing the index out at COMMIT. Every DuckDB load checks every key instead: in SQL
+    /// ([`duplicate_keys`]), or, for a full load's rows of those two, on the rows it appends
+    /// ([`duplicate_key_in`]).
     pub fn declares_key(&self, table: &TableDef) -> bool {
         let unindexed = match self {
             Dialect::DuckDb => &[FT_SONGPLAYS.name, DM_TIME.name][..],
@@ -182,7 +183,7 @@ pub fn duplicate_key_in(
     batch: &arrow::array::RecordBatch,
 ) -> crate::Result<Option<(String, u64)>> {
     use arrow::array::AsArray;
-    use arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit, TimestampMillisecondType};
+    use arrow::datatypes::{DataType, Int64Type, TimeUnit};
     use rayon::slice::ParallelSliceMut;
     let unsupported = || {
         crate::Error::Schema(format!(
@@ -194,34 +195,23 @@ pub fn duplicate_key_in(
         return Err(unsupported());
     };
     let column = batch.column_by_name(key).ok_or_else(unsupported)?;
-    let value_at: Box<dyn Fn(usize) -> i64 + Sync> = match column.data_type() {
-        DataType::Int64 => {
-            let values = column.as_primitive::<Int64Type>().values().clone();
-            Box::new(move |row| values[row])
-        }
-        DataType::Int32 => {
-            let values = column.as_primitive::<Int32Type>().values().clone();
-            Box::new(move |row| i64::from(values[row]))
-        }
-        DataType::Timestamp(TimeUnit::Millisecond, None) => {
-            let values = column
-                .as_primitive::<TimestampMillisecondType>()
-                .values()
-                .clone();
-            Box::new(move |row| values[row])
+    // As 64-bit integers: a timestamp's milliseconds are reinterpreted, not copied.
+    let ints = match column.data_type() {
+        DataType::Int32 | DataType::Int64 | DataType::Timestamp(TimeUnit::Millisecond, None) => {
+            arrow::compute::cast(column, &DataType::Int64)?
         }
         _ => return Err(unsupported()),
     };
-    let rows = column.len();
-    if (1..rows).all(|row| value_at(row - 1) < value_at(row)) {
+    let values = ints.as_primitive::<Int64Type>().values();
+    if values.windows(2).all(|w| w[0] < w[1]) {
         return Ok(None);
     }
-    let mut sorted: Vec<i64> = (0..rows).map(&value_at).collect();
+    let mut sorted = values.to_vec();
     sorted.par_sort_unstable();
     let Some(run) = sorted.chunk_by(|a, b| a == b).find(|run| run.len() > 1) else {
         return Ok(None);
     };
-    let row = (0..rows).find(|&row| value_at(row) == run[0]).unwrap_or(0);
+    let row = values.iter().position(|v| *v == run[0]).unwrap_or(0);
     let shown = arrow::util::display::array_value_to_string(column, row)?;
     Ok(Some((shown, run.len() as u64)))
 }

@@ -204,10 +204,9 @@ impl DuckDbSink {
         Ok(conn)
     }
 
-    /// Checks that every table's key is unique, naming the first value held twice (DuckDB
-    /// would report a duplicate in a key added after the rows only at COMMIT, without the
-    /// table's name, and declares no key for some tables: [`Dialect::declares_key`]).
-    /// Fails the load if a table of `tables` holds a key twice, naming the first one.
+    /// Checks that the key of each of `tables` is unique, naming the first value held twice
+    /// (DuckDB would report a duplicate in a key added after the rows only at COMMIT, without
+    /// the table's name, and declares no key for some tables: [`Dialect::declares_key`]).
     fn check_keys(&self, tx: &duckdb::Transaction<'_>, tables: &[&TableDef]) -> Result<()> {
         let Some(check) = sql::duplicate_keys(tables) else {
             return Ok(());
@@ -341,7 +340,7 @@ impl Sink for DuckDbSink {
         ));
         let (on_batches, in_sql): (Vec<&TableDef>, Vec<&TableDef>) = SINK_TABLES
             .iter()
-            .partition(|t| appends(self.transform, t) && checked_on_batches(true, t));
+            .partition(|t| checked_on_batches(self.transform, true, t));
         if !on_batches.is_empty() {
             let names: Vec<&str> = on_batches.iter().map(|t| t.name).collect();
             out.push(format!(
@@ -449,16 +448,14 @@ impl DuckDbSink {
         // are checked on them here, in one pass when in order, instead of by a GROUP BY over
         // the stored rows (at 1000x: 0.8 s and +250 MB for dm_time's 6.4 M times).
         let full = staged.increment().is_none();
-        let mut checked = Vec::new();
         for (table, batch) in finished.tables() {
             if !appends(transform, table) {
                 continue;
             }
-            if checked_on_batches(full, table) {
-                if let Some((value, count)) = sql::duplicate_key_in(table, batch)? {
-                    return Err(self.duplicate(table, value, count as i64));
-                }
-                checked.push(table.name);
+            if checked_on_batches(transform, full, table)
+                && let Some((value, count)) = sql::duplicate_key_in(table, batch)?
+            {
+                return Err(self.duplicate(table, value, count as i64));
             }
             self.append(&tx, table, vec![batch.clone()])?;
         }
@@ -466,7 +463,7 @@ impl DuckDbSink {
         finished.star = None;
         self.run(&tx, RESET_LIMIT)?;
         staged.phase("checking keys and committing");
-        self.complete(tx, transform, &finished.staged, full, &checked)
+        self.complete(tx, transform, &finished.staged, full)
     }
 
     /// Appends `first` and the parts of `staged` that follow it while they are
@@ -569,7 +566,6 @@ impl DuckDbSink {
         transform: Transform,
         expected: &[(&'static TableDef, u64)],
         full: bool,
-        checked: &[&str],
     ) -> Result<()> {
         if let Transform::Sql(mode) = transform {
             for statement in sql::transforms(&Dialect::DuckDb, mode) {
@@ -578,12 +574,12 @@ impl DuckDbSink {
         }
         self.reconcile(&tx, expected)?;
         let keying = std::time::Instant::now();
-        let unchecked: Vec<&TableDef> = SINK_TABLES
+        let in_sql: Vec<&TableDef> = SINK_TABLES
             .iter()
             .copied()
-            .filter(|t| !checked.contains(&t.name))
+            .filter(|t| !checked_on_batches(transform, full, t))
             .collect();
-        self.check_keys(&tx, &unchecked)?;
+        self.check_keys(&tx, &in_sql)?;
         if full {
             for add in keys_to_add() {
                 self.run(&tx, &add)?;
@@ -627,13 +623,15 @@ fn replace_all() -> Vec<String> {
 /// What a streamed load gives at a time: a staging table's next rows.
 type Part = sparkify_core::Result<(&'static TableDef, Vec<RecordBatch>)>;
 
-/// Whether a load with `transform` appends `table`'s rows (the SQL transform builds the star).
 /// Whether a load checks `table`'s key on the rows it appends, not in SQL: a full load's table
-/// whose key DuckDB does not declare (its rows are then the whole table).
-fn checked_on_batches(full: bool, table: &TableDef) -> bool {
-    full && !table.primary_key.is_empty() && !Dialect::DuckDb.declares_key(table)
+/// whose rows it appends (they are then the whole table) and whose key DuckDB does not declare.
+fn checked_on_batches(transform: Transform, full: bool, table: &TableDef) -> bool {
+    full && appends(transform, table)
+        && !table.primary_key.is_empty()
+        && !Dialect::DuckDb.declares_key(table)
 }
 
+/// Whether a load with `transform` appends `table`'s rows (the SQL transform builds the star).
 fn appends(transform: Transform, table: &TableDef) -> bool {
     transform == Transform::Memory || !STAR_TABLES.iter().any(|t| t.name == table.name)
 }
