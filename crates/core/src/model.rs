@@ -18,11 +18,13 @@ use arrow::datatypes::{Float64Type, Int32Type};
 use crate::error::Result;
 
 mod events;
+mod rows;
 
 use crate::table::{
     DM_ARTISTS, DM_SONGS, DM_TIME, DM_USERS, FT_SONGPLAYS, STAGING_SONGS, TableDef,
 };
 pub use events::StarBuilder;
+pub use rows::{Rows, SLICE_ROWS, Times};
 
 /// Which plays become rows of `ft_songplays`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,19 +43,28 @@ pub struct StarSchema {
     pub dm_users: RecordBatch,
     pub dm_songs: RecordBatch,
     pub dm_artists: RecordBatch,
-    pub dm_time: RecordBatch,
+    /// Made a slice at a time as a sink takes it.
+    pub dm_time: Times,
 }
 
 impl StarSchema {
     /// The tables with their definitions, fact first.
-    pub fn tables(&self) -> [(&'static TableDef, &RecordBatch); 5] {
+    pub fn tables(&self) -> [(&'static TableDef, Rows<'_>); 5] {
         [
-            (&FT_SONGPLAYS, &self.ft_songplays),
-            (&DM_USERS, &self.dm_users),
-            (&DM_SONGS, &self.dm_songs),
-            (&DM_ARTISTS, &self.dm_artists),
-            (&DM_TIME, &self.dm_time),
+            (&FT_SONGPLAYS, Rows::Batch(&self.ft_songplays)),
+            (&DM_USERS, Rows::Batch(&self.dm_users)),
+            (&DM_SONGS, Rows::Batch(&self.dm_songs)),
+            (&DM_ARTISTS, Rows::Batch(&self.dm_artists)),
+            (&DM_TIME, Rows::Times(&self.dm_time)),
         ]
+    }
+
+    /// The tables each in one batch, `dm_time` made whole: to compare or print them.
+    pub fn whole(&self) -> Result<Vec<(&'static TableDef, RecordBatch)>> {
+        self.tables()
+            .into_iter()
+            .map(|(table, rows)| Ok((table, rows.to_batch()?)))
+            .collect()
     }
 }
 

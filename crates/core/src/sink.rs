@@ -7,7 +7,7 @@
 use arrow::array::RecordBatch;
 
 use crate::ledger::Increment;
-use crate::model::StarSchema;
+use crate::model::{Rows, StarSchema};
 use crate::sql::Dialect;
 pub use crate::sql::TablesAction;
 use crate::table::{ETL_FILES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, TableDef};
@@ -29,13 +29,13 @@ pub struct Tables<'a> {
     pub increment: Option<&'a Increment>,
 }
 
-impl Tables<'_> {
+impl<'a> Tables<'a> {
     /// Every table with its definition, in the order a run reports them (no star tables when
     /// the sink builds them).
-    pub fn all(&self) -> Vec<(&'static TableDef, &RecordBatch)> {
+    pub fn all(&self) -> Vec<(&'static TableDef, Rows<'a>)> {
         let mut out = vec![
-            (&STAGING_EVENTS, self.staging_events),
-            (&STAGING_SONGS, self.staging_songs),
+            (&STAGING_EVENTS, Rows::Batch(self.staging_events)),
+            (&STAGING_SONGS, Rows::Batch(self.staging_songs)),
         ];
         out.extend(built(self.star, self.load_errors, self.etl_files));
         out
@@ -145,16 +145,16 @@ pub struct Finished {
 impl Finished {
     /// The tables built from the staging rows, in the order a run reports them: the star
     /// schema (when it was built), `load_errors`, `etl_files`.
-    pub fn tables(&self) -> Vec<(&'static TableDef, &RecordBatch)> {
+    pub fn tables(&self) -> Vec<(&'static TableDef, Rows<'_>)> {
         built(self.star.as_ref(), &self.load_errors, &self.etl_files)
     }
 
     /// The rows of `table`, when it is one of [`Finished::tables`].
-    pub fn batch(&self, table: &TableDef) -> Option<&RecordBatch> {
+    pub fn rows(&self, table: &TableDef) -> Option<Rows<'_>> {
         self.tables()
             .into_iter()
             .find(|(t, _)| t.name == table.name)
-            .map(|(_, b)| b)
+            .map(|(_, rows)| rows)
     }
 }
 
@@ -163,13 +163,13 @@ fn built<'a>(
     star: Option<&'a StarSchema>,
     load_errors: &'a RecordBatch,
     etl_files: &'a RecordBatch,
-) -> Vec<(&'static TableDef, &'a RecordBatch)> {
+) -> Vec<(&'static TableDef, Rows<'a>)> {
     let mut out = Vec::new();
     if let Some(star) = star {
         out.extend(star.tables());
     }
-    out.push((&LOAD_ERRORS, load_errors));
-    out.push((&ETL_FILES, etl_files));
+    out.push((&LOAD_ERRORS, Rows::Batch(load_errors)));
+    out.push((&ETL_FILES, Rows::Batch(etl_files)));
     out
 }
 

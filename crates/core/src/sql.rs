@@ -173,14 +173,14 @@ pub fn duplicate_keys(tables: &[&TableDef]) -> Option<String> {
     (!branches.is_empty()).then(|| branches.join("\nUNION ALL\n"))
 }
 
-/// What [`duplicate_keys`] finds for `table`, found in `batch` instead of in SQL: the smallest
-/// value of its key that `batch` holds more than once (as the column shows it), and how many
+/// What [`duplicate_keys`] finds for `table`, found in `rows` instead of in SQL: the smallest
+/// value of its key that `rows` hold more than once (as the column shows it), and how many
 /// times; `None` when every key is unique. For a key of one integer or timestamp column.
 /// Keys in order (as the star build gives them) cost one pass and no memory; others are
 /// sorted in a copy.
 pub fn duplicate_key_in(
     table: &TableDef,
-    batch: &arrow::array::RecordBatch,
+    rows: crate::model::Rows<'_>,
 ) -> crate::Result<Option<(String, u64)>> {
     use arrow::array::AsArray;
     use arrow::datatypes::{DataType, Int64Type, TimeUnit};
@@ -194,11 +194,11 @@ pub fn duplicate_key_in(
     let [key] = table.primary_key else {
         return Err(unsupported());
     };
-    let column = batch.column_by_name(key).ok_or_else(unsupported)?;
+    let column = rows.column(key)?.ok_or_else(unsupported)?;
     // As 64-bit integers: a timestamp's milliseconds are reinterpreted, not copied.
     let ints = match column.data_type() {
         DataType::Int32 | DataType::Int64 | DataType::Timestamp(TimeUnit::Millisecond, None) => {
-            arrow::compute::cast(column, &DataType::Int64)?
+            arrow::compute::cast(&column, &DataType::Int64)?
         }
         _ => return Err(unsupported()),
     };
@@ -212,7 +212,7 @@ pub fn duplicate_key_in(
         return Ok(None);
     };
     let row = values.iter().position(|v| *v == run[0]).unwrap_or(0);
-    let shown = arrow::util::display::array_value_to_string(column, row)?;
+    let shown = arrow::util::display::array_value_to_string(&column, row)?;
     Ok(Some((shown, run.len() as u64)))
 }
 
@@ -434,13 +434,23 @@ mod tests {
     #[test]
     fn a_key_held_twice_is_found_on_the_rows_in_order_or_not() {
         #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
+        use crate::model::{Rows, Times};
         use arrow::array::{ArrayRef, Int32Array, RecordBatch, TimestampMillisecondArray};
         use std::sync::Arc;
         let times = |ms: &[i64]| {
             let column: ArrayRef = Arc::new(TimestampMillisecondArray::from(ms.to_vec()));
             RecordBatch::try_from_iter([("start_time", column)]).unwrap()
         };
-        let found = |ms: &[i64]| duplicate_key_in(&DM_TIME, &times(ms)).unwrap();
+        // In a batch, and as dm_time's times made as they are asked for: the same answer.
+        let found = |ms: &[i64]| {
+            let in_batch = duplicate_key_in(&DM_TIME, Rows::Batch(&times(ms))).unwrap();
+            let made = Times::new(ms.to_vec());
+            assert_eq!(
+                duplicate_key_in(&DM_TIME, Rows::Times(&made)).unwrap(),
+                in_batch
+            );
+            in_batch
+        };
         assert_eq!(found(&[]), None);
         assert_eq!(found(&[1, 2, 3]), None);
         assert_eq!(found(&[3, 1, 2]), None);
@@ -456,11 +466,11 @@ mod tests {
         let ids: ArrayRef = Arc::new(Int32Array::from(vec![7, 3, 7]));
         let users = RecordBatch::try_from_iter([("user_id", ids)]).unwrap();
         assert_eq!(
-            duplicate_key_in(&DM_USERS, &users).unwrap(),
+            duplicate_key_in(&DM_USERS, Rows::Batch(&users)).unwrap(),
             Some(("7".to_owned(), 2))
         );
         // A key this cannot read is an error, not a pass.
-        assert!(duplicate_key_in(&DM_USERS, &times(&[1])).is_err());
+        assert!(duplicate_key_in(&DM_USERS, Rows::Batch(&times(&[1]))).is_err());
     }
 
     #[test]

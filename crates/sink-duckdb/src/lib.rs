@@ -18,10 +18,12 @@ mod scan;
 use arrow::array::RecordBatch;
 use duckdb::Connection;
 use sparkify_core::ledger;
-use sparkify_core::model::SongplaysMode;
+use sparkify_core::model::{Rows, SLICE_ROWS, SongplaysMode};
 use sparkify_core::sink::{self, QueryResult, Staged, TablesAction};
 use sparkify_core::sql::{self, Dialect};
-use sparkify_core::table::{SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef};
+use sparkify_core::table::{
+    DM_TIME, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef,
+};
 use sparkify_core::{Load, Sink};
 
 /// What can go wrong loading DuckDB.
@@ -318,7 +320,7 @@ impl Sink for DuckDbSink {
             out.push(match table.name == STAGING_EVENTS.name {
                 true => format!(
                     "-- {}: the run's events as they are read (parallel Arrow scan)",
-                    insert_stream()
+                    insert_fed(table)
                 ),
                 false if table.name == STAGING_SONGS.name && self.transform == Transform::Memory => {
                     format!(
@@ -327,6 +329,11 @@ impl Sink for DuckDbSink {
                         insert(table)
                     )
                 }
+                false if table.name == DM_TIME.name => format!(
+                    "-- {}: the run's times, the other columns made {SLICE_ROWS} rows at a time \
+                     as they are scanned (parallel Arrow scan)",
+                    insert_fed(table)
+                ),
                 false => format!("-- {}: the run's rows (parallel Arrow scan)", insert(table)),
             });
         }
@@ -448,16 +455,19 @@ impl DuckDbSink {
         // are checked on them here, in one pass when in order, instead of by a GROUP BY over
         // the stored rows (at 1000x: 0.8 s and +250 MB for dm_time's 6.4 M times).
         let full = staged.increment().is_none();
-        for (table, batch) in finished.tables() {
+        for (table, rows) in finished.tables() {
             if !appends(transform, table) {
                 continue;
             }
             if checked_on_batches(transform, full, table)
-                && let Some((value, count)) = sql::duplicate_key_in(table, batch)?
+                && let Some((value, count)) = sql::duplicate_key_in(table, rows)?
             {
                 return Err(self.duplicate(table, value, count as i64));
             }
-            self.append(&tx, table, vec![batch.clone()])?;
+            match rows {
+                Rows::Batch(batch) => self.append(&tx, table, vec![batch.clone()])?,
+                Rows::Times(_) => self.append_made(&tx, table, rows)?,
+            }
         }
         // DuckDB holds the star now; its keys and COMMIT need the memory more.
         finished.star = None;
@@ -467,51 +477,32 @@ impl DuckDbSink {
     }
 
     /// Appends `first` and the parts of `staged` that follow it while they are
-    /// `staging_events`, in one parallel insert that scans them as they come (a feeder
-    /// thread takes them from `staged` and sends their batches to the scan); returns what
-    /// `staged` gave after them.
+    /// `staging_events`, in one parallel insert that scans them as they come ([`Self::feed`]);
+    /// returns what `staged` gave after them.
     fn append_stream(
         &self,
         tx: &duckdb::Transaction<'_>,
         first: Vec<RecordBatch>,
         staged: &mut (dyn Staged + Send),
     ) -> Result<Option<Part>> {
-        let empty = RecordBatch::new_empty(STAGING_EVENTS.schema());
-        let schema = sparkify_core::time::to_micros(&empty)?.schema();
-        // Two batches wait for the scan at most, beyond the reader's in-flight bound.
-        let (registration, sender) = scan::FeedRegistration::new(schema, 2);
         let appending = std::time::Instant::now();
-        let (inserted, fed) = std::thread::scope(|scope| {
-            let feeder = scope.spawn(move || -> Result<(u64, Option<Part>)> {
-                let mut rows = 0;
-                let mut batches = first;
-                loop {
-                    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-                        rows += batch.num_rows() as u64;
-                        if sender.send(sparkify_core::time::to_micros(batch)?).is_err() {
-                            // The insert failed and stopped scanning: it says why.
-                            return Ok((rows, None));
-                        }
+        let context = "appending the events to staging_events as they are read";
+        let (rows, after) = self.feed(tx, &STAGING_EVENTS, context, |feed| {
+            let mut rows = 0;
+            let mut batches = first;
+            loop {
+                for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+                    rows += batch.num_rows() as u64;
+                    if !feed.send(batch)? {
+                        return Ok((rows, None));
                     }
-                    batches = match staged.next() {
-                        Some(Ok((table, b))) if table.name == STAGING_EVENTS.name => b,
-                        other => return Ok((rows, other)),
-                    };
                 }
-            });
-            let inserted = tx
-                .execute(&insert_stream(), [registration.0])
-                .map_err(self.sql_error("appending the events to staging_events as they are read"));
-            // A feeder waiting on the scan fails its send now, and stops.
-            drop(registration);
-            let fed = feeder
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (inserted, fed)
-        });
-        // The feeder's error (an input failed, too many rejects) is why the scan ended early.
-        let (rows, after) = fed?;
-        inserted?;
+                batches = match staged.next() {
+                    Some(Ok((table, b))) if table.name == STAGING_EVENTS.name => b,
+                    other => return Ok((rows, other)),
+                };
+            }
+        })?;
         tracing::debug!(
             table = STAGING_EVENTS.name,
             rows,
@@ -519,6 +510,67 @@ impl DuckDbSink {
             "appended as read"
         );
         Ok(after)
+    }
+
+    /// Appends rows made as they are asked for (`dm_time`'s) [`SLICE_ROWS`] at a time, in
+    /// one parallel insert that scans each slice while the next is made: the table is never
+    /// held whole.
+    fn append_made(
+        &self,
+        tx: &duckdb::Transaction<'_>,
+        table: &'static TableDef,
+        rows: Rows<'_>,
+    ) -> Result<()> {
+        let appending = std::time::Instant::now();
+        let context = format!("appending {} rows to {}", rows.num_rows(), table.name);
+        self.feed(tx, table, &context, |feed| {
+            for batch in rows.batches(SLICE_ROWS) {
+                if !feed.send(&batch?)? {
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        tracing::debug!(
+            table = table.name,
+            rows = rows.num_rows(),
+            seconds = appending.elapsed().as_secs_f64(),
+            "appended as made"
+        );
+        Ok(())
+    }
+
+    /// Appends to `table`, in one parallel insert ([`insert_fed`]), the batches `produce`
+    /// sends as it makes them, on a thread of its own; returns what `produce` returns. A
+    /// failed insert stops scanning and `produce`'s next send says so: `produce` then
+    /// returns, and the insert's error is the one reported unless `produce` failed first (an
+    /// input failed, too many rejects: that is why the scan ended early).
+    fn feed<T: Send>(
+        &self,
+        tx: &duckdb::Transaction<'_>,
+        table: &'static TableDef,
+        context: &str,
+        produce: impl FnOnce(&Feeder) -> Result<T> + Send,
+    ) -> Result<T> {
+        let empty = RecordBatch::new_empty(table.schema());
+        let schema = sparkify_core::time::to_micros(&empty)?.schema();
+        // Two batches wait for the scan at most, beyond what `produce` holds.
+        let (registration, sender) = scan::FeedRegistration::new(schema, 2);
+        let (inserted, fed) = std::thread::scope(|scope| {
+            let feeder = scope.spawn(move || produce(&Feeder(sender)));
+            let inserted = tx
+                .execute(&insert_fed(table), [registration.0])
+                .map_err(self.sql_error(context));
+            // A feeder waiting on the scan fails its send now, and stops.
+            drop(registration);
+            let fed = feeder
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (inserted, fed)
+        });
+        let out = fed?;
+        inserted?;
+        Ok(out)
     }
 
     /// Runs `statement` in `tx`, an error naming it.
@@ -667,9 +719,22 @@ fn insert(table: &TableDef) -> String {
     insert_from(table, scan::FUNCTION)
 }
 
-/// How a streamed load appends the events: one insert scanning them as they are read.
-fn insert_stream() -> String {
-    insert_from(&STAGING_EVENTS, scan::STREAM_FUNCTION)
+/// How a load appends rows that come as they are read or made ([`DuckDbSink::feed`]): one
+/// insert scanning them as they come.
+fn insert_fed(table: &TableDef) -> String {
+    insert_from(table, scan::STREAM_FUNCTION)
+}
+
+/// What [`DuckDbSink::feed`]'s producer sends batches by.
+struct Feeder(std::sync::mpsc::SyncSender<RecordBatch>);
+
+impl Feeder {
+    /// Sends `batch` (timestamps in milliseconds) to the insert; `false` once the insert has
+    /// stopped scanning.
+    fn send(&self, batch: &RecordBatch) -> Result<bool> {
+        let batch = sparkify_core::time::to_micros(batch)?;
+        Ok(self.0.send(batch).is_ok())
+    }
 }
 
 fn insert_from(table: &TableDef, function: &str) -> String {

@@ -34,12 +34,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sparkify_core::model::SLICE_ROWS;
 use sparkify_core::sink::{self, QueryResult, Staged, TablesAction};
 use sparkify_core::source::Location;
 use sparkify_core::table::STAGING_TABLES;
 use sparkify_core::{Load, Sink};
 pub use sparkify_parquet::Compression;
-use sparkify_parquet::{TableWriter, count_rows, io, write_table};
+use sparkify_parquet::{TableWriter, count_rows, io, partitioning, write_table};
 use sparkify_s3::{Body, LazyS3, S3, S3Options, S3Url};
 
 /// What can go wrong writing the lake.
@@ -173,9 +174,19 @@ impl ParquetSink {
         }
         let finished = staged.finish()?;
         staged.phase("writing the star schema");
-        for (table, batch) in finished.tables() {
-            let files = write_table(root, table, batch, self.compression)?;
-            tracing::debug!(table = table.name, files = files.len(), "written");
+        for (table, rows) in finished.tables() {
+            if partitioning(table).is_empty() {
+                // One file, written as it comes: dm_time made a slice at a time, never whole.
+                let mut writer = TableWriter::create(root, table, self.compression)?;
+                for batch in rows.batches(SLICE_ROWS) {
+                    writer.write(&batch?)?;
+                }
+                writer.close()?;
+                tracing::debug!(table = table.name, files = 1, "written");
+            } else {
+                let files = write_table(root, table, &rows.to_batch()?, self.compression)?;
+                tracing::debug!(table = table.name, files = files.len(), "written");
+            }
         }
         // The tables the run parsed, counted from the files' footers, before they replace the
         // previous output.

@@ -193,11 +193,12 @@ fn read_back(root: &Path, table: &TableDef) -> (BTreeSet<Vec<String>>, BTreeSet<
 
 fn assert_equal_to_memory(root: &Path, tables: &Tables<'_>, staging: bool) {
     assert!(root.join("_SUCCESS").is_file());
-    for (table, batch) in tables.all() {
+    for (table, rows_of) in tables.all() {
         if table.name.starts_with("staging_") && !staging {
             assert!(!root.join(table.name).exists(), "{}", table.name);
             continue;
         }
+        let batch = &rows_of.to_batch().unwrap();
         let want = rows(&for_parquet(batch).unwrap());
         let (got, folders, n) = read_back(root, table);
         assert_eq!(n, batch.num_rows(), "{}", table.name);

@@ -91,7 +91,8 @@ impl<'s> Rows<'s> {
 
     /// The rows of `table` built from the staging rows (`load_errors`, `etl_files`).
     fn built(&mut self, table: &TableDef) -> Result<Option<RecordBatch>> {
-        Ok(self.finished()?.and_then(|f| f.batch(table)).cloned())
+        let rows = self.finished()?.and_then(|f| f.rows(table));
+        Ok(rows.map(|rows| rows.to_batch()).transpose()?)
     }
 }
 

@@ -306,8 +306,8 @@ fn source(args: &VerifyArgs) -> anyhow::Result<Target> {
             tables: tables
                 .all()
                 .into_iter()
-                .map(|(t, b)| (t.name, b.clone()))
-                .collect(),
+                .map(|(t, rows)| Ok((t.name, rows.to_batch()?)))
+                .collect::<sparkify_core::Result<_>>()?,
             skipped: Vec::new(),
         },
     })

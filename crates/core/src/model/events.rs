@@ -11,18 +11,15 @@ use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, AsArray, Int32Array, Int64Builder, RecordBatch, TimestampMillisecondArray,
-};
+use arrow::array::{AsArray, Int64Builder, RecordBatch};
 use arrow::datatypes::{Float64Type, Int32Type, TimestampMillisecondType};
-use chrono::Datelike;
 
 use super::{
-    F64, SongplaysMode, Songs, StarSchema, artists, asc, column, desc, dim_songs, ints, opt,
+    F64, SongplaysMode, Songs, StarSchema, Times, artists, asc, column, desc, dim_songs, ints, opt,
     strings, strip_quotes, timestamps,
 };
 use crate::error::Result;
-use crate::table::{DM_TIME, DM_USERS, FT_SONGPLAYS, STAGING_EVENTS};
+use crate::table::{DM_USERS, FT_SONGPLAYS, STAGING_EVENTS};
 
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -535,7 +532,7 @@ impl StarBuilder {
             dm_users: dm_users?,
             dm_songs: dim_songs(&so)?,
             dm_artists: artists(&so)?,
-            dm_time: time(times)?,
+            dm_time: time(times),
         })
     }
 }
@@ -686,95 +683,17 @@ fn users_batch(users: &Map<i32, UserPick>, interned: &Strings) -> Result<RecordB
     )?)
 }
 
-/// One row per distinct time of the plays, `ts`, with ISO week and ISO weekday (1 = Monday).
-/// Built from the sorted times, which become the first column as they are; a day's date
-/// parts are worked out once, when its first time comes (chrono per time was 12% of a 100x
-/// star build, for 644K times on 30 days).
-fn time(mut ts: Vec<i64>) -> Result<RecordBatch> {
-    const DAY_MS: i64 = 86_400_000;
+/// `dm_time`: one row per distinct time of the plays, in order.
+fn time(mut ts: Vec<i64>) -> Times {
     ts.par_sort_unstable();
     ts.dedup();
     ts.shrink_to_fit();
-    let mut hours = Vec::with_capacity(ts.len());
-    let mut dates: [Vec<i32>; 5] = std::array::from_fn(|_| Vec::with_capacity(ts.len()));
-    let mut today: Option<(i64, [i32; 5])> = None;
-    for &ms in &ts {
-        let day = ms.div_euclid(DAY_MS);
-        let parts = match today {
-            Some((at, parts)) if at == day => parts,
-            _ => {
-                let t =
-                    crate::time::naive(day * DAY_MS).expect("the reader keeps timestamps in range");
-                let parts = [
-                    t.day() as i32,
-                    t.iso_week().week() as i32,
-                    t.month() as i32,
-                    t.year(),
-                    t.weekday().number_from_monday() as i32,
-                ];
-                today = Some((day, parts));
-                parts
-            }
-        };
-        hours.push((ms.rem_euclid(DAY_MS) / 3_600_000) as i32);
-        for (column, part) in dates.iter_mut().zip(parts) {
-            column.push(part);
-        }
-    }
-    let start_time: ArrayRef = Arc::new(TimestampMillisecondArray::from(ts));
-    let columns = std::iter::once(hours)
-        .chain(dates)
-        .map(|values| Arc::new(Int32Array::from(values)) as ArrayRef);
-    Ok(RecordBatch::try_new(
-        DM_TIME.schema(),
-        std::iter::once(start_time).chain(columns).collect(),
-    )?)
+    Times::new(ts)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Timelike;
-
-    #[test]
-    fn time_parts_worked_out_a_day_at_a_time_are_chronos_for_each_time() {
-        // Times over years, before 1970, at midnight and a millisecond either side, repeated.
-        let mut ts: Vec<i64> = (0..5000i64)
-            .map(|i| (i * 7_919_993_i64).wrapping_mul(if i % 3 == 0 { -1 } else { 1 }) * 211)
-            .collect();
-        ts.extend([
-            0,
-            -1,
-            1,
-            86_400_000,
-            86_399_999,
-            -86_400_000,
-            1_541_105_830_796,
-        ]);
-        ts.extend(ts.clone());
-        let batch = time(ts.clone()).unwrap();
-        ts.sort_unstable();
-        ts.dedup();
-        assert_eq!(batch.num_rows(), ts.len());
-        let parts: Vec<&[i32]> = (1..=6)
-            .map(|c| &batch.column(c).as_primitive::<Int32Type>().values()[..])
-            .collect();
-        let start = batch.column(0).as_primitive::<TimestampMillisecondType>();
-        for (row, &ms) in ts.iter().enumerate() {
-            assert_eq!(start.value(row), ms);
-            let t = crate::time::naive(ms).unwrap();
-            let want = [
-                t.hour() as i32,
-                t.day() as i32,
-                t.iso_week().week() as i32,
-                t.month() as i32,
-                t.year(),
-                t.weekday().number_from_monday() as i32,
-            ];
-            let got: Vec<i32> = parts.iter().map(|c| c[row]).collect();
-            assert_eq!(got, want, "{ms}");
-        }
-    }
 
     #[test]
     fn a_play_takes_56_bytes() {
