@@ -10,7 +10,7 @@ use arrow::array::{Array, RecordBatch};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{LogicalType, TimeUnit};
-use sparkify_core::model::{self, SongplaysMode, StarSchema};
+use sparkify_core::model::{self, SLICE_ROWS, SongplaysMode, StarSchema, Times};
 use sparkify_core::reject::rejects_batch;
 use sparkify_core::table::{ALL_TABLES, DM_SONGS, FT_SONGPLAYS, TableDef};
 use sparkify_core::{Sink, Tables};
@@ -251,6 +251,22 @@ fn parquet_in_a_folder_reads_back_as_the_tables() {
         ALL_TABLES.len() + 2,
         std::fs::read_dir(&out).unwrap().count()
     );
+}
+
+#[test]
+fn dm_time_written_a_slice_at_a_time_reads_back_whole() {
+    // dm_time is made and written SLICE_ROWS rows at a time: three slices, the last short,
+    // times over 19 days (a slice ends mid-day).
+    let mut r = run_with(500);
+    let n = 2 * SLICE_ROWS + 12_345;
+    let ms: Vec<i64> = (0..n as i64)
+        .map(|i| 1_541_030_400_000 + i * 3_001)
+        .collect();
+    r.star.dm_time = Times::new(ms);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    ParquetSink::dir(&out).load(r.load()).unwrap();
+    assert_equal_to_memory(&out, &r.tables(), false);
 }
 
 #[test]
