@@ -696,6 +696,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dm_time_holds_each_time_of_the_plays_once_in_order() {
+        let times = time(vec![7, -3, 7, 86_400_000, -3, 0]);
+        let start = times.start_time();
+        let ms = start.as_primitive::<TimestampMillisecondType>().values();
+        assert_eq!(&ms[..], [-3, 0, 7, 86_400_000]);
+    }
+
+    #[test]
     fn a_play_takes_56_bytes() {
         assert_eq!(std::mem::size_of::<Play>(), 56);
     }
