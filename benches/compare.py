@@ -44,6 +44,21 @@ def run_measured(cmd, env=None):
     return wall, usage.ru_maxrss / 1024, out.decode()
 
 
+def in_rounds(cmds, rounds, before=lambda key: None):
+    """Runs each of cmds (by key) once to warm the page cache, then `rounds` times, each
+    command once a round, so that a machine slowing down or speeding up mid-run weighs on
+    every command alike; calls before(key) ahead of each run. Returns the measured runs
+    ((wall, RSS, stdout), as run_measured gives them) by key."""
+    measured = {key: [] for key in cmds}
+    for round_ in range(1 + rounds):
+        for key, cmd in cmds.items():
+            before(key)
+            run = run_measured(cmd)
+            if round_:
+                measured[key].append(run)
+    return measured
+
+
 STAR = ["ft_songplays", "dm_users", "dm_songs", "dm_artists", "dm_time"]
 
 
@@ -203,13 +218,7 @@ def events_only(args, work, plan_dir):
         "Polars read_ndjson (parse into memory)": [
             sys.executable, str(plan_dir / "polars_events.py"), str(logs)],
     }
-    # One warm-up, then three rounds of each job in turn (as for the scales above).
-    all_runs = {name: [] for name in jobs}
-    for measured in range(4):
-        for name, cmd in jobs.items():
-            run = run_measured(cmd)
-            if measured:
-                all_runs[name].append(run)
+    all_runs = in_rounds(jobs, 3)
     best = {}
     for name, runs in all_runs.items():
         best[name] = (min(r[0] for r in runs), max(r[1] for r in runs))
@@ -292,18 +301,15 @@ def main():
             else:
                 cmd = [sys.executable, str(plan_dir / "polars_job.py"), str(root)]
             cmds[tool] = (cmd, db)
-        # Warm the page cache once, then measure in rounds, each tool once a round, so that
-        # a machine slowing down or speeding up mid-run weighs on every tool alike: the median
-        # wall time, the highest RSS.
-        all_runs = {tool: [] for tool in tools}
-        for measured in range(1 + max(1, args.runs)):
-            for tool, (cmd, db) in cmds.items():
-                for p in [db, Path(str(db) + ".wal")]:
-                    if p.exists():
-                        p.unlink()
-                run = run_measured(cmd)
-                if measured:
-                    all_runs[tool].append(run)
+
+        def fresh(tool):
+            db = cmds[tool][1]
+            for p in [db, Path(str(db) + ".wal")]:
+                if p.exists():
+                    p.unlink()
+
+        # The median wall time of the rounds, the highest RSS.
+        all_runs = in_rounds({tool: cmd for tool, (cmd, _) in cmds.items()}, max(1, args.runs), fresh)
         for tool, (cmd, db) in cmds.items():
             summary = work / f"{tool}-{scale}.json"
             runs = all_runs[tool]
