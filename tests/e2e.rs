@@ -2553,3 +2553,123 @@ fn too_many_rejects_late_in_the_stream_commit_nothing_in_any_sink() {
         agree(d, sink, &reference).unwrap_or_else(|e| panic!("{sink} changed: {e}"));
     }
 }
+
+#[test]
+fn rejects_past_their_bound_wait_in_a_temporary_file_and_load_whole_in_every_sink() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = generated(d, "data", "3", "6000");
+    let (songs, events) = (data.join("song_data"), data.join("log_data"));
+    // A bad song (songs are read whole, and their rejects come first), and after every tenth
+    // play a bad record of about 700 bytes: 1800 of them, 1.3 MB of rejects, in 8.5 MB of
+    // logs that stream in three parts or more.
+    std::fs::write(songs.join("bad_song.json"), "{not json").unwrap();
+    let mut bad = 0;
+    for day in walk(&events) {
+        let text = std::fs::read_to_string(&day).unwrap();
+        let mut out = String::new();
+        for (i, line) in text.lines().enumerate() {
+            out += line;
+            out.push('\n');
+            if i % 10 == 9 {
+                let pad = "x".repeat(690);
+                out += &match bad % 2 {
+                    0 => format!("{{\"ts\": \"{pad}\"}}\n"),
+                    _ => format!("not json {pad}\n"),
+                };
+                bad += 1;
+            }
+        }
+        std::fs::write(&day, out).unwrap();
+    }
+    assert_eq!(bad, 1800);
+    let lake = format!("parquet:{}", d.join("lake").display());
+    // A quarter of --in-flight, 64 KiB, is what the run holds of its rejects.
+    let tight = ["--max-errors", "5000", "--in-flight", "256KiB"];
+    let held = etl_summary(d, "duckdb:held.duckdb", &songs, &events, &tight[..2]);
+    assert_eq!(held["rejects_spilled"], json!(false), "{held:#}");
+    let details = &held["reject_details"];
+    assert_eq!(held["rejects"], json!(1801));
+    assert_eq!(details.as_array().unwrap().len(), 1801);
+    // Songs first, then the events in input order.
+    assert!(
+        details[0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("bad_song.json")
+    );
+    let order: Vec<(String, u64)> = details.as_array().unwrap()[1..]
+        .iter()
+        .map(|r| {
+            (
+                r["source"].as_str().unwrap().to_owned(),
+                r["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted);
+    for sink in ["duckdb:spilled.duckdb", &server.url(), &lake] {
+        let spilled = etl_summary(d, sink, &songs, &events, &tight);
+        assert_eq!(
+            spilled["rejects_spilled"],
+            json!(true),
+            "{sink}: {spilled:#}"
+        );
+        let parts = spilled["in_flight"]["parts"].as_u64().unwrap();
+        assert!(parts >= 3, "{sink}: {spilled:#}");
+        assert_eq!(spilled["rejects"], json!(1801), "{sink}");
+        assert_eq!(&spilled["reject_details"], details, "{sink}");
+        assert_eq!(spilled["rows"]["load_errors"], json!(1801), "{sink}");
+        let printed = spilled["stderr"]
+            .as_str()
+            .unwrap()
+            .matches("reject: ")
+            .count();
+        assert_eq!(printed, 1801, "{sink}");
+    }
+    assert_eq!(count(&d.join("spilled.duckdb"), "load_errors"), 1801);
+    // Every table, load_errors' raw text too, is the same in each sink as in the load that
+    // held its rejects.
+    let verify = sparkify(
+        d,
+        &[
+            "verify",
+            "--sink",
+            "duckdb:held.duckdb",
+            "--sink",
+            "duckdb:spilled.duckdb",
+            "--sink",
+            &server.url(),
+            "--sink",
+            &lake,
+        ],
+    );
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+
+    // Over --max-errors: nothing is committed, and every reject is still reported, read
+    // back from where they spilled.
+    let mut over = tight;
+    over[1] = "10";
+    let mut args = vec![
+        "etl",
+        "--songs",
+        songs.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--sink",
+        "duckdb:spilled.duckdb",
+    ];
+    args.extend_from_slice(&over);
+    let out = sparkify(d, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("reject: ").count(), 1801, "{stderr}");
+    assert!(
+        stderr.contains("1801 rejected records, more than --max-errors 10"),
+        "{stderr}"
+    );
+    assert_eq!(count(&d.join("spilled.duckdb"), "load_errors"), 1801);
+}

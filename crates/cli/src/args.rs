@@ -235,7 +235,7 @@ pub struct RunOptions {
     /// The most input decoded and not yet loaded at once, in bytes (suffixes KiB, MiB,
     /// GiB): what bounds the run's memory besides the songs and the star schema. At least
     /// one part (a group of small files, or a chunk of a large one, about 4 MiB) is always
-    /// in flight.
+    /// in flight. Rejects beyond a quarter of it wait in a temporary file for the load.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     pub in_flight: u64,
     /// Also write the run summary as JSON to this file.

@@ -1,10 +1,12 @@
 //! The end-of-run report: a table on stdout, and the same as JSON for scripts.
 
+use std::io::Write;
 use std::path::Path;
 
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
-use serde::Serialize;
-use sparkify_core::Reject;
+use serde::{Serialize, Serializer, ser::Error as _};
+use sparkify_core::model::Kept;
+use sparkify_core::reject::read_back;
 
 /// What a run did.
 #[derive(Debug)]
@@ -24,7 +26,9 @@ pub struct Summary {
     pub bytes_read: u64,
     /// Rows per table, in report order (empty when nothing was built).
     pub rows: Vec<(String, usize)>,
-    pub rejects: Vec<Reject>,
+    /// The run's rejects, as its `load_errors` table (read back a batch at a time where they
+    /// spilled); `None` when nothing was read.
+    pub rejects: Option<Kept>,
     pub committed: bool,
     /// `--incremental` found nothing new, changed or pruned, and loaded nothing.
     pub up_to_date: bool,
@@ -43,12 +47,47 @@ pub struct S3Counts {
 }
 
 #[derive(Serialize)]
-struct JsonReject<'a> {
-    source: &'a str,
+struct JsonReject {
+    source: String,
     line: u64,
     byte_offset: u64,
-    column: Option<&'a str>,
-    reason: &'a str,
+    column: Option<String>,
+    reason: String,
+}
+
+impl From<sparkify_core::Reject> for JsonReject {
+    fn from(r: sparkify_core::Reject) -> Self {
+        JsonReject {
+            source: r.source.to_string(),
+            line: r.line,
+            byte_offset: r.byte_offset,
+            column: r.column,
+            reason: r.reason,
+        }
+    }
+}
+
+/// `reject_details`: each reject written as it is read back, none held.
+struct JsonRejects<'a>(Option<&'a Kept>);
+
+impl Serialize for JsonRejects<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let rows = self.0.map(Kept::rows);
+        let mut rejects = rows.into_iter().flat_map(read_back);
+        let mut failed = None;
+        let details = std::iter::from_fn(|| match rejects.next()? {
+            Ok(r) => Some(r),
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        });
+        let out = serializer.collect_seq(details.map(JsonReject::from))?;
+        match failed {
+            Some(e) => Err(S::Error::custom(format!("reading the rejects back: {e}"))),
+            None => Ok(out),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -64,7 +103,10 @@ struct JsonSummary<'a> {
     bytes_read: u64,
     rows: serde_json::Map<String, serde_json::Value>,
     rejects: usize,
-    reject_details: Vec<JsonReject<'a>>,
+    /// Whether the rejects outgrew what a run holds of them (a quarter of `--in-flight`) and
+    /// waited for the load in a temporary file.
+    rejects_spilled: bool,
+    reject_details: JsonRejects<'a>,
     committed: bool,
     up_to_date: bool,
     sink: &'a str,
@@ -74,12 +116,39 @@ struct JsonSummary<'a> {
 }
 
 impl Summary {
+    /// How many records were rejected.
+    pub fn rejected(&self) -> usize {
+        self.rejects.as_ref().map_or(0, |k| k.rows().num_rows())
+    }
+
+    /// Prints each reject on stderr, songs first, then the events in input order.
+    pub fn print_rejects(&self) -> anyhow::Result<()> {
+        let rows = self.rejects.as_ref().map(Kept::rows);
+        let mut err = std::io::BufWriter::new(std::io::stderr().lock());
+        for r in rows.into_iter().flat_map(read_back) {
+            // As `eprintln!` would, but a line at a time through one buffer; a closed stderr
+            // does not fail the run.
+            let _ = writeln!(err, "reject: {}", r?);
+        }
+        let _ = err.flush();
+        Ok(())
+    }
+
     /// Prints the table and writes the JSON file, if one was asked for.
     pub fn finish(&self, json: Option<&Path>) -> anyhow::Result<()> {
         println!("{}", self.table());
         if let Some(path) = json {
-            let text = serde_json::to_string_pretty(&self.json())?;
-            std::fs::write(path, text + "\n")
+            // Written as it is made: `reject_details` is read back from where the rejects
+            // spilled, never held whole.
+            let written = std::fs::File::create(path)
+                .map_err(anyhow::Error::from)
+                .and_then(|file| {
+                    let mut out = std::io::BufWriter::new(file);
+                    serde_json::to_writer_pretty(&mut out, &self.json())?;
+                    out.write_all(b"\n")?;
+                    Ok(out.flush()?)
+                });
+            written
                 .map_err(|e| anyhow::anyhow!("writing --summary-json {}: {e}", path.display()))?;
         }
         Ok(())
@@ -104,7 +173,7 @@ impl Summary {
             "nothing committed"
         };
         let mut lines = vec![
-            ("rejects", self.rejects.len().to_string()),
+            ("rejects", self.rejected().to_string()),
             ("records read", self.records_read.to_string()),
             ("files read", self.files_read.to_string()),
             ("files skipped", self.files_skipped.to_string()),
@@ -149,18 +218,9 @@ impl Summary {
                 .iter()
                 .map(|(name, n)| (name.clone(), serde_json::Value::from(*n)))
                 .collect(),
-            rejects: self.rejects.len(),
-            reject_details: self
-                .rejects
-                .iter()
-                .map(|r| JsonReject {
-                    source: &r.source,
-                    line: r.line,
-                    byte_offset: r.byte_offset,
-                    column: r.column.as_deref(),
-                    reason: &r.reason,
-                })
-                .collect(),
+            rejects: self.rejected(),
+            rejects_spilled: matches!(self.rejects, Some(Kept::Spilled(_))),
+            reject_details: JsonRejects(self.rejects.as_ref()),
             committed: self.committed,
             up_to_date: self.up_to_date,
             sink: &self.sink,

@@ -27,6 +27,7 @@ pub mod reader;
 pub mod reject;
 pub mod sink;
 pub mod source;
+pub mod spill;
 pub mod sql;
 pub mod table;
 pub mod text;

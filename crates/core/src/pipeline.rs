@@ -3,8 +3,9 @@
 //! state ([`Model`]) by the worker that decoded it; then the songs, read whole meanwhile on
 //! the same workers (they are the lookup side, matched against the plays kept at the end).
 //! Once both are through, [`Staged::finish`] builds the star, the rejects and the ledger.
-//! Memory holds the songs, the parts in flight (bounded by [`crate::source::stream`]) and the
-//! running state, whatever the events' size.
+//! Memory holds the songs, the parts in flight (bounded by [`crate::source::stream`]), the
+//! running state and the rejects up to their bound (the rest wait in a temporary file:
+//! [`RejectLog`]), whatever the events' size.
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,8 +14,8 @@ use arrow::array::RecordBatch;
 
 use crate::error::{Error, Result};
 use crate::ledger::{self, Entry, Increment, Kind, Ledger};
-use crate::model::{SongplaysMode, StarBuilder, StarSchema};
-use crate::reject::{Reject, rejects_batch};
+use crate::model::{Kept, SongplaysMode, StarBuilder, StarSchema};
+use crate::reject::{Reject, RejectLog};
 use crate::sink::{self, Finished, Staged};
 use crate::source::{self, FileRead, Flow, Parts, ReadOutput};
 use crate::table::{STAGING_EVENTS, STAGING_SONGS, TableDef};
@@ -34,6 +35,9 @@ pub struct Options {
     pub song_files: usize,
     /// `run_started_at` of the rejects, `loaded_at` of the ledger.
     pub started_at_ms: i64,
+    /// Bytes of rejects held in memory; more are written to a temporary file until the load
+    /// takes them.
+    pub rejects_held: usize,
 }
 
 /// An incremental load's starting point: the ledger the run read, and the entries it removes.
@@ -122,7 +126,8 @@ pub struct Pipeline {
     event_files: Vec<FileRead>,
     event_records: u64,
     event_rows: u64,
-    event_rejects: Vec<Reject>,
+    /// The events' rejects (the songs' are read whole, with the songs).
+    rejects: RejectLog,
     overflow: bool,
     /// Rows of each table given to the sink, once finished.
     given: Vec<(&'static str, usize)>,
@@ -152,6 +157,7 @@ impl Pipeline {
         opts: Options,
     ) -> Self {
         let increment = against.map(|a| Increment::new(&a.ledger, a.remove, opts.mode));
+        let rejects = RejectLog::new(opts.started_at_ms, opts.rejects_held);
         Pipeline {
             opts,
             parts,
@@ -162,7 +168,7 @@ impl Pipeline {
             event_files: Vec::new(),
             event_records: 0,
             event_rows: 0,
-            event_rejects: Vec::new(),
+            rejects,
             overflow: false,
             given: Vec::new(),
             on_phase: None,
@@ -175,14 +181,15 @@ impl Pipeline {
         self
     }
 
-    /// Every reject found so far, songs first, then events in input order.
-    pub fn rejects(&self) -> Vec<Reject> {
-        let songs = self.songs.iter().flat_map(|s| &s.rejects);
-        songs.chain(&self.event_rejects).cloned().collect()
+    /// Every reject, songs first, then events in input order, as the `load_errors` table.
+    /// Made once, when the load takes it or after the load: no reject is added after.
+    pub fn rejects(&mut self) -> Result<Kept> {
+        let songs = self.songs.as_ref().map_or(&[][..], |s| &s.rejects[..]);
+        self.rejects.kept(songs)
     }
 
     fn rejected(&self) -> usize {
-        self.songs.as_ref().map_or(0, |s| s.rejects.len()) + self.event_rejects.len()
+        self.songs.as_ref().map_or(0, |s| s.rejects.len()) + self.rejects.len()
     }
 
     /// Whether the load stopped for more rejects than `max_errors`.
@@ -218,7 +225,12 @@ impl Pipeline {
     /// failure to read ends it: the rejects found so far are reported.
     pub fn read_on(&mut self) {
         while let Some(Ok(part)) = self.parts.next() {
-            self.count(part.records, &part.runs, part.files, part.rejects);
+            if self
+                .count(part.records, &part.runs, part.files, part.rejects)
+                .is_err()
+            {
+                break;
+            }
         }
         if let Some(songs) = self.pending_songs.take()
             && let Ok(Ok(read)) = songs.recv()
@@ -235,18 +247,18 @@ impl Pipeline {
         self.parts.cancel();
     }
 
-    /// Counts an event part's records, rows, files and rejects.
+    /// Counts an event part's records, rows, files and rejects (kept: see [`RejectLog`]).
     fn count(
         &mut self,
         records: u64,
         runs: &[(usize, u64)],
         files: Vec<FileRead>,
         rejects: Vec<Reject>,
-    ) {
+    ) -> Result<()> {
         self.event_records += records;
         self.event_rows += runs.iter().map(|r| r.1).sum::<u64>();
         self.event_files.extend(files);
-        self.event_rejects.extend(rejects);
+        self.rejects.push(rejects)
     }
 
     fn check_rejects(&mut self) -> Result<()> {
@@ -316,8 +328,10 @@ impl Staged for Pipeline {
             Ok(part) => part,
             Err(e) => return Some(Err(e)),
         };
-        self.count(part.records, &part.runs, part.files, part.rejects);
-        if let Err(e) = self.check_rejects() {
+        if let Err(e) = self
+            .count(part.records, &part.runs, part.files, part.rejects)
+            .and_then(|()| self.check_rejects())
+        {
             return Some(Err(e));
         }
         Some(
@@ -342,7 +356,7 @@ impl Staged for Pipeline {
             STAGING_EVENTS.name,
             self.event_records,
             self.event_rows,
-            self.event_rejects.len() as u64,
+            self.rejects.len() as u64,
         )?;
         let rows: u64 = self.event_files.iter().map(|f| f.rows).sum();
         if rows != self.event_rows {
@@ -356,8 +370,7 @@ impl Staged for Pipeline {
             (Kind::Events, self.event_files.as_slice()),
         ];
         let etl_files = ledger::ledger_batch(&run, self.opts.first_id, self.opts.started_at_ms)?;
-        let rejects = self.rejects();
-        let load_errors = rejects_batch(&rejects, self.opts.started_at_ms);
+        let load_errors = self.rejects.kept(&songs.rejects)?;
         let star = match &self.model {
             Some(model) => Some(model.finish(&songs.batch)?),
             None => None,
@@ -367,7 +380,7 @@ impl Staged for Pipeline {
             [
                 self.event_rows,
                 song_rows,
-                rejects.len() as u64,
+                load_errors.rows().num_rows() as u64,
                 etl_files.num_rows() as u64,
             ],
             self.increment.as_ref(),

@@ -7,7 +7,7 @@
 use arrow::array::RecordBatch;
 
 use crate::ledger::Increment;
-use crate::model::{Rows, StarSchema};
+use crate::model::{Kept, Rows, StarSchema};
 use crate::sql::Dialect;
 pub use crate::sql::TablesAction;
 use crate::table::{ETL_FILES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, TableDef};
@@ -37,7 +37,11 @@ impl<'a> Tables<'a> {
             (&STAGING_EVENTS, Rows::Batch(self.staging_events)),
             (&STAGING_SONGS, Rows::Batch(self.staging_songs)),
         ];
-        out.extend(built(self.star, self.load_errors, self.etl_files));
+        out.extend(built(
+            self.star,
+            Rows::Batch(self.load_errors),
+            self.etl_files,
+        ));
         out
     }
 }
@@ -135,7 +139,8 @@ pub struct Finished {
     /// `None` when the sink builds the star in SQL (an incremental load, or
     /// [`Sink::builds_star`]).
     pub star: Option<StarSchema>,
-    pub load_errors: RecordBatch,
+    /// Held whole, or read back from where the rejects spilled.
+    pub load_errors: Kept,
     pub etl_files: RecordBatch,
     /// What [`staged_counts`] says for a load of whole tables: the rows the sink must hold
     /// in each counted table after the load.
@@ -146,7 +151,7 @@ impl Finished {
     /// The tables built from the staging rows, in the order a run reports them: the star
     /// schema (when it was built), `load_errors`, `etl_files`.
     pub fn tables(&self) -> Vec<(&'static TableDef, Rows<'_>)> {
-        built(self.star.as_ref(), &self.load_errors, &self.etl_files)
+        built(self.star.as_ref(), self.load_errors.rows(), &self.etl_files)
     }
 
     /// The rows of `table`, when it is one of [`Finished::tables`].
@@ -161,14 +166,14 @@ impl Finished {
 /// The tables a run builds from its staging rows, in report order.
 fn built<'a>(
     star: Option<&'a StarSchema>,
-    load_errors: &'a RecordBatch,
+    load_errors: Rows<'a>,
     etl_files: &'a RecordBatch,
 ) -> Vec<(&'static TableDef, Rows<'a>)> {
     let mut out = Vec::new();
     if let Some(star) = star {
         out.extend(star.tables());
     }
-    out.push((&LOAD_ERRORS, Rows::Batch(load_errors)));
+    out.push((&LOAD_ERRORS, load_errors));
     out.push((&ETL_FILES, Rows::Batch(etl_files)));
     out
 }
@@ -207,7 +212,7 @@ impl Staged for Whole<'_> {
         let t = &self.tables;
         Ok(Finished {
             star: t.star.cloned(),
-            load_errors: t.load_errors.clone(),
+            load_errors: Kept::Batch(t.load_errors.clone()),
             etl_files: t.etl_files.clone(),
             staged: staged_counts(t),
         })

@@ -22,7 +22,7 @@ use sparkify_core::model::{Rows, SLICE_ROWS, SongplaysMode};
 use sparkify_core::sink::{self, QueryResult, Staged, TablesAction};
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{
-    DM_TIME, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef,
+    DM_TIME, LOAD_ERRORS, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef,
 };
 use sparkify_core::{Load, Sink};
 
@@ -334,6 +334,12 @@ impl Sink for DuckDbSink {
                      as they are scanned (parallel Arrow scan)",
                     insert_fed(table)
                 ),
+                false if made(table) => format!(
+                    "-- {}: the run's rejects, {SLICE_ROWS} rows at a time as they are \
+                     scanned, read back from a temporary file when they outgrew a quarter of \
+                     --in-flight (parallel Arrow scan)",
+                    insert_fed(table)
+                ),
                 false => format!("-- {}: the run's rows (parallel Arrow scan)", insert(table)),
             });
         }
@@ -464,9 +470,9 @@ impl DuckDbSink {
             {
                 return Err(self.duplicate(table, value, count as i64));
             }
-            match rows {
-                Rows::Batch(batch) => self.append(&tx, table, vec![batch.clone()])?,
-                Rows::Times(_) => self.append_made(&tx, table, rows)?,
+            match made(table) {
+                true => self.append_made(&tx, table, rows)?,
+                false => self.append(&tx, table, vec![rows.to_batch()?])?,
             }
         }
         // DuckDB holds the star now; its keys and COMMIT need the memory more.
@@ -512,9 +518,9 @@ impl DuckDbSink {
         Ok(after)
     }
 
-    /// Appends rows made as they are asked for (`dm_time`'s) [`SLICE_ROWS`] at a time, in
-    /// one parallel insert that scans each slice while the next is made: the table is never
-    /// held whole.
+    /// Appends rows made or read back as they are asked for ([`made`]) [`SLICE_ROWS`] at a
+    /// time, in one parallel insert that scans each slice while the next is made: the table is
+    /// never held whole.
     fn append_made(
         &self,
         tx: &duckdb::Transaction<'_>,
@@ -681,6 +687,16 @@ fn checked_on_batches(transform: Transform, full: bool, table: &TableDef) -> boo
     full && appends(transform, table)
         && !table.primary_key.is_empty()
         && !Dialect::DuckDb.declares_key(table)
+}
+
+/// Whether a load appends `table`'s rows as they are made or read back
+/// ([`DuckDbSink::append_made`]), never whole: `dm_time`'s ([`sparkify_core::model::Times`])
+/// and `load_errors`' (which spill out of memory past their bound); every other table's rows
+/// are appended as they are held.
+fn made(table: &TableDef) -> bool {
+    [&DM_TIME, &LOAD_ERRORS]
+        .iter()
+        .any(|t| t.name == table.name)
 }
 
 /// Whether a load with `transform` appends `table`'s rows (the SQL transform builds the star).

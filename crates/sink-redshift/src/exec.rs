@@ -3,6 +3,7 @@
 
 use arrow::array::RecordBatch;
 use sparkify_core::ledger::Increment;
+use sparkify_core::model::{Rows as TableRows, SLICE_ROWS};
 use sparkify_core::sink::{Finished, QueryResult, Staged};
 use sparkify_core::table::{STAGING_TABLES, TableDef};
 use tokio_postgres::Client;
@@ -89,10 +90,10 @@ impl<'s> Rows<'s> {
         Ok(self.finished.as_ref())
     }
 
-    /// The rows of `table` built from the staging rows (`load_errors`, `etl_files`).
-    fn built(&mut self, table: &TableDef) -> Result<Option<RecordBatch>> {
-        let rows = self.finished()?.and_then(|f| f.rows(table));
-        Ok(rows.map(|rows| rows.to_batch()).transpose()?)
+    /// The rows of `table` built from the staging rows (`load_errors`, `etl_files`), as the
+    /// run keeps them (the rejects may be in a temporary file).
+    fn built(&mut self, table: &TableDef) -> Result<Option<TableRows<'_>>> {
+        Ok(self.finished()?.and_then(|f| f.rows(table)))
     }
 }
 
@@ -146,11 +147,13 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>) -> Result<(
             Ok(())
         }
         Step::CopyIn { table } => {
-            let Some(batch) = rows.built(table)? else {
+            let Some(built) = rows.built(table)? else {
                 return Ok(());
             };
             let mut copy = CopyIn::start(client, table).await?;
-            copy.write(&batch).await?;
+            for batch in built.batches(SLICE_ROWS) {
+                copy.write(&batch?).await?;
+            }
             copy.finish().await
         }
         Step::CopyS3 {
@@ -213,11 +216,13 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>) -> Result<(
             Ok(sparkify_core::sink::reconcile(&expected, &counted)?)
         }
         Step::InsertRows { table } => {
-            let Some(batch) = rows.built(table)? else {
+            let Some(built) = rows.built(table)? else {
                 return Ok(());
             };
-            for s in insert_rows_sql(table, &batch) {
-                client.batch_execute(&s).await.map_err(sql_error(&s))?;
+            for batch in built.batches(SLICE_ROWS) {
+                for s in insert_rows_sql(table, &batch?) {
+                    client.batch_execute(&s).await.map_err(sql_error(&s))?;
+                }
             }
             Ok(())
         }

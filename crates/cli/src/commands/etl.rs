@@ -121,7 +121,7 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         s3: None,
         bytes_read: 0,
         rows: Vec::new(),
-        rejects: Vec::new(),
+        rejects: None,
         committed: false,
         up_to_date: false,
         sink: sink.describe(),
@@ -176,8 +176,10 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         first_id,
         song_files: songs.len(),
         started_at_ms: run_started_at,
+        // The rejects held in memory: a quarter of the bound on the events in flight.
+        rejects_held: usize::try_from(s.in_flight / 4).unwrap_or(usize::MAX),
     };
-    let (loaded, run) = std::thread::scope(|scope| {
+    let (loaded, mut run) = std::thread::scope(|scope| {
         // The songs are read whole on the same workers while the events stream.
         let (songs_read, songs_out) = std::sync::mpsc::channel();
         let (opts_songs, pool) = (&opts, &pool);
@@ -232,16 +234,14 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
             bytes_fetched: sb + eb,
         }
     });
-    summary.rejects = run.rejects();
+    summary.rejects = Some(run.rejects()?);
     summary.flow = Some(run.flow());
     summary.rows = run
         .rows()
         .iter()
         .map(|(t, n)| ((*t).to_owned(), *n))
         .collect();
-    for r in &summary.rejects {
-        eprintln!("reject: {r}");
-    }
+    summary.print_rejects()?;
     summary.committed = loaded.is_ok();
     if loaded.is_ok() && in_sink {
         // The star's rows, and an incremental load's whole tables, are the sink's to count.
@@ -251,7 +251,7 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
     finish(&summary, &s)?;
     if run.overflowed() {
         return Err(Failure::TooManyRejects {
-            rejected: summary.rejects.len(),
+            rejected: summary.rejected(),
             max: s.max_errors,
         }
         .into());
@@ -412,7 +412,7 @@ fn load_in_warehouse(
         s3: None,
         bytes_read: 0,
         rows: Vec::new(),
-        rejects: Vec::new(),
+        rejects: None,
         committed: loaded.is_ok(),
         up_to_date: false,
         sink: sink.describe(),

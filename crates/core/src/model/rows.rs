@@ -1,5 +1,7 @@
-//! A table's rows as a sink takes them: a batch held whole, or `dm_time` made a slice at a
-//! time from its start times ([`Times`]), so that a load never holds that table whole.
+//! A table's rows as a sink takes them: a batch held whole, `dm_time` made a slice at a
+//! time from its start times ([`Times`]), so that a load never holds that table whole, or a
+//! table spilled out of memory as it grew ([`Spilled`]: the rejects), read back a batch at a
+//! time.
 
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use arrow::buffer::ScalarBuffer;
 use chrono::Datelike;
 
 use crate::error::Result;
+use crate::spill::Spilled;
 use crate::table::DM_TIME;
 
 /// `dm_time`'s rows as their start times, 8 bytes a row. The six other columns (32 bytes a
@@ -75,11 +78,30 @@ impl Times {
     }
 }
 
-/// A table's rows: a batch held whole, or [`Times`], made as they are asked for.
+/// A table's rows: a batch held whole, [`Times`], made as they are asked for, or a table
+/// read back from where it spilled.
 #[derive(Debug, Clone, Copy)]
 pub enum Rows<'a> {
     Batch(&'a RecordBatch),
     Times(&'a Times),
+    Spilled(&'a Spilled),
+}
+
+/// A table a run keeps, held whole or spilled out of memory ([`crate::reject::RejectLog`]
+/// spills the rejects once they grow past their bound); cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Kept {
+    Batch(RecordBatch),
+    Spilled(Arc<Spilled>),
+}
+
+impl Kept {
+    pub fn rows(&self) -> Rows<'_> {
+        match self {
+            Kept::Batch(b) => Rows::Batch(b),
+            Kept::Spilled(s) => Rows::Spilled(s),
+        }
+    }
 }
 
 /// The rows a sink takes at once from a table made as it is asked for ([`Rows::batches`]):
@@ -91,28 +113,50 @@ impl<'a> Rows<'a> {
         match self {
             Rows::Batch(b) => b.num_rows(),
             Rows::Times(t) => t.num_rows(),
+            Rows::Spilled(s) => s.num_rows(),
         }
     }
 
-    /// Rows `offset..offset + len`: a view of a batch held whole (no copy), made for `dm_time`.
+    /// Rows `offset..offset + len`: a view of a batch held whole (no copy), made for `dm_time`,
+    /// read back for a spilled table.
     pub fn slice(self, offset: usize, len: usize) -> Result<RecordBatch> {
         match self {
             Rows::Batch(b) => Ok(b.slice(offset, len)),
             Rows::Times(t) => t.slice(offset, len),
+            Rows::Spilled(s) => s.slice(offset, len),
         }
     }
 
     /// Every row in batches of at most `max_rows` rows (one batch when the table is held
-    /// whole), each made only when the iterator comes to it; none for an empty table.
-    pub fn batches(self, max_rows: usize) -> impl Iterator<Item = Result<RecordBatch>> + Send + 'a {
+    /// whole), each made or read back only when the iterator comes to it; none for an empty
+    /// table.
+    pub fn batches(
+        self,
+        max_rows: usize,
+    ) -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send + 'a> {
         let rows = self.num_rows();
+        let max_rows = max_rows.max(1);
         let step = match self {
             Rows::Batch(_) => rows.max(1),
-            Rows::Times(_) => max_rows.max(1),
+            Rows::Times(_) => max_rows,
+            Rows::Spilled(s) => {
+                // Each batch as it was written (an empty one gives nothing), cut to `max_rows`.
+                return Box::new(s.batches().flat_map(move |b| {
+                    match b {
+                        Ok(b) => (0..b.num_rows())
+                            .step_by(max_rows)
+                            .map(|at| Ok(b.slice(at, max_rows.min(b.num_rows() - at))))
+                            .collect::<Vec<_>>(),
+                        Err(e) => vec![Err(e)],
+                    }
+                }));
+            }
         };
-        (0..rows)
-            .step_by(step)
-            .map(move |at| self.slice(at, step.min(rows - at)))
+        Box::new(
+            (0..rows)
+                .step_by(step)
+                .map(move |at| self.slice(at, step.min(rows - at))),
+        )
     }
 
     /// Every row in one batch (`dm_time` made whole).
@@ -121,12 +165,12 @@ impl<'a> Rows<'a> {
     }
 
     /// The column `name`, whole; `dm_time`'s `start_time` as it is held, its other columns
-    /// made whole.
+    /// made whole; a spilled table's read back whole.
     pub fn column(self, name: &str) -> Result<Option<ArrayRef>> {
         match self {
             Rows::Batch(b) => Ok(b.column_by_name(name).cloned()),
             Rows::Times(t) if name == "start_time" => Ok(Some(t.start_time())),
-            Rows::Times(_) => Ok(self.to_batch()?.column_by_name(name).cloned()),
+            Rows::Times(_) | Rows::Spilled(_) => Ok(self.to_batch()?.column_by_name(name).cloned()),
         }
     }
 }
@@ -210,5 +254,33 @@ mod tests {
         let empty = Times::new(Vec::<i64>::new());
         assert_eq!(Rows::Times(&empty).batches(7).count(), 0);
         assert_eq!(Rows::Times(&empty).to_batch().unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn a_spilled_table_is_taken_in_batches_of_at_most_the_rows_asked() {
+        let times = Times::new((0..50i64).map(|i| i * 3_600_000).collect::<Vec<_>>());
+        let whole = Rows::Times(&times).to_batch().unwrap();
+        let mut writer = crate::spill::SpillWriter::create(whole.schema()).unwrap();
+        for (at, len) in [(0, 20), (20, 0), (20, 1), (21, 29)] {
+            writer.write(&whole.slice(at, len)).unwrap();
+        }
+        let spilled = writer.finish().unwrap();
+        let rows = Rows::Spilled(&spilled);
+        assert_eq!(rows.num_rows(), 50);
+        for max in [1, 7, 20, 64] {
+            let batches: Vec<RecordBatch> = rows.batches(max).map(Result::unwrap).collect();
+            assert!(
+                batches.iter().all(|b| (1..=max).contains(&b.num_rows())),
+                "{max}"
+            );
+            let joined = arrow::compute::concat_batches(&whole.schema(), &batches).unwrap();
+            assert_eq!(joined, whole, "{max}");
+        }
+        assert_eq!(rows.to_batch().unwrap(), whole);
+        assert_eq!(rows.slice(19, 3).unwrap(), whole.slice(19, 3));
+        assert_eq!(
+            rows.column("weekday").unwrap().unwrap().as_ref(),
+            whole.column_by_name("weekday").unwrap().as_ref()
+        );
     }
 }
