@@ -1801,6 +1801,28 @@ fn etl_summary(
     extra: &[&str],
 ) -> serde_json::Value {
     let json = dir.join("summary.json");
+    let mut args = etl_args(
+        songs,
+        events,
+        sink,
+        &["--summary-json", json.to_str().unwrap()],
+    );
+    args.extend_from_slice(extra);
+    let out = sparkify(dir, &args);
+    assert_eq!(out.status.code(), Some(0), "{sink}: {}", text(&out));
+    let mut summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    summary["stderr"] = String::from_utf8_lossy(&out.stderr).into_owned().into();
+    summary
+}
+
+/// `etl` of `songs` and `events` into `sink`, with `extra` flags.
+fn etl_args<'a>(
+    songs: &'a Path,
+    events: &'a Path,
+    sink: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut args = vec![
         "etl",
         "--songs",
@@ -1809,16 +1831,9 @@ fn etl_summary(
         events.to_str().unwrap(),
         "--sink",
         sink,
-        "--summary-json",
-        json.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let out = sparkify(dir, &args);
-    assert_eq!(out.status.code(), Some(0), "{sink}: {}", text(&out));
-    let mut summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    summary["stderr"] = String::from_utf8_lossy(&out.stderr).into_owned().into();
-    summary
+    args
 }
 
 /// `verify` of `a` against `b`: whether every table agrees.
@@ -2321,8 +2336,14 @@ fn an_incremental_load_killed_at_any_phase_leaves_the_previous_tables_whole() {
     }
 }
 
-/// `sparkify gen` into `dir/name`: `days` day logs of `per_day` events each.
-fn generated(dir: &Path, name: &str, days: &str, per_day: &str) -> std::path::PathBuf {
+/// `sparkify gen` into `dir/name`: `days` day logs of `per_day` events each. Its song and
+/// log folders.
+fn generated(
+    dir: &Path,
+    name: &str,
+    days: &str,
+    per_day: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let out = dir.join(name);
     let made = sparkify(
         dir,
@@ -2345,7 +2366,7 @@ fn generated(dir: &Path, name: &str, days: &str, per_day: &str) -> std::path::Pa
         ],
     );
     assert_eq!(made.status.code(), Some(0), "{}", text(&made));
-    out
+    (out.join("song_data"), out.join("log_data"))
 }
 
 #[test]
@@ -2353,8 +2374,7 @@ fn a_streamed_load_is_the_same_for_any_in_flight_bound_batch_size_and_thread_cou
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // Three day logs of about 6 MB: each is read in chunks (of 4 MiB), as well as grouped.
-    let data = generated(d, "data", "3", "12000");
-    let (songs, events) = (data.join("song_data"), data.join("log_data"));
+    let (songs, events) = generated(d, "data", "3", "12000");
     let runs: [(&str, &[&str]); 3] = [
         ("default", &[]),
         (
@@ -2461,8 +2481,7 @@ fn too_many_rejects_late_in_the_stream_commit_nothing_in_any_sink() {
     let server = pg::PgServer::start();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let data = generated(d, "data", "4", "3000");
-    let (songs, events) = (data.join("song_data"), data.join("log_data"));
+    let (songs, events) = generated(d, "data", "4", "3000");
     let sinks = [
         "duckdb:out.duckdb".to_owned(),
         server.url(),
@@ -2559,8 +2578,7 @@ fn rejects_past_their_bound_wait_in_a_temporary_file_and_load_whole_in_every_sin
     let server = pg::PgServer::start();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let data = generated(d, "data", "3", "6000");
-    let (songs, events) = (data.join("song_data"), data.join("log_data"));
+    let (songs, events) = generated(d, "data", "3", "6000");
     // A bad song (songs are read whole, and their rejects come first), and after every tenth
     // play a bad record of about 700 bytes: 1800 of them, 1.3 MB of rejects, in 8.5 MB of
     // logs that stream in three parts or more.
@@ -2653,17 +2671,10 @@ fn rejects_past_their_bound_wait_in_a_temporary_file_and_load_whole_in_every_sin
     // back from where they spilled.
     let mut over = tight;
     over[1] = "10";
-    let mut args = vec![
-        "etl",
-        "--songs",
-        songs.to_str().unwrap(),
-        "--events",
-        events.to_str().unwrap(),
-        "--sink",
-        "duckdb:spilled.duckdb",
-    ];
-    args.extend_from_slice(&over);
-    let out = sparkify(d, &args);
+    let out = sparkify(
+        d,
+        &etl_args(&songs, &events, "duckdb:spilled.duckdb", &over),
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("reject: ").count(), 1801, "{stderr}");

@@ -121,17 +121,24 @@ impl Summary {
         self.rejects.as_ref().map_or(0, |k| k.rows().num_rows())
     }
 
-    /// Prints each reject on stderr, songs first, then the events in input order.
-    pub fn print_rejects(&self) -> anyhow::Result<()> {
+    /// Prints each reject on stderr, songs first, then the events in input order. A reject
+    /// that cannot be read back from where it spilled ends the list with a line saying so,
+    /// and does not fail the run: its load has committed or not already.
+    pub fn print_rejects(&self) {
         let rows = self.rejects.as_ref().map(Kept::rows);
         let mut err = std::io::BufWriter::new(std::io::stderr().lock());
         for r in rows.into_iter().flat_map(read_back) {
             // As `eprintln!` would, but a line at a time through one buffer; a closed stderr
             // does not fail the run.
-            let _ = writeln!(err, "reject: {}", r?);
+            let _ = match r {
+                Ok(r) => writeln!(err, "reject: {r}"),
+                Err(e) => {
+                    let _ = writeln!(err, "rejects: the rest could not be read back: {e}");
+                    break;
+                }
+            };
         }
         let _ = err.flush();
-        Ok(())
     }
 
     /// Prints the table and writes the JSON file, if one was asked for.

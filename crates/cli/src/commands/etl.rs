@@ -241,7 +241,7 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         .iter()
         .map(|(t, n)| ((*t).to_owned(), *n))
         .collect();
-    summary.print_rejects()?;
+    summary.print_rejects();
     summary.committed = loaded.is_ok();
     if loaded.is_ok() && in_sink {
         // The star's rows, and an incremental load's whole tables, are the sink's to count.
