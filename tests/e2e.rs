@@ -2683,4 +2683,22 @@ fn rejects_past_their_bound_wait_in_a_temporary_file_and_load_whole_in_every_sin
         "{stderr}"
     );
     assert_eq!(count(&d.join("spilled.duckdb"), "load_errors"), 1801);
+
+    // Nowhere to write them: the load fails in words, the reason said once, and leaves the
+    // previous tables.
+    let tmp = ("TMPDIR", d.join("missing").display().to_string());
+    let args = etl_args(&songs, &events, "duckdb:spilled.duckdb", &tight);
+    let out = sparkify_env(d, &args, &[tmp]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error = stderr.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert!(
+        error.contains(&format!(
+            "a temporary file in {}",
+            d.join("missing").display()
+        )),
+        "{error}"
+    );
+    assert_eq!(error.matches("(os error 2)").count(), 1, "{error}");
+    assert_eq!(count(&d.join("spilled.duckdb"), "load_errors"), 1801);
 }

@@ -36,6 +36,24 @@ pub enum Failure {
     Differs(String),
 }
 
+/// What `main` prints after `error: `: each cause of `error` after the one before, as
+/// `{error:#}` would, but a cause the message already ends with is not said twice (an I/O
+/// error whose text names its reason and also gives it as its source).
+pub fn message(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// The status `error` ends the process with: usage and configuration mistakes are 2,
 /// too many rejects 3, and anything else (a source or a sink failed) 4.
 pub fn status_of(error: &anyhow::Error) -> ExitStatus {
@@ -108,4 +126,25 @@ pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
         "the disk is full. Nothing was committed: the previous tables are as they were. \
          Free some space (or load somewhere else) and run again",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_gives_is_said_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let core = sparkify_core::Error::Io {
+            path: "a temporary file in /nowhere".into(),
+            source: io(),
+        };
+        let error = anyhow::Error::from(core).context("loading duckdb:x.duckdb");
+        assert_eq!(
+            message(&error),
+            "loading duckdb:x.duckdb: a temporary file in /nowhere: no such file"
+        );
+        let error = anyhow::Error::from(io()).context("reading a.json");
+        assert_eq!(message(&error), format!("{error:#}"));
+    }
 }

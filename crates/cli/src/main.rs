@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     match done {
         Ok(()) => ExitStatus::Success.into(),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", exit::message(&error));
             if let Some(hint) = exit::hint(&error) {
                 eprintln!("hint: {hint}");
             }

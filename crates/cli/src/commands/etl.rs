@@ -427,7 +427,7 @@ fn load_in_warehouse(
 fn finish(summary: &Summary, s: &LoadSettings) -> Result<(), Failure> {
     summary
         .finish(s.summary_json.as_deref())
-        .map_err(|e| Failure::Usage(format!("{e:#}")))
+        .map_err(|e| Failure::Usage(crate::exit::message(&e)))
 }
 
 /// What a person sees on a terminal while a load runs: the bytes read (reading and loading
