@@ -143,20 +143,15 @@ impl<'a> Rows<'a> {
                 // Each batch as it was written (an empty one gives nothing), cut to `max_rows`.
                 return Box::new(s.batches().flat_map(move |b| {
                     match b {
-                        Ok(b) => (0..b.num_rows())
-                            .step_by(max_rows)
-                            .map(|at| Ok(b.slice(at, max_rows.min(b.num_rows() - at))))
+                        Ok(b) => cuts(b.num_rows(), max_rows)
+                            .map(|(at, len)| Ok(b.slice(at, len)))
                             .collect::<Vec<_>>(),
                         Err(e) => vec![Err(e)],
                     }
                 }));
             }
         };
-        Box::new(
-            (0..rows)
-                .step_by(step)
-                .map(move |at| self.slice(at, step.min(rows - at))),
-        )
+        Box::new(cuts(rows, step).map(move |(at, len)| self.slice(at, len)))
     }
 
     /// Every row in one batch (`dm_time` made whole).
@@ -173,6 +168,13 @@ impl<'a> Rows<'a> {
             Rows::Times(_) | Rows::Spilled(_) => Ok(self.to_batch()?.column_by_name(name).cloned()),
         }
     }
+}
+
+/// `rows` rows cut into pieces of `step` rows (the last one shorter), as (offset, length).
+fn cuts(rows: usize, step: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..rows)
+        .step_by(step)
+        .map(move |at| (at, step.min(rows - at)))
 }
 
 impl<'a> From<&'a RecordBatch> for Rows<'a> {
