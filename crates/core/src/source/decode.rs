@@ -55,8 +55,8 @@ pub(super) fn decode_big(
 }
 
 /// Decodes small inputs (each file with its bytes) one after another with one decoder.
-pub(super) fn decode_group(
-    inputs: impl Iterator<Item = Result<(FileRead, Vec<u8>)>>,
+pub(super) fn decode_group<B: AsRef<[u8]>>(
+    inputs: impl Iterator<Item = Result<(FileRead, B)>>,
     schema: &SchemaRef,
     opts: &ReadOptions,
 ) -> Result<Part> {
@@ -76,7 +76,7 @@ pub(super) fn decode_group(
         );
         let size = file.size;
         open = Some((file, decoder.records(), decoder.rejected()));
-        feed(&mut decoder, &data, &mut batches)?;
+        feed(&mut decoder, data.as_ref(), &mut batches)?;
         if let Some(cb) = &opts.on_file {
             cb(size);
         }

@@ -66,10 +66,17 @@ struct Hashing<R> {
     hash: twox_hash::XxHash64,
 }
 
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.write(&buf[..n]);
+impl<R: Read> Hashing<R> {
+    /// Reads up to `limit` more bytes onto `data` (all that is left without one) and hashes
+    /// them; returns how many. The file reads into `data`'s spare room as it is: a reader of
+    /// its own would have the standard library zero that room before every read.
+    fn append(&mut self, data: &mut Vec<u8>, limit: Option<u64>) -> std::io::Result<usize> {
+        let start = data.len();
+        let n = match limit {
+            Some(limit) => (&mut self.inner).take(limit).read_to_end(data)?,
+            None => self.inner.read_to_end(data)?,
+        };
+        self.hash.write(&data[start..]);
         Ok(n)
     }
 }
@@ -130,9 +137,13 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
-    /// Windows of large inputs given back once decoded, for the next windows: a fresh
-    /// buffer's pages fault in one by one (a third of a 100x run's page faults were that).
+    /// Windows given back once decoded (a large input's chunks, a group's small inputs), for
+    /// the next windows: a fresh buffer's pages fault in one by one (a third of a 100x run's
+    /// page faults were that).
     spare: Mutex<Vec<Vec<u8>>>,
+    /// The most spare windows kept: as many as the bound holds in flight, so a reader running
+    /// ahead of the decoders takes spares too. They are never more than were in flight at once.
+    spare_max: usize,
 }
 
 /// How far past the chunk size a window reads to find a line that starts with `{`: a 64th
@@ -140,7 +151,13 @@ struct Shared {
 fn lookahead(chunk: usize) -> usize {
     (chunk / 64).max(4 << 10)
 }
-/// Spare windows kept: the reader takes one per window and the decoders give one back.
+
+/// A window's room: a chunk, the look past it, and a byte to tell a chunk-sized input whole.
+fn window_size(chunk: usize) -> usize {
+    chunk + lookahead(chunk) + 1
+}
+/// Spare windows kept at least: the reader takes one per window and the decoders give one
+/// back.
 const SPARE_WINDOWS: usize = 2;
 
 impl Shared {
@@ -197,7 +214,7 @@ impl Shared {
     /// grow far past a window (around a line longer than the look-ahead).
     fn recycle(&self, window: Vec<u8>, chunk: usize) {
         let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
-        if spare.len() < SPARE_WINDOWS && window.capacity() <= 2 * chunk + lookahead(chunk) {
+        if spare.len() < self.spare_max && window.capacity() <= 2 * chunk + lookahead(chunk) {
             spare.push(window);
         }
     }
@@ -339,6 +356,9 @@ where
         }),
         changed: Condvar::new(),
         spare: Mutex::default(),
+        spare_max: usize::try_from(bound / window_size(opts.chunk_size) as u64)
+            .unwrap_or(usize::MAX)
+            .max(SPARE_WINDOWS),
     });
     let producer = Producer {
         shared: Arc::clone(&shared),
@@ -347,7 +367,7 @@ where
         on_part,
         index: 0,
         group: Vec::new(),
-        group_bytes: 0,
+        group_data: Vec::new(),
     };
     scope.spawn(move || {
         let mut producer = producer;
@@ -361,8 +381,9 @@ where
     }
 }
 
-/// An input read whole, waiting in the open group: its position, what it is, its bytes.
-type Held = (usize, FileRead, Vec<u8>);
+/// An input read whole, waiting in the open group: its position, what it is, where its
+/// bytes are in the group's buffer.
+type Held = (usize, FileRead, std::ops::Range<usize>);
 
 struct Producer {
     shared: Arc<Shared>,
@@ -372,12 +393,18 @@ struct Producer {
     /// The next part's index.
     index: usize,
     group: Vec<Held>,
-    group_bytes: u64,
+    /// The open group's inputs, one after another: a window's buffer, given back once the
+    /// group is decoded (small files each read into a buffer of their own had the pages of
+    /// every one of them mapped afresh).
+    group_data: Vec<u8>,
 }
 
 /// A unit of decoding.
 enum Work {
-    Group(Vec<Held>),
+    Group {
+        held: Vec<Held>,
+        data: Vec<u8>,
+    },
     Chunk {
         input: usize,
         name: Arc<str>,
@@ -431,32 +458,51 @@ impl Producer {
         if file.name.ends_with(".gz") {
             // Decompressed whole: a gzip stream cannot be cut for parallel decoding.
             let mut stored = Vec::new();
-            hashing.read_to_end(&mut stored).map_err(io(&file.name))?;
+            hashing.append(&mut stored, None).map_err(io(&file.name))?;
             file.checksum = hashing.hash.finish();
             let data = unzip(&file.name, stored)?;
             return self.whole(scope, position, file, data);
         }
-        // Sized from the listing: grown from empty, a buffer was copied a dozen times.
-        let window = chunk + lookahead(chunk) + 1;
-        let mut data = match file.size > chunk as u64 {
-            true => self.shared.window(window),
-            false => Vec::with_capacity(file.size as usize + 1),
+        let window = window_size(chunk);
+        let mut data = if file.size <= chunk as u64 {
+            // Small by the listing: read straight into the open group.
+            if !self.make_room(scope, file.size) {
+                return Ok(false);
+            }
+            let start = self.group_data.len();
+            hashing
+                .append(&mut self.group_data, Some(chunk as u64 + 1))
+                .map_err(io(&file.name))?;
+            if self.group_data.len() - start <= chunk {
+                file.checksum = hashing.hash.finish();
+                self.group
+                    .push((position, file, start..self.group_data.len()));
+                return Ok(true);
+            }
+            // It grew since it was listed: read on as a large input, in a window of its own.
+            let mut data = self.shared.window(window);
+            data.extend_from_slice(&self.group_data[start..]);
+            self.group_data.truncate(start);
+            data
+        } else {
+            let mut data = self.shared.window(window);
+            hashing
+                .append(&mut data, Some(chunk as u64 + 1))
+                .map_err(io(&file.name))?;
+            if data.len() <= chunk {
+                // It shrank since it was listed.
+                file.checksum = hashing.hash.finish();
+                return self.whole(scope, position, file, data);
+            }
+            data
         };
-        (&mut hashing)
-            .take(chunk as u64 + 1)
-            .read_to_end(&mut data)
-            .map_err(io(&file.name))?;
-        if data.len() <= chunk {
-            file.checksum = hashing.hash.finish();
-            return self.whole(scope, position, file, data);
-        }
         if !self.group.is_empty() && !self.flush_group(scope) {
             return Ok(false);
         }
         let body = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&data);
         if body.iter().find(|b| !crate::reader::is_ws(**b)) != Some(&b'{') {
             // A top-level array, say: not cut, decoded whole.
-            hashing.read_to_end(&mut data).map_err(io(&file.name))?;
+            hashing.append(&mut data, None).map_err(io(&file.name))?;
             file.checksum = hashing.hash.finish();
             return self.whole(scope, position, file, data);
         }
@@ -515,7 +561,8 @@ impl Producer {
         }
     }
 
-    /// An input read whole: into the open group (sent when full).
+    /// An input read whole into a buffer of its own: a small one copied into the open group,
+    /// a large one sent as a group of its own.
     fn whole(
         &mut self,
         scope: &rayon::Scope<'_>,
@@ -523,22 +570,50 @@ impl Producer {
         file: FileRead,
         data: Vec<u8>,
     ) -> Result<bool> {
-        let len = data.len() as u64;
-        if !self.group.is_empty()
-            && (self.group_bytes + len > self.opts.chunk_size as u64 || self.group.len() >= 256)
-            && !self.flush_group(scope)
-        {
+        let len = data.len();
+        if len > self.opts.chunk_size {
+            if !self.group.is_empty() && !self.flush_group(scope) {
+                return Ok(false);
+            }
+            let work = Work::Group {
+                held: vec![(position, file, 0..len)],
+                data,
+            };
+            return Ok(self.submit(scope, work, len as u64));
+        }
+        if !self.make_room(scope, len as u64) {
             return Ok(false);
         }
-        self.group_bytes += len;
-        self.group.push((position, file, data));
+        let start = self.group_data.len();
+        self.group_data.extend_from_slice(&data);
+        self.group
+            .push((position, file, start..self.group_data.len()));
+        self.shared.recycle(data, self.opts.chunk_size);
         Ok(true)
     }
 
+    /// Readies the open group to take `len` more bytes: sends it first if they would not fit
+    /// (or it holds 256 inputs already), and gives it a buffer when it has none; `false` once
+    /// the consumer is gone.
+    fn make_room(&mut self, scope: &rayon::Scope<'_>, len: u64) -> bool {
+        if !self.group.is_empty()
+            && (self.group_data.len() as u64 + len > self.opts.chunk_size as u64
+                || self.group.len() >= 256)
+            && !self.flush_group(scope)
+        {
+            return false;
+        }
+        if self.group_data.capacity() == 0 {
+            self.group_data = self.shared.window(window_size(self.opts.chunk_size));
+        }
+        true
+    }
+
     fn flush_group(&mut self, scope: &rayon::Scope<'_>) -> bool {
-        let group = std::mem::take(&mut self.group);
-        let bytes = std::mem::take(&mut self.group_bytes);
-        self.submit(scope, Work::Group(group), bytes)
+        let held = std::mem::take(&mut self.group);
+        let data = std::mem::take(&mut self.group_data);
+        let bytes = data.len() as u64;
+        self.submit(scope, Work::Group { held, data }, bytes)
     }
 
     /// Admits `work` under the bound and decodes it on the pool; `false` once the consumer
@@ -567,10 +642,9 @@ impl Producer {
 }
 
 /// Reads up to `n` more bytes of `reader` onto `data`; `true` at the end of the input.
-fn more(reader: &mut impl Read, data: &mut Vec<u8>, n: usize, name: &str) -> Result<bool> {
+fn more(reader: &mut Hashing<impl Read>, data: &mut Vec<u8>, n: usize, name: &str) -> Result<bool> {
     let read = reader
-        .take(n as u64)
-        .read_to_end(data)
+        .append(data, Some(n as u64))
         .map_err(|source| Error::Io {
             path: name.to_owned(),
             source,
@@ -586,9 +660,11 @@ fn decode(
     shared: &Shared,
 ) -> Result<Decoded> {
     match work {
-        Work::Group(held) => {
+        Work::Group { held, data } => {
             let group = held.iter().map(|(p, ..)| *p).collect();
-            let part = decode_group(held.into_iter().map(|(_, f, d)| Ok((f, d))), schema, opts)?;
+            let inputs = held.into_iter().map(|(_, f, at)| Ok((f, &data[at])));
+            let part = decode_group(inputs, schema, opts)?;
+            shared.recycle(data, opts.chunk_size);
             Ok(Decoded {
                 part,
                 bytes,
@@ -640,7 +716,19 @@ mod tests {
         chunk: usize,
         bound: u64,
     ) -> (RecordBatch, Vec<FileRead>, Flow) {
-        let files = discover(dir.to_str().unwrap()).unwrap().files;
+        streamed_files(
+            &discover(dir.to_str().unwrap()).unwrap().files,
+            chunk,
+            bound,
+        )
+    }
+
+    /// Streams `files` as listed and gathers what the consumer got.
+    fn streamed_files(
+        files: &[InputFile],
+        chunk: usize,
+        bound: u64,
+    ) -> (RecordBatch, Vec<FileRead>, Flow) {
         let schema = STAGING_EVENTS.input_schema();
         let opts = ReadOptions {
             chunk_size: chunk,
@@ -719,6 +807,35 @@ mod tests {
                 assert!(flow.parts > 50, "{flow:?}");
                 assert!(flow.windows_allocated <= 4, "{flow:?}");
             }
+        }
+    }
+
+    #[test]
+    fn an_input_that_grew_or_shrank_since_it_was_listed_is_read_as_it_is_now() {
+        let dir = tempfile::tempdir().unwrap();
+        log(dir.path(), "a.json", 5);
+        log(dir.path(), "b.json", 3000);
+        log(dir.path(), "c.json", 40);
+        log(dir.path(), "d.json", 7);
+        let listed = discover(dir.path().to_str().unwrap()).unwrap().files;
+        // a.json was small when listed and is now cut in chunks; b.json the other way round.
+        log(dir.path(), "a.json", 3000);
+        log(dir.path(), "b.json", 9);
+        let now = discover(dir.path().to_str().unwrap()).unwrap().files;
+        let whole = read_files(
+            &now,
+            &STAGING_EVENTS.input_schema(),
+            &ReadOptions::default(),
+        )
+        .unwrap();
+        for bound in [1, 1 << 30] {
+            let (batch, read, _) = streamed_files(&listed, 4096, bound);
+            assert_eq!(batch, whole.batch, "bound {bound}");
+            let rows = |files: &[FileRead]| -> Vec<(String, u64, u64, u64)> {
+                let of = |f: &FileRead| (f.name.clone(), f.rows, f.rejects, f.checksum);
+                files.iter().map(of).collect()
+            };
+            assert_eq!(rows(&read), rows(&whole.files), "bound {bound}");
         }
     }
 }
