@@ -213,12 +213,16 @@ struct FieldError {
 impl Columns {
     fn lookup(&mut self, key: &str) -> Option<usize> {
         let n = self.names.len();
-        for i in 0..n {
-            let idx = (self.hint + i) % n;
-            if &*self.names[idx] == key {
+        let mut idx = self.hint;
+        for _ in 0..n {
+            if idx >= n {
+                idx = 0;
+            }
+            if same(self.names[idx].as_bytes(), key.as_bytes()) {
                 self.hint = idx + 1;
                 return Some(idx);
             }
+            idx += 1;
         }
         None
     }
@@ -303,6 +307,12 @@ impl Columns {
             })
             .collect()
     }
+}
+
+/// Whether two keys are the same, compared in line: keys are short, and a call to `memcmp`
+/// for each key of each record was 2–3% of an events load.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// How many tape nodes the value starting at `node` takes.
