@@ -764,6 +764,12 @@ mod tests {
         })
     }
 
+    /// `files` read whole, by the reader that does not stream.
+    fn read_whole(files: &[InputFile]) -> crate::source::ReadOutput {
+        let schema = STAGING_EVENTS.input_schema();
+        read_files(files, &schema, &ReadOptions::default()).unwrap()
+    }
+
     fn log(dir: &std::path::Path, name: &str, lines: usize) {
         let mut text = String::new();
         for i in 0..lines {
@@ -787,13 +793,7 @@ mod tests {
         log(dir.path(), "b.json", 5);
         log(dir.path(), "c.json", 40);
         log(dir.path(), "d.json", 2000);
-        let files = discover(dir.path().to_str().unwrap()).unwrap().files;
-        let whole = read_files(
-            &files,
-            &STAGING_EVENTS.input_schema(),
-            &ReadOptions::default(),
-        )
-        .unwrap();
+        let whole = read_whole(&discover(dir.path().to_str().unwrap()).unwrap().files);
         for (chunk, bound) in [(4096, 1), (4096, 20_000), (1 << 20, 1 << 30), (700, 5000)] {
             let (batch, read, flow) = streamed(dir.path(), chunk, bound);
             assert_eq!(batch, whole.batch, "chunk {chunk}, bound {bound}");
@@ -821,13 +821,7 @@ mod tests {
         // a.json was small when listed and is now cut in chunks; b.json the other way round.
         log(dir.path(), "a.json", 3000);
         log(dir.path(), "b.json", 9);
-        let now = discover(dir.path().to_str().unwrap()).unwrap().files;
-        let whole = read_files(
-            &now,
-            &STAGING_EVENTS.input_schema(),
-            &ReadOptions::default(),
-        )
-        .unwrap();
+        let whole = read_whole(&discover(dir.path().to_str().unwrap()).unwrap().files);
         for bound in [1, 1 << 30] {
             let (batch, read, _) = streamed_files(&listed, 4096, bound);
             assert_eq!(batch, whole.batch, "bound {bound}");
