@@ -210,11 +210,14 @@ impl Shared {
         window
     }
 
-    /// Keeps a decoded window's buffer for the next window, if few are kept and it did not
-    /// grow far past a window (around a line longer than the look-ahead).
+    /// Keeps a decoded window's buffer for the next window, if few are kept and it holds a
+    /// window without growing far past one (around a line longer than the look-ahead). A
+    /// smaller buffer given back (a small `.gz` input's, decompressed) is not kept: taken as a
+    /// window, it would be allocated again.
     fn recycle(&self, window: Vec<u8>, chunk: usize) {
+        let fits = (window_size(chunk)..=2 * chunk + lookahead(chunk)).contains(&window.capacity());
         let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
-        if spare.len() < self.spare_max && window.capacity() <= 2 * chunk + lookahead(chunk) {
+        if spare.len() < self.spare_max && fits {
             spare.push(window);
         }
     }
