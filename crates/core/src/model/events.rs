@@ -27,22 +27,62 @@ type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 const NONE: u32 = u32::MAX;
 
 /// Text interned: each distinct string stored once and named by a number; compared by its
-/// bytes, NULL last, as the dedup orders compare text.
+/// bytes, NULL last, as the dedup orders compare text. The texts sit one after another in one
+/// buffer and the table holds only their hashes and ids: generated events have a few hundred
+/// thousand distinct songs and artists, and a string and a map key of their own for each made
+/// the interning a tenth of a load (a pointer chased for every lookup, two allocations for
+/// every new text, all freed one by one at the end).
 #[derive(Debug, Default, Clone)]
 struct Strings {
-    ids: Map<Box<str>, u32>,
-    texts: Vec<Box<str>>,
+    /// Every distinct text, one after another.
+    bytes: String,
+    /// Where the text of each id ends in `bytes` (it starts where the previous one ends).
+    ends: Vec<usize>,
+    /// Every text's id, with its hash and place, so that a lookup reads `bytes` only to
+    /// compare the text of an entry whose hash is the one looked for.
+    table: hashbrown::HashTable<Interned>,
+    hasher: foldhash::fast::RandomState,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Interned {
+    hash: u64,
+    start: usize,
+    /// A text's length: it came from an Arrow array, whose offsets are `i32`.
+    len: u32,
+    id: u32,
 }
 
 impl Strings {
     fn id(&mut self, s: Option<&str>) -> u32 {
+        use std::hash::BuildHasher;
         let Some(s) = s else { return NONE };
-        if let Some(&id) = self.ids.get(s) {
-            return id;
+        let Strings {
+            bytes,
+            ends,
+            table,
+            hasher,
+        } = self;
+        let hash = hasher.hash_one(s);
+        let found = table.find(hash, |e| {
+            e.hash == hash && e.len as usize == s.len() && bytes[e.start..][..s.len()] == *s
+        });
+        if let Some(e) = found {
+            return e.id;
         }
-        let id = u32::try_from(self.texts.len()).expect("fewer than 4 billion distinct interned");
-        self.texts.push(s.into());
-        self.ids.insert(s.into(), id);
+        let id = u32::try_from(ends.len())
+            .ok()
+            .filter(|&id| id != NONE)
+            .expect("fewer than 4 billion distinct interned");
+        let entry = Interned {
+            hash,
+            start: bytes.len(),
+            len: u32::try_from(s.len()).expect("a text of an Arrow array is under 2 GiB"),
+            id,
+        };
+        table.insert_unique(hash, entry, |e| e.hash);
+        bytes.push_str(s);
+        ends.push(bytes.len());
         id
     }
 
@@ -51,7 +91,7 @@ impl Strings {
     fn id_after(&mut self, s: Option<&str>, last: &mut u32) -> u32 {
         if let Some(text) = s
             && *last != NONE
-            && *self.texts[*last as usize] == *text
+            && self.text(*last) == text
         {
             return *last;
         }
@@ -59,9 +99,24 @@ impl Strings {
         *last
     }
 
-    fn get(&self, id: u32) -> Option<&str> {
-        (id != NONE).then(|| &*self.texts[id as usize])
+    fn text(&self, id: u32) -> &str {
+        text(&self.bytes, &self.ends, id)
     }
+
+    /// Every text, in the order of their ids.
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        (0..self.ends.len() as u32).map(|id| self.text(id))
+    }
+
+    fn get(&self, id: u32) -> Option<&str> {
+        (id != NONE).then(|| self.text(id))
+    }
+}
+
+/// The text of `id` in [`Strings`]' buffer.
+fn text<'a>(bytes: &'a str, ends: &[usize], id: u32) -> &'a str {
+    let start = id.checked_sub(1).map_or(0, |prev| ends[prev as usize]);
+    &bytes[start..ends[id as usize]]
 }
 
 /// A user's preferred event so far.
@@ -351,8 +406,6 @@ struct LastIds {
     level: u32,
     location: u32,
     agent: u32,
-    song: u32,
-    artist: u32,
     first_name: u32,
     last_name: u32,
     gender: u32,
@@ -403,8 +456,6 @@ impl StarBuilder {
             level: NONE,
             location: NONE,
             agent: NONE,
-            song: NONE,
-            artist: NONE,
             first_name: NONE,
             last_name: NONE,
             gender: NONE,
@@ -457,8 +508,9 @@ impl StarBuilder {
                 level: interned.id_after(opt(&level, i), &mut last.level),
                 location: interned.id_after(opt(&location, i), &mut last.location),
                 agent: interned.id_after(opt(&agent, i), &mut last.agent),
-                song: interned.id_after(opt(&song, i), &mut last.song),
-                artist: interned.id_after(opt(&artist, i), &mut last.artist),
+                // A play's song and artist seldom repeat the previous row's: looked up.
+                song: interned.id(opt(&song, i)),
+                artist: interned.id(opt(&artist, i)),
                 flags: if row_user.is_some() { HAS_USER } else { 0 }
                     | if row_length.is_some() { HAS_LENGTH } else { 0 },
             })?;
@@ -472,8 +524,7 @@ impl StarBuilder {
     pub fn merge(&mut self, other: StarBuilder) {
         let remap: Arc<[u32]> = other
             .interned
-            .texts
-            .iter()
+            .texts()
             .map(|t| self.interned.id(Some(t)))
             .collect();
         let map = |id: u32| mapped(&remap, id);
@@ -760,6 +811,24 @@ mod tests {
     }
 
     #[test]
+    fn texts_that_run_together_in_the_buffer_keep_their_own_ids() {
+        let mut s = Strings::default();
+        // "a" then "b" sit in the buffer as "ab": "ab" is a text of its own, as is "".
+        let words: Vec<String> = ["a", "b", "ab", "", "ba", "abab"]
+            .into_iter()
+            .map(String::from)
+            .chain((0..20_000).map(|i| format!("Demo Tape {i}")))
+            .collect();
+        let ids: Vec<u32> = words.iter().map(|w| s.id(Some(w))).collect();
+        assert_eq!(ids, (0..words.len() as u32).collect::<Vec<_>>());
+        for (w, &id) in words.iter().zip(&ids) {
+            assert_eq!(s.get(id), Some(w.as_str()));
+            assert_eq!(s.id(Some(w)), id, "{w:?} looked up again");
+        }
+        assert_eq!(s.texts().count(), words.len());
+    }
+
+    #[test]
     fn text_is_interned_once_and_compared_by_its_bytes() {
         let mut s = Strings::default();
         let mut last = NONE;
@@ -768,7 +837,7 @@ mod tests {
         let b = s.id(Some("a"));
         assert_eq!(s.id(Some("b")), a);
         assert_eq!(s.id(None), NONE);
-        assert_eq!(s.texts.len(), 2);
+        assert_eq!(s.texts().count(), 2);
         assert_eq!(asc(s.get(b), s.get(a)), Ordering::Less);
         assert_eq!(asc(s.get(a), s.get(NONE)), Ordering::Less, "NULL last");
     }
