@@ -28,10 +28,10 @@ const NONE: u32 = u32::MAX;
 
 /// Text interned: each distinct string stored once and named by a number; compared by its
 /// bytes, NULL last, as the dedup orders compare text. The texts sit one after another in one
-/// buffer and the table holds only their hashes and ids: generated events have a few hundred
-/// thousand distinct songs and artists, and a string and a map key of their own for each made
-/// the interning a tenth of a load (a pointer chased for every lookup, two allocations for
-/// every new text, all freed one by one at the end).
+/// buffer, and the table holds each one's hash, place and id: generated events have a few
+/// hundred thousand distinct songs and artists, and a string and a map key of their own for
+/// each made the interning a tenth of a load (two pointers chased for every lookup, two
+/// allocations for every new text, all freed one by one at the end).
 #[derive(Debug, Default, Clone)]
 struct Strings {
     /// Every distinct text, one after another.
