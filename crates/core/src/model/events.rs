@@ -44,6 +44,7 @@ struct Strings {
     hasher: foldhash::fast::RandomState,
 }
 
+/// A text's entry in [`Strings`]' table.
 #[derive(Debug, Clone, Copy)]
 struct Interned {
     hash: u64,
@@ -100,7 +101,8 @@ impl Strings {
     }
 
     fn text(&self, id: u32) -> &str {
-        text(&self.bytes, &self.ends, id)
+        let start = id.checked_sub(1).map_or(0, |prev| self.ends[prev as usize]);
+        &self.bytes[start..self.ends[id as usize]]
     }
 
     /// Every text, in the order of their ids.
@@ -111,12 +113,6 @@ impl Strings {
     fn get(&self, id: u32) -> Option<&str> {
         (id != NONE).then(|| self.text(id))
     }
-}
-
-/// The text of `id` in [`Strings`]' buffer.
-fn text<'a>(bytes: &'a str, ends: &[usize], id: u32) -> &'a str {
-    let start = id.checked_sub(1).map_or(0, |prev| ends[prev as usize]);
-    &bytes[start..ends[id as usize]]
 }
 
 /// A user's preferred event so far.
