@@ -49,7 +49,7 @@ pub struct Against {
 
 /// The star schema's running state, as builders the workers push parts into side by side:
 /// a worker takes an idle builder (or a new one), pushes, and puts it back;
-/// [`Model::finish`] merges them.
+/// [`Model::finish`] finishes them together.
 #[derive(Debug)]
 pub struct Model {
     mode: SongplaysMode,
@@ -75,14 +75,11 @@ impl Model {
 
     /// The star schema of everything pushed, the plays matched against `songs`.
     pub fn finish(&self, songs: &RecordBatch) -> Result<StarSchema> {
-        let mut builders = std::mem::take(&mut *self.idle()).into_iter();
-        let mut all = builders
-            .next()
-            .unwrap_or_else(|| StarBuilder::new(self.mode));
-        for b in builders {
-            all.merge(b);
+        let mut builders = std::mem::take(&mut *self.idle());
+        if builders.is_empty() {
+            builders.push(StarBuilder::new(self.mode));
         }
-        all.finish(songs)
+        StarBuilder::finish_all(builders, songs)
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<StarBuilder>> {

@@ -174,7 +174,7 @@ fn tables_are_the_same_for_any_batch_size_thread_count_and_chunking() {
 }
 
 #[test]
-fn the_star_is_the_same_pushed_in_any_slices_order_and_builders_merged() {
+fn the_star_is_the_same_pushed_in_any_slices_order_and_builders() {
     let r = real(&ReadOptions::default());
     for mode in [SongplaysMode::Matched, SongplaysMode::All] {
         let reference = model::build(&r.events.batch, &r.songs.batch, mode).unwrap();
@@ -193,12 +193,9 @@ fn the_star_is_the_same_pushed_in_any_slices_order_and_builders_merged() {
         for (i, slice) in slices.iter().enumerate() {
             builders[i % 3].push(slice).unwrap();
         }
-        let mut all = builders.remove(0);
-        for b in builders {
-            all.merge(b);
-        }
-        assert_eq!(all.events(), events.num_rows() as u64);
-        let star = all.finish(&r.songs.batch).unwrap();
+        let pushed: u64 = builders.iter().map(model::StarBuilder::events).sum();
+        assert_eq!(pushed, events.num_rows() as u64);
+        let star = model::StarBuilder::finish_all(builders, &r.songs.batch).unwrap();
         for ((t, a), (_, b)) in star
             .whole()
             .unwrap()
