@@ -701,8 +701,7 @@ fn a_natural_key_gives_a_play_only_when_its_preferred_event_matches_a_song() {
         event(4, 5_000, "Hit"),
     ];
     let events = decoded(&STAGING_EVENTS, &lines);
-    let rows = |mode| {
-        let star = model::build(&events, &songs, mode).unwrap();
+    let rows = |star: model::StarSchema| {
         let t = &star.ft_songplays;
         let session = t
             .column_by_name("session_id")
@@ -721,19 +720,32 @@ fn a_natural_key_gives_a_play_only_when_its_preferred_event_matches_a_song() {
         rows
     };
     let hit = Some("SO1".to_owned());
-    assert_eq!(
-        rows(SongplaysMode::Matched),
-        [(2, 1_000, hit.clone()), (4, 5_000, hit.clone())]
-    );
-    assert_eq!(
-        rows(SongplaysMode::All),
-        [
+    let want = |mode| match mode {
+        SongplaysMode::Matched => vec![(2, 1_000, hit.clone()), (4, 5_000, hit.clone())],
+        SongplaysMode::All => vec![
             (1, 1_000, None),
             (2, 1_000, hit.clone()),
             (3, 1_000, None),
-            (4, 5_000, hit)
-        ]
-    );
+            (4, 5_000, hit.clone()),
+        ],
+    };
+    for mode in [SongplaysMode::Matched, SongplaysMode::All] {
+        let whole = model::build(&events, &songs, mode).unwrap();
+        assert_eq!(rows(whole), want(mode), "{mode:?}, one builder");
+        // Each event in a builder of its own, as the workers of a streamed load may push
+        // them: a key's events, the one that matches and the one that does not, are in
+        // different builders.
+        let builders: Vec<model::StarBuilder> = (0..events.num_rows())
+            .rev()
+            .map(|i| {
+                let mut b = model::StarBuilder::new(mode);
+                b.push(&events.slice(i, 1)).unwrap();
+                b
+            })
+            .collect();
+        let split = model::StarBuilder::finish_all(builders, &songs).unwrap();
+        assert_eq!(rows(split), want(mode), "{mode:?}, a builder an event");
+    }
 }
 
 #[test]

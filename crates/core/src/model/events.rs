@@ -502,23 +502,31 @@ impl StarBuilder {
     /// The five tables of what `builders` were pushed (builders a load's workers filled side
     /// by side, all made with the same mode), the plays matched against `songs` (a
     /// `staging_songs` batch). Each builder's plays are matched in its own ids, the builders
-    /// in parallel ([`gather`]); only the plays kept and the users are taken into one set of
-    /// ids. No builder's texts are merged into another's: at 100x each holds about 200,000
-    /// distinct songs and artists, and merging them was a fifth of the star build.
+    /// in parallel ([`matched_plays`]); only the plays kept and the users are taken into one
+    /// set of ids. No builder's texts are merged into another's: at 100x each holds about
+    /// 200,000 distinct songs and artists, and merging them was a fifth of the star build.
     pub fn finish_all(builders: Vec<StarBuilder>, songs: &RecordBatch) -> Result<StarSchema> {
         // No builder, no plays: either mode gives the same tables.
         let mode = builders.first().map_or(SongplaysMode::Matched, |b| b.mode);
         let so = Songs::new(songs);
-        let (times, kept) = gather(&builders, &so, mode)?;
         let mut interned = Strings::default();
+        let mut ids: Vec<Remap<'_>> = builders.iter().map(|b| Remap::new(&b.interned)).collect();
+        let (times, mut plays) = match mode {
+            SongplaysMode::All => every_play(&builders, &mut ids, &mut interned)?,
+            SongplaysMode::Matched => {
+                let (times, kept) = matched_plays(&builders, &so)?;
+                let mut plays = Vec::with_capacity(kept.iter().map(Vec::len).sum());
+                for (kept, ids) in kept.into_iter().zip(&mut ids) {
+                    plays.extend(
+                        kept.into_iter()
+                            .map(|p| p.with_ids(|id| ids.map(&mut interned, id))),
+                    );
+                }
+                (times, plays)
+            }
+        };
         let mut users: Map<i32, UserPick> = Map::default();
-        let mut plays = Vec::with_capacity(kept.iter().map(Vec::len).sum());
-        for (b, kept) in builders.iter().zip(kept) {
-            let mut ids = Remap::new(&b.interned);
-            plays.extend(
-                kept.into_iter()
-                    .map(|p| p.with_ids(|id| ids.map(&mut interned, id))),
-            );
+        for (b, ids) in builders.iter().zip(&mut ids) {
             for (&u, pick) in &b.users {
                 let pick = UserPick {
                     level: ids.map(&mut interned, pick.level),
@@ -535,6 +543,7 @@ impl StarBuilder {
                 }
             }
         }
+        drop(ids);
         drop(builders);
         let by_name = song_rows(&so, |t| Some(interned.id(Some(t))));
         // Per natural key the preferred play first (SPEC: the earliest ts, then the smaller
@@ -606,18 +615,33 @@ fn song_rows(so: &Songs<'_>, mut id: impl FnMut(&str) -> Option<u32>) -> Map<(u3
     by_name
 }
 
-/// The plays [`songplays`] needs, per builder in its ids, and the time of every play (for
-/// `dm_time`, built once the plays are dropped: 8 bytes a play, not 56). With
-/// `--songplays all`, every play. Otherwise only the plays of the natural keys that one of
-/// their plays matches a song by title and artist: a key gives a row only when its preferred
-/// play matches, so the others give none (at 1000x, 322K plays of 6.4M: 18 MB, not 360). Two
-/// passes over each builder's plays, the builders in parallel: the plays that match, and
-/// their keys; then the other plays of those keys, whichever builder holds them.
-fn gather(
+/// With `--songplays all`: every play of `builders`, its ids taken into `interned`, and the
+/// time of every play, in one pass over each builder, one builder after another (the plays
+/// are all kept, so they are gathered into one vector as they come, not per builder first).
+fn every_play(
     builders: &[StarBuilder],
-    so: &Songs<'_>,
-    mode: SongplaysMode,
-) -> Result<(Vec<i64>, Vec<Vec<Play>>)> {
+    ids: &mut [Remap<'_>],
+    interned: &mut Strings,
+) -> Result<(Vec<i64>, Vec<Play>)> {
+    let total = builders.iter().map(|b| b.plays.len()).sum();
+    let (mut times, mut plays) = (Vec::with_capacity(total), Vec::with_capacity(total));
+    for (b, ids) in builders.iter().zip(ids) {
+        b.plays.for_each(|p| {
+            times.push(p.ts);
+            plays.push(p.with_ids(|id| ids.map(interned, id)));
+        })?;
+    }
+    Ok((times, plays))
+}
+
+/// The plays [`songplays`] needs, per builder in its ids, and the time of every play (for
+/// `dm_time`, built once the plays are dropped: 8 bytes a play, not 56): the plays of the
+/// natural keys that one of their plays matches a song by title and artist. A key gives a
+/// row only when its preferred play matches, so the others give none (at 1000x, 322K plays of
+/// 6.4M: 18 MB, not 360). Two passes over each builder's plays, the builders in parallel:
+/// the plays that match, and their keys; then the other plays of those keys, whichever
+/// builder holds them.
+fn matched_plays(builders: &[StarBuilder], so: &Songs<'_>) -> Result<(Vec<i64>, Vec<Vec<Play>>)> {
     // One vector for all the times, each builder writing its own part.
     let mut times = vec![0; builders.iter().map(|b| b.plays.len()).sum()];
     let mut parts = Vec::with_capacity(builders.len());
@@ -627,7 +651,6 @@ fn gather(
         parts.push(part);
         rest = after;
     }
-    let all = mode == SongplaysMode::All;
     let firsts: Vec<_> = builders
         .par_iter()
         .zip(parts)
@@ -635,14 +658,11 @@ fn gather(
             let by_name = song_rows(so, |t| b.interned.find(t));
             let matches = move |p: &Play| by_name.contains_key(&(p.song, p.artist));
             let mut kept = Vec::new();
-            if all {
-                kept.reserve_exact(b.plays.len());
-            }
             let mut at = 0;
             b.plays.for_each(|p| {
                 part[at] = p.ts;
                 at += 1;
-                if all || matches(&p) {
+                if matches(&p) {
                     kept.push(p);
                 }
             })?;
@@ -653,7 +673,7 @@ fn gather(
         .iter()
         .flat_map(|(_, kept)| kept.iter().map(|p| ((p.session, p.item), ())))
         .collect();
-    if all || keys.is_empty() {
+    if keys.is_empty() {
         return Ok((times, firsts.into_iter().map(|(_, kept)| kept).collect()));
     }
     let kept = builders
