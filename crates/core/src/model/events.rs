@@ -86,6 +86,7 @@ impl Strings {
         self.lookup(self.hasher.hash_one(s), s)
     }
 
+    /// The id of `s`, whose hash is `hash`, if it is interned.
     fn lookup(&self, hash: u64, s: &str) -> Option<u32> {
         let found = self.table.find(hash, |e| {
             e.hash == hash && e.len as usize == s.len() && self.bytes[e.start..][..s.len()] == *s
