@@ -75,11 +75,7 @@ impl Model {
 
     /// The star schema of everything pushed, the plays matched against `songs`.
     pub fn finish(&self, songs: &RecordBatch) -> Result<StarSchema> {
-        let mut builders = std::mem::take(&mut *self.idle());
-        if builders.is_empty() {
-            builders.push(StarBuilder::new(self.mode));
-        }
-        StarBuilder::finish_all(builders, songs)
+        StarBuilder::finish_all(std::mem::take(&mut *self.idle()), songs)
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<StarBuilder>> {

@@ -845,14 +845,9 @@ mod tests {
         }
         assert!(!plays.spilled.is_empty() && plays.chunks.len() <= Plays::HELD + 1);
         assert_eq!(plays.len(), n);
-        let bytes = |p: &Play| {
-            let mut b = Vec::new();
-            encode(p, &mut b);
-            b
-        };
         let mut back = Vec::new();
-        plays.for_each(|p| back.push(bytes(&p))).unwrap();
-        let want: Vec<Vec<u8>> = (0..n).map(|i| bytes(&play(i))).collect();
+        plays.for_each(|p| back.push(bytes_of(&p))).unwrap();
+        let want: Vec<Vec<u8>> = (0..n).map(|i| bytes_of(&play(i))).collect();
         assert_eq!(back, want);
     }
 
@@ -880,6 +875,7 @@ mod tests {
         assert_eq!(q.flags, p.flags);
     }
 
+    /// A play as it is written out.
     fn bytes_of(p: &Play) -> Vec<u8> {
         let mut b = Vec::new();
         encode(p, &mut b);
