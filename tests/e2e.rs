@@ -327,6 +327,25 @@ fn bad_usage_exits_2_and_sink_failure_exits_4() {
     let out = run("duckdb:/no/such/dir/x.duckdb", songs.to_str().unwrap());
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/dir/x.duckdb"));
+
+    // A summary that cannot be written is bad usage found before anything loads.
+    let out = sparkify(
+        dir.path(),
+        &[
+            "etl",
+            "--songs",
+            songs.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "--sink",
+            "duckdb:s.duckdb",
+            "--summary-json",
+            "/no/such/dir/s.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--summary-json /no/such/dir/s.json"));
+    assert!(!dir.path().join("s.duckdb").exists());
 }
 
 #[test]

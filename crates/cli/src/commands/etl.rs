@@ -50,6 +50,16 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Some(path) = &s.summary_json {
+        // Opened before anything loads, so that a path that cannot be written is bad usage
+        // (exit 2) with nothing committed; the summary is written into it when the run ends.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Failure::Usage(format!("--summary-json {}: {e}", path.display())))?;
+    }
     if s.incremental && parquet {
         return Err(Failure::Usage(format!(
             "--incremental: {} is a Parquet lake, replaced whole on every load; \
