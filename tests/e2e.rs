@@ -292,20 +292,20 @@ fn bad_usage_exits_2_and_sink_failure_exits_4() {
     let fx = repo().join("fixtures/sparkify");
     let songs = fx.join("song_data/A/A/A");
     let events = fx.join("log_data");
-    let run = |sink: &str, songs: &str| {
-        sparkify(
-            dir.path(),
-            &[
-                "etl",
-                "--songs",
-                songs,
-                "--events",
-                events.to_str().unwrap(),
-                "--sink",
-                sink,
-            ],
-        )
+    let run_with = |sink: &str, songs: &str, more: &[&str]| {
+        let mut args = vec![
+            "etl",
+            "--songs",
+            songs,
+            "--events",
+            events.to_str().unwrap(),
+            "--sink",
+            sink,
+        ];
+        args.extend(more);
+        sparkify(dir.path(), &args)
     };
+    let run = |sink: &str, songs: &str| run_with(sink, songs, &[]);
 
     let out = run("mysql:nowhere", songs.to_str().unwrap());
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -329,19 +329,10 @@ fn bad_usage_exits_2_and_sink_failure_exits_4() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/dir/x.duckdb"));
 
     // A summary that cannot be written is bad usage found before anything loads.
-    let out = sparkify(
-        dir.path(),
-        &[
-            "etl",
-            "--songs",
-            songs.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-            "--sink",
-            "duckdb:s.duckdb",
-            "--summary-json",
-            "/no/such/dir/s.json",
-        ],
+    let out = run_with(
+        "duckdb:s.duckdb",
+        songs.to_str().unwrap(),
+        &["--summary-json", "/no/such/dir/s.json"],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--summary-json /no/such/dir/s.json"));
