@@ -337,6 +337,14 @@ fn bad_usage_exits_2_and_sink_failure_exits_4() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--summary-json /no/such/dir/s.json"));
     assert!(!dir.path().join("s.duckdb").exists());
+    // A run that fails before its summary leaves no summary file behind.
+    let out = run_with(
+        "duckdb:s.duckdb",
+        "/no/such/folder",
+        &["--summary-json", "s.json"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!dir.path().join("s.json").exists());
 }
 
 #[test]

@@ -51,14 +51,7 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(path) = &s.summary_json {
-        // Opened before anything loads, so that a path that cannot be written is bad usage
-        // (exit 2) with nothing committed; the summary is written into it when the run ends.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Failure::Usage(format!("--summary-json {}: {e}", path.display())))?;
+        writable(path)?;
     }
     if s.incremental && parquet {
         return Err(Failure::Usage(format!(
@@ -431,6 +424,23 @@ fn load_in_warehouse(
     };
     finish(&summary, s)?;
     loaded
+}
+
+/// Fails with bad usage unless `--summary-json`'s `path` can be written. The summary is
+/// written when the run ends, after its COMMIT: a path found wrong only then was a committed
+/// load that exited 2. Checked by opening it (and, when there is no such file, creating it and
+/// removing it again, so that a run that fails before its summary leaves none).
+fn writable(path: &std::path::Path) -> Result<(), Failure> {
+    let usage =
+        |e: std::io::Error| Failure::Usage(format!("--summary-json {}: {e}", path.display()));
+    match std::fs::OpenOptions::new().append(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::File::create_new(path).map_err(usage)?;
+            std::fs::remove_file(path).map_err(usage)
+        }
+        Err(e) => Err(usage(e)),
+    }
 }
 
 /// Prints the summary and writes `--summary-json`.
