@@ -292,26 +292,16 @@ fn bad_usage_exits_2_and_sink_failure_exits_4() {
     let fx = repo().join("fixtures/sparkify");
     let songs = fx.join("song_data/A/A/A");
     let events = fx.join("log_data");
-    let run_with = |sink: &str, songs: &str, more: &[&str]| {
-        let mut args = vec![
-            "etl",
-            "--songs",
-            songs,
-            "--events",
-            events.to_str().unwrap(),
-            "--sink",
-            sink,
-        ];
-        args.extend(more);
-        sparkify(dir.path(), &args)
+    let run_with = |sink: &str, songs: &Path, more: &[&str]| {
+        sparkify(dir.path(), &etl_args(songs, &events, sink, more))
     };
-    let run = |sink: &str, songs: &str| run_with(sink, songs, &[]);
+    let run = |sink: &str, songs: &Path| run_with(sink, songs, &[]);
 
-    let out = run("mysql:nowhere", songs.to_str().unwrap());
+    let out = run("mysql:nowhere", &songs);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown sink"));
 
-    let out = run("duckdb:x.duckdb", "/no/such/folder");
+    let out = run("duckdb:x.duckdb", Path::new("/no/such/folder"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/folder"));
 
@@ -324,14 +314,14 @@ fn bad_usage_exits_2_and_sink_failure_exits_4() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--fixtures DIR"));
     assert!(!dir.path().join("sparkify.duckdb").exists());
 
-    let out = run("duckdb:/no/such/dir/x.duckdb", songs.to_str().unwrap());
+    let out = run("duckdb:/no/such/dir/x.duckdb", &songs);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/dir/x.duckdb"));
 
     // A summary that cannot be written is bad usage found before anything loads.
     let out = run_with(
         "duckdb:s.duckdb",
-        songs.to_str().unwrap(),
+        &songs,
         &["--summary-json", "/no/such/dir/s.json"],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -340,7 +330,7 @@ fn bad_usage_exits_2_and_sink_failure_exits_4() {
     // A run that fails before its summary leaves no summary file behind.
     let out = run_with(
         "duckdb:s.duckdb",
-        "/no/such/folder",
+        Path::new("/no/such/folder"),
         &["--summary-json", "s.json"],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -406,19 +396,8 @@ fn etl_into_postgres_and_into_duckdb_with_sql_transforms() {
     let dir = tempfile::tempdir().unwrap();
     let fx = repo().join("fixtures/sparkify");
     let (songs, events) = (fx.join("song_data"), fx.join("log_data"));
-    let etl = |sink: &str, extra: &[&str]| {
-        let mut args = vec![
-            "etl",
-            "--songs",
-            songs.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-            "--sink",
-            sink,
-        ];
-        args.extend_from_slice(extra);
-        sparkify(dir.path(), &args)
-    };
+    let etl =
+        |sink: &str, extra: &[&str]| sparkify(dir.path(), &etl_args(&songs, &events, sink, extra));
     let url = server.url();
     let out = etl(&url, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
