@@ -211,11 +211,8 @@ impl Shared {
 
     /// Hands the consumer part `index`, decoded (or failed to decode) on a worker.
     fn decoded(&self, index: usize, part: Result<Decoded>) {
-        let mut s = self.lock();
-        s.undecoded -= 1;
-        s.ready.insert(index, part);
-        drop(s);
-        self.changed.notify_all();
+        self.lock().undecoded -= 1;
+        self.deliver(index, part);
     }
 
     fn done(&self, parts: usize) {
