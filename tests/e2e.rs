@@ -835,7 +835,7 @@ fn redshift_parquet_staging_dry_run_needs_no_json_settings() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(
-            "COPY staging_events FROM 's3://stage-bucket/sparkify/staging_events.manifest'\n\
+            "COPY staging_events FROM 's3://stage-bucket/sparkify/load-<run>/staging_events.manifest'\n\
              IAM_ROLE 'arn:aws:iam::123456789012:role/dwhRole'\nFORMAT AS PARQUET\nMANIFEST"
         ),
         "{stdout}"

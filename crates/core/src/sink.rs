@@ -250,6 +250,15 @@ pub enum Staging {
     InWarehouse,
 }
 
+/// A name unique to this run, for the files and folders a sink writes while it loads: the
+/// process id and the clock in nanoseconds, so two loads at once never pick the same one.
+pub fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
+}
+
 /// A query's result, every value as text the way the database prints it (`None` for NULL).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueryResult {

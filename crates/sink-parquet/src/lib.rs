@@ -220,7 +220,7 @@ impl ParquetSink {
     }
 
     fn load_s3(&self, s3: &S3, url: &S3Url, staged: &mut dyn Staged) -> Result<()> {
-        let local = std::env::temp_dir().join(format!("sparkify-parquet-{}", run_id()));
+        let local = std::env::temp_dir().join(format!("sparkify-parquet-{}", sink::run_id()));
         let result = self
             .write_all(&local, staged)
             .and_then(|()| self.swap_s3(s3, url, &local));
@@ -231,7 +231,7 @@ impl ParquetSink {
     fn swap_s3(&self, s3: &S3, url: &S3Url, local: &Path) -> Result<()> {
         // `lake/`: the trailing slash keeps a listing off a neighbouring `lake-other/`.
         let root = url.join("");
-        let tmp = root.join(&format!("_tmp-{}", run_id()));
+        let tmp = root.join(&format!("_tmp-{}", sink::run_id()));
         let success = root.join("_SUCCESS");
         let mut files = Vec::new();
         collect_files(local, local, &mut files)?;
@@ -273,14 +273,6 @@ fn collect_files(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// A name unique to this run (process id and clock).
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
-}
-
 /// `.NAME.WHAT-RUN` beside `dir`.
 /// Puts the folder `new` in place of `dir`. When `dir` exists the two are exchanged in one
 /// atomic step (Linux's `renameat2` with `RENAME_EXCHANGE`), so `dir` holds the old tables
@@ -312,7 +304,7 @@ fn sibling(dir: &Path, what: &str) -> PathBuf {
     let name = dir
         .file_name()
         .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    dir.with_file_name(format!(".{name}.{what}-{}", run_id()))
+    dir.with_file_name(format!(".{name}.{what}-{}", sink::run_id()))
 }
 
 impl Sink for ParquetSink {

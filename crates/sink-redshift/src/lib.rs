@@ -172,6 +172,44 @@ impl WarehouseSink {
         })
     }
 
+    /// Stages `rows` (uploading them first with the Parquet upload) and runs the load's plan.
+    fn load_rows(&self, copy: Option<&RedshiftCopy>, rows: &mut exec::Rows<'_>) -> Result<()> {
+        let expected = match copy {
+            Some(copy) => self.upload(copy, rows)?,
+            None => Expected::default(),
+        };
+        let steps = plan::load_plan(
+            &self.config.dialect,
+            copy,
+            expected,
+            self.config.mode,
+            self.config.lock_timeout,
+            rows.increment(),
+        );
+        self.block_on(async {
+            let client = self.client().await?;
+            exec::run(&client, &steps, rows).await
+        })
+    }
+
+    /// Deletes the load's own upload folder once the load has committed or failed: COPY has
+    /// read it, or nothing will. A failure to delete does not change the load's outcome; it
+    /// is logged, and the folder is left for the user to remove.
+    fn remove_upload(&self, copy: &RedshiftCopy) {
+        let CopyFrom::Parquet { prefix } = &copy.copy_from else {
+            return;
+        };
+        // `load-…/`: the trailing slash keeps the listing off a neighbouring folder.
+        let folder = prefix.join("");
+        let removed = self
+            .s3
+            .get()
+            .and_then(|s3| s3.delete_stale(&folder, &std::collections::HashSet::new()));
+        if let Err(error) = removed {
+            tracing::warn!(%folder, %error, "could not delete the load's Parquet upload");
+        }
+    }
+
     /// Runs one query and returns its rows as text (NULL as `None`).
     pub fn query(&self, sql: &str) -> Result<QueryResult> {
         self.block_on(async {
@@ -225,7 +263,9 @@ impl Sink for WarehouseSink {
     }
 
     fn plan(&self) -> Result<Vec<String>> {
-        let copy = self.redshift_copy()?;
+        let copy = self
+            .redshift_copy()?
+            .map(|c| c.for_load(plan::LOAD_FOLDER_SHOWN));
         Ok(plan::load_plan(
             &self.config.dialect,
             copy.as_ref(),
@@ -263,25 +303,17 @@ impl Sink for WarehouseSink {
     }
 
     fn load(&mut self, load: Load<'_>) -> Result<()> {
-        let copy = self.redshift_copy()?;
+        let folder = format!("load-{}", sparkify_core::sink::run_id());
+        let copy = self.redshift_copy()?.map(|c| c.for_load(&folder));
         load.with_staged(|staged| {
             let mut rows = exec::Rows::new(staged);
-            let expected = match &copy {
-                Some(copy) => self.upload(copy, &mut rows)?,
-                None => Expected::default(),
-            };
-            let steps = plan::load_plan(
-                &self.config.dialect,
-                copy.as_ref(),
-                expected,
-                self.config.mode,
-                self.config.lock_timeout,
-                rows.increment(),
-            );
-            self.block_on(async {
-                let client = self.client().await?;
-                exec::run(&client, &steps, &mut rows).await
-            })
+            let loaded = self.load_rows(copy.as_ref(), &mut rows);
+            if let Some(copy) = &copy
+                && rows.parsed()
+            {
+                self.remove_upload(copy);
+            }
+            loaded
         })
     }
 }

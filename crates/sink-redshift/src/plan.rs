@@ -22,9 +22,13 @@ pub enum CopyFrom {
     #[default]
     Json,
     /// The core's parsed staging tables, uploaded as Parquet parts under this prefix with a
-    /// manifest ([`crate::upload`]); bad records were already reported by the core.
+    /// manifest ([`crate::upload`]); bad records were already reported by the core. A load
+    /// uploads into a folder of its own under it ([`RedshiftCopy::for_load`]).
     Parquet { prefix: S3Url },
 }
+
+/// What `--dry-run` shows in place of a load's own folder under the upload prefix.
+pub const LOAD_FOLDER_SHOWN: &str = "load-<run>";
 
 /// How Redshift fills its staging tables: `COPY` from S3 with an IAM role.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +47,21 @@ pub struct RedshiftCopy {
     pub region: String,
     /// Redshift Serverless keeps load errors in `sys_load_error_detail`, not `stl_load_errors`.
     pub serverless: bool,
+}
+
+impl RedshiftCopy {
+    /// The settings of one load: with the Parquet upload, its parts and manifests go in
+    /// `folder` under the upload prefix, a folder of its own (`load-` and a [`run_id`] when
+    /// it loads, [`LOAD_FOLDER_SHOWN`] in `--dry-run`). Two loads at once, or a load that
+    /// fails halfway, then never write over the files another load's COPY reads.
+    ///
+    /// [`run_id`]: sparkify_core::sink::run_id
+    pub fn for_load(mut self, folder: &str) -> Self {
+        if let CopyFrom::Parquet { prefix } = &mut self.copy_from {
+            *prefix = prefix.join(folder);
+        }
+        self
+    }
 }
 
 /// Rows each COPY must load, when known (the Parquet upload's counts, checked with

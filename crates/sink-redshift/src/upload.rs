@@ -3,11 +3,14 @@
 //! loads rows sparkify has already checked (every bad record is in `load_errors`, none is
 //! dropped by COPY), and loads the parts in parallel, one per slice.
 //!
+//! A load writes under a folder of its own (`FOLDER` = `UPLOAD_PREFIX/load-<run>`, see
+//! [`crate::RedshiftCopy::for_load`]), deleted once the load has committed or failed:
+//!
 //! ```text
-//! PREFIX/staging_events.manifest
-//! PREFIX/staging_events/part-00000.parquet … part-0000N.parquet
-//! PREFIX/staging_songs.manifest
-//! PREFIX/staging_songs/part-00000.parquet …
+//! FOLDER/staging_events.manifest
+//! FOLDER/staging_events/part-00000.parquet … part-0000N.parquet
+//! FOLDER/staging_songs.manifest
+//! FOLDER/staging_songs/part-00000.parquet …
 //! ```
 
 use std::collections::HashSet;

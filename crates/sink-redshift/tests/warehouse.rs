@@ -391,6 +391,142 @@ fn parquet_staging_uploads_parts_a_manifest_and_nothing_stale() {
     assert_eq!(left.len(), streamed.parts.len(), "{left:?}");
 }
 
+/// A Redshift load with the Parquet upload writes its parts and manifests in a folder of its
+/// own under the prefix, leaves another load's folder alone, and deletes its own once it has
+/// failed. PostgreSQL stands in for the cluster: the test holds a lock on `staging_events`, so
+/// the load waits at its first statement, after the upload, for as long as the test looks;
+/// then PostgreSQL refuses Redshift's `SORTKEY` and the load fails.
+#[test]
+fn a_parquet_load_uploads_into_its_own_folder_and_removes_it_after_a_failure() {
+    let pg = PgServer::start();
+    let moto = moto::Moto::shared();
+    let bucket = moto.bucket("redshift-own-folder");
+    let s3 = moto.s3();
+    let prefix = sparkify_s3::S3Url::parse(&format!("s3://{bucket}/stage")).unwrap();
+    // Another load's files, uploaded and not yet copied.
+    let theirs = [
+        ("stage/load-1-1/staging_events.manifest", b"{}".as_slice()),
+        (
+            "stage/load-1-1/staging_events/part-00000.parquet",
+            b"theirs",
+        ),
+    ];
+    for (key, body) in theirs {
+        s3.put(&prefix.with_key(key), body.to_vec()).unwrap();
+    }
+    let objects = |under: &sparkify_s3::S3Url| -> Vec<String> {
+        let mut keys: Vec<String> = s3
+            .list_or_empty(under)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.url.key)
+            .collect();
+        keys.sort();
+        keys
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connect = || {
+        let (client, conn) = rt
+            .block_on(tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls))
+            .unwrap();
+        rt.spawn(conn);
+        client
+    };
+    // One session holds the lock; another watches (a transaction sees one snapshot of
+    // pg_stat_activity).
+    let (holder, watcher) = (connect(), connect());
+    // Committed first, so that the load's DROP sees the table and waits for it.
+    rt.block_on(holder.batch_execute("CREATE TABLE staging_events (x INTEGER)"))
+        .unwrap();
+    rt.block_on(holder.batch_execute("BEGIN; LOCK TABLE staging_events"))
+        .unwrap();
+
+    let mut config = WarehouseConfig::redshift(
+        &RedshiftSection::default(),
+        CopySettings {
+            copy_from: Some("parquet".into()),
+            upload_prefix: Some(prefix.to_string()),
+            ..redshift_copy()
+        },
+        SongplaysMode::Matched,
+    );
+    config.connection = sparkify_sink_redshift::Connection::Url(pg.url());
+    let mut sink = WarehouseSink::new(config).with_s3(s3.clone());
+    let loader = std::thread::spawn(move || {
+        let s = staged();
+        let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
+        sink.load(load(&s, &star, &rejects_batch(&[], 0)))
+            .map_err(|e| e.to_string())
+    });
+
+    // The load waits for the lock once everything is uploaded.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let waiting = loop {
+        let rows = rt
+            .block_on(watcher.query(
+                "SELECT query FROM pg_stat_activity WHERE application_name = 'sparkify' \
+                 AND wait_event_type = 'Lock'",
+                &[],
+            ))
+            .unwrap();
+        if let Some(row) = rows.first() {
+            break row.get::<_, String>(0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the load never waited for the lock"
+        );
+        if loader.is_finished() {
+            panic!("the load ended before it waited: {:?}", loader.join());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(
+        waiting.starts_with("DROP TABLE IF EXISTS staging_events"),
+        "{waiting}"
+    );
+    let during = objects(&prefix.join(""));
+    let ours: Vec<&String> = during
+        .iter()
+        .filter(|k| !k.starts_with("stage/load-1-1/"))
+        .collect();
+    let folder = ours
+        .first()
+        .and_then(|k| k.strip_prefix("stage/load-"))
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(run, _)| format!("stage/load-{run}/"))
+        .unwrap_or_else(|| panic!("nothing uploaded under a load folder: {during:?}"));
+    assert!(ours.iter().all(|k| k.starts_with(&folder)), "{during:?}");
+    for name in ["staging_events", "staging_songs"] {
+        let manifest = format!("{folder}{name}.manifest");
+        assert!(ours.contains(&&manifest), "{manifest} not in {during:?}");
+        let body = s3.get(&prefix.with_key(&manifest)).unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        for entry in manifest["entries"].as_array().unwrap() {
+            let url = entry["url"].as_str().unwrap();
+            let part = format!("s3://{bucket}/{folder}{name}/part-");
+            assert!(url.starts_with(&part), "{url}");
+        }
+    }
+
+    rt.block_on(holder.batch_execute("ROLLBACK")).unwrap();
+    let err = loader
+        .join()
+        .unwrap()
+        .expect_err("PostgreSQL refuses SORTKEY");
+    assert!(err.contains("SORTKEY"), "{err}");
+    // Only the other load's files are left, as they were.
+    let left = objects(&prefix.join(""));
+    assert_eq!(left, theirs.map(|(k, _)| k.to_owned()).to_vec());
+    for (key, body) in theirs {
+        assert_eq!(s3.get(&prefix.with_key(key)).unwrap(), body);
+    }
+}
+
 #[test]
 fn quotes_in_the_iam_role_and_s3_paths_are_escaped() {
     let copy = CopySettings {
