@@ -229,6 +229,7 @@ impl Columns {
 
     /// Converts the object on `nodes` and appends it as one row; `raw` is its JSON text.
     fn append_row(&mut self, nodes: &[Node<'_>], raw: &[u8]) -> Result<(), FieldError> {
+        let nul = may_hold_nul(raw);
         let len = match nodes.first() {
             Some(Node::Object { len, .. }) => *len,
             Some(other) => {
@@ -264,7 +265,7 @@ impl Columns {
                 continue;
             };
             let kind = self.kinds[col];
-            cells[col] = convert(node, kind).map_err(|reason| FieldError {
+            cells[col] = convert(node, kind, nul).map_err(|reason| FieldError {
                 column: Some(self.names[col].to_string()),
                 reason,
             })?;
@@ -350,7 +351,16 @@ fn wrong_type(kind: Kind, node: &Node<'_>) -> String {
 const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
 const MIN_EPOCH_MS: i64 = -62_135_596_800_000;
 
-fn convert<'a>(node: &Node<'a>, kind: Kind) -> Result<Cell<'a>, String> {
+/// Whether a string parsed from `raw` can hold a NUL character: only when `raw` has a NUL
+/// byte or a backslash followed by `u0000` (the one escape of NUL), so that a record without
+/// either, nearly every record, skips the search in each of its texts. A `\\u0000` (an
+/// escaped backslash) answers yes too; its texts are then searched.
+fn may_hold_nul(raw: &[u8]) -> bool {
+    memchr::memchr2_iter(0, b'\\', raw).any(|i| raw[i] == 0 || raw[i + 1..].starts_with(b"u0000"))
+}
+
+/// `node` as a cell of `kind`; `nul`: whether a text may hold a NUL ([`may_hold_nul`]).
+fn convert<'a>(node: &Node<'a>, kind: Kind, nul: bool) -> Result<Cell<'a>, String> {
     let integral = |node: &Node<'a>| -> Result<Option<i64>, String> {
         match node {
             Node::Static(StaticNode::I64(v)) => Ok(Some(*v)),
@@ -372,7 +382,7 @@ fn convert<'a>(node: &Node<'a>, kind: Kind) -> Result<Cell<'a>, String> {
         (_, Node::Static(StaticNode::Null)) => Ok(Cell::Null),
         // `\u0000` is valid JSON, but PostgreSQL's and Redshift's text cannot hold it: a
         // record every sink can store, or a reject in every sink (as for timestamps).
-        (Kind::Text, Node::String(s)) if memchr::memchr(0, s.as_bytes()).is_some() => Err(
+        (Kind::Text, Node::String(s)) if nul && memchr::memchr(0, s.as_bytes()).is_some() => Err(
             "text holds a NUL character (\\u0000), which PostgreSQL and Redshift \
                  cannot store"
                 .into(),
@@ -742,5 +752,35 @@ impl<R: Read> Iterator for Reader<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_batch().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_hold_nul;
+    use proptest::prelude::*;
+
+    #[test]
+    fn only_a_nul_byte_or_its_escape_may_give_a_nul() {
+        assert!(!may_hold_nul(
+            br#"{"userAgent":"\"Mozilla/5.0\"","artist":"A\\B"}"#
+        ));
+        assert!(!may_hold_nul(br#"{"artist":"u0000","song":"\u0001"}"#));
+        assert!(may_hold_nul(br#"{"artist":"before\u0000after"}"#));
+        assert!(may_hold_nul(b"{\"artist\":\"raw\0byte\"}"));
+        // An escaped backslash before `u0000` is no NUL, but is searched all the same.
+        assert!(may_hold_nul(br#"{"artist":"\\u0000"}"#));
+        // A backslash at the very end does not read past the text.
+        assert!(!may_hold_nul(b"\\"));
+    }
+
+    proptest! {
+        /// Any object whose text holds a NUL, as serde_json writes it, may give one.
+        #[test]
+        fn every_text_with_a_nul_is_searched(before in ".*", after in ".*") {
+            let text = format!("{before}\0{after}");
+            let raw = serde_json::to_vec(&serde_json::json!({ "artist": text })).unwrap();
+            prop_assert!(may_hold_nul(&raw));
+        }
     }
 }
