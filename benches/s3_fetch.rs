@@ -82,8 +82,8 @@ fn main() {
         let t = Instant::now();
         let mut n = 0;
         let mut got = 0;
-        for fetched in s3.fetch(objects.clone(), concurrency) {
-            got += fetched.unwrap().body.len() as u64;
+        for fetched in s3.fetch(objects.clone(), sparkify_s3::FetchLimits::new(concurrency)) {
+            got += fetched.unwrap().into_bytes().unwrap().len() as u64;
             n += 1;
         }
         let secs = t.elapsed().as_secs_f64();

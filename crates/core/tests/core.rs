@@ -554,14 +554,24 @@ proptest! {
     }
 }
 
-/// What a network source would hand `read_stream`: each file's bytes as stored, in order.
+/// What a network source would hand `read_stream`: each file's bytes as stored, in order;
+/// every other one still coming (as a large object read range by range is).
 fn blobs(files: &[source::InputFile]) -> Vec<Result<source::Blob, std::io::Error>> {
     files
         .iter()
-        .map(|f| {
+        .enumerate()
+        .map(|(i, f)| {
+            let bytes = std::fs::read(f.path().unwrap())?;
+            let data = match i % 2 {
+                0 => source::BlobData::Bytes(bytes),
+                _ => source::BlobData::Stream {
+                    len: bytes.len() as u64,
+                    reader: Box::new(std::io::Cursor::new(bytes)),
+                },
+            };
             Ok(source::Blob {
                 name: f.name(),
-                data: std::fs::read(f.path().unwrap())?,
+                data,
                 version: f.version.clone(),
             })
         })

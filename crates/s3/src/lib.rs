@@ -9,14 +9,14 @@
 //! strategy; a failure after the retries is an error naming the object's `s3://` URL.
 //!
 //! ```no_run
-//! use sparkify_s3::{S3, S3Options, S3Url};
+//! use sparkify_s3::{FetchLimits, S3, S3Options, S3Url};
 //!
 //! let s3 = S3::connect(&S3Options { no_sign_request: true, ..S3Options::default() })?;
 //! let url = S3Url::parse("s3://udacity-dend/song_data")?;
 //! let objects = s3.list(&url)?;
-//! for fetched in s3.fetch(objects, 64) {
+//! for fetched in s3.fetch(objects, FetchLimits::new(64)) {
 //!     let fetched = fetched?;
-//!     println!("{} {} bytes", fetched.url, fetched.body.len());
+//!     println!("{} {} bytes", fetched.url.clone(), fetched.into_bytes()?.len());
 //! }
 //! # Ok::<(), sparkify_s3::Error>(())
 //! ```
@@ -34,7 +34,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use futures_util::StreamExt;
-use sparkify_core::source::{Blob, BoxError, InputFile, Listed, Location, Remote};
+use sparkify_core::source::{Blob, BlobData, BoxError, InputFile, Listed, Location, Remote};
 use tokio::runtime::Runtime;
 
 /// What can go wrong talking to S3. Messages name the bucket or object, never a credential.
@@ -100,11 +100,11 @@ pub struct AwsSection {
 }
 
 /// `s3://` inputs for the core's reader: listed with [`S3::list`], fetched with
-/// [`S3::fetch`], `concurrency` GETs at a time.
+/// [`S3::fetch`] within `limits`.
 #[derive(Debug, Clone)]
 pub struct Source {
     pub s3: Arc<S3>,
-    pub concurrency: usize,
+    pub limits: FetchLimits,
 }
 
 impl Remote for Source {
@@ -139,11 +139,17 @@ impl Remote for Source {
             .map(|f| f.version.clone())
             .collect::<Vec<_>>()
             .into_iter();
-        Box::new(self.s3.fetch(objects, self.concurrency).map(move |f| {
+        Box::new(self.s3.fetch(objects, self.limits).map(move |f| {
             let version = versions.next().flatten();
             f.map(|f| Blob {
                 name: f.url.to_string(),
-                data: f.body,
+                data: match f.body {
+                    FetchedBody::Whole(bytes) => BlobData::Bytes(bytes),
+                    FetchedBody::Ranges(reader) => BlobData::Stream {
+                        len: f.size,
+                        reader: Box::new(reader),
+                    },
+                },
                 version,
             })
             .map_err(BoxError::from)
@@ -256,13 +262,59 @@ pub struct Object {
     pub etag: Option<String>,
 }
 
-/// An object's bytes, as fetched.
+/// An object, as [`S3::fetch`] gives it.
 #[derive(Debug)]
 pub struct Fetched {
     pub url: S3Url,
     /// Size according to the listing.
     pub size: u64,
-    pub body: Vec<u8>,
+    pub body: FetchedBody,
+}
+
+/// An object's bytes: whole when it fits one part, else read range by range.
+#[derive(Debug)]
+pub enum FetchedBody {
+    Whole(Vec<u8>),
+    Ranges(RangeReader),
+}
+
+impl Fetched {
+    /// All of its bytes (the rest of its ranges fetched as they are read).
+    pub fn into_bytes(self) -> Result<Vec<u8>> {
+        match self.body {
+            FetchedBody::Whole(bytes) => Ok(bytes),
+            FetchedBody::Ranges(mut reader) => {
+                let mut out = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0));
+                std::io::Read::read_to_end(&mut reader, &mut out).map_err(|source| Error::Io {
+                    path: self.url.to_string(),
+                    source,
+                })?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// How [`S3::fetch`] fetches: `concurrency` GETs at a time; an object larger than
+/// `part_bytes` in ranges of that size; and at most `held_bytes` of fetched bytes (whole
+/// objects and ranges) waiting for the caller at once, whatever the objects' number and
+/// size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    pub concurrency: usize,
+    pub part_bytes: u64,
+    pub held_bytes: u64,
+}
+
+impl FetchLimits {
+    /// `concurrency` GETs at a time, parts of 8 MiB, 64 MiB held.
+    pub fn new(concurrency: usize) -> Self {
+        FetchLimits {
+            concurrency,
+            part_bytes: 8 << 20,
+            held_bytes: 64 << 20,
+        }
+    }
 }
 
 /// A connected S3 client with its own small tokio runtime; every method blocks.
@@ -426,42 +478,82 @@ impl S3 {
         Ok(objects)
     }
 
-    /// Fetches `objects`, at most `concurrency` GETs at a time, and yields them in the order
-    /// given. At most about `2 × concurrency` bodies are held at once, however many objects
-    /// there are; dropping the iterator stops the fetching.
-    pub fn fetch(&self, objects: Vec<Object>, concurrency: usize) -> FetchIter {
-        let concurrency = concurrency.max(1);
+    /// Fetches `objects` within `limits` and yields them in the order given: an object that
+    /// fits a part whole, a larger one as a reader of its ranges (`If-Match` its listed ETag,
+    /// so that the ranges are of one version), fetched ahead as far as the limits allow.
+    /// Memory holds at most `held_bytes` fetched and not yet taken, however many objects
+    /// there are and however large; dropping the iterator stops the fetching.
+    pub fn fetch(&self, objects: Vec<Object>, limits: FetchLimits) -> FetchIter {
+        let concurrency = limits.concurrency.max(1);
+        let held = limits.held_bytes.clamp(1, u64::from(u32::MAX));
+        // A part never needs more than the whole budget, or it would wait for ever.
+        let part = limits.part_bytes.clamp(1, held);
         let (tx, rx) = tokio::sync::mpsc::channel(concurrency);
+        let budget = Arc::new(tokio::sync::Semaphore::new(held as usize));
+        let counted = Arc::new(HeldBytes::default());
         let client = self.client.clone();
         let (attempts, read_timeout) = (self.max_attempts, self.read_timeout);
+        let pieces: Vec<PieceOf> = objects
+            .into_iter()
+            .enumerate()
+            .flat_map(|(index, o)| PieceOf::cut(index, o, part))
+            .collect();
+        let held_bytes = Arc::clone(&counted);
         self.rt.spawn(async move {
-            let mut bodies = futures_util::stream::iter(objects)
-                .map(|o| get(&client, o.url, o.size, attempts, read_timeout))
-                .buffered(concurrency);
-            while let Some(item) = bodies.next().await {
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
+            // In order: each piece takes its share of the budget before its GET starts, so
+            // the caller, who takes them in the same order, never waits on one that waits
+            // for budget held by the ones after it.
+            for piece in pieces {
+                let want = u32::try_from(piece.len.clamp(1, held)).unwrap_or(u32::MAX);
+                let Ok(permit) = Arc::clone(&budget).acquire_many_owned(want).await else {
+                    break;
+                };
+                let (client, held) = (client.clone(), Arc::clone(&held_bytes));
+                let fetching = tokio::spawn(async move {
+                    let data = get(&client, &piece, attempts, read_timeout).await?;
+                    Ok(Piece {
+                        object: piece.object,
+                        url: piece.url,
+                        size: piece.size,
+                        last: piece.last,
+                        _held: Held::new(held, data.len() as u64),
+                        data,
+                        _permit: permit,
+                    })
+                });
+                if tx.send(fetching).await.is_err() {
                     break;
                 }
             }
         });
         FetchIter {
-            rx,
-            _rt: Arc::clone(&self.rt),
+            pieces: Arc::new(std::sync::Mutex::new(Pieces {
+                rx,
+                rt: Arc::clone(&self.rt),
+                next_object: 0,
+                reading: false,
+            })),
+            held: counted,
         }
     }
 
     /// Fetches one object.
     pub fn get(&self, url: &S3Url) -> Result<Vec<u8>> {
-        self.rt
-            .block_on(get(
-                &self.client,
-                url.clone(),
-                0,
-                self.max_attempts,
-                self.read_timeout,
-            ))
-            .map(|f| f.body)
+        let whole = PieceOf {
+            object: 0,
+            url: url.clone(),
+            size: 0,
+            range: None,
+            etag: None,
+            len: 0,
+            last: true,
+        };
+        self.rt.block_on(get(
+            &self.client,
+            &whole,
+            self.max_attempts,
+            self.read_timeout,
+        ))
     }
 
     /// Uploads `body` to `url`.
@@ -632,22 +724,25 @@ async fn put(client: &aws_sdk_s3::Client, url: &S3Url, body: Vec<u8>) -> Result<
         .map_err(|e| request_error("uploading", url, e))
 }
 
-/// One GET. The SDK retries the request itself (and a response that stays silent past the
-/// read timeout); a body that breaks off or stalls midway is fetched again, up to `attempts`
-/// times in all.
+/// One GET of an object or of a range of it. The SDK retries the request itself (and a
+/// response that stays silent past the read timeout); a body that breaks off or stalls
+/// midway is fetched again, up to `attempts` times in all.
 async fn get(
     client: &aws_sdk_s3::Client,
-    url: S3Url,
-    size: u64,
+    piece: &PieceOf,
     attempts: u32,
     read_timeout: Duration,
-) -> Result<Fetched> {
+) -> Result<Vec<u8>> {
+    let url = &piece.url;
     let mut attempt = 1;
     loop {
-        let resp = client
-            .get_object()
-            .bucket(&url.bucket)
-            .key(&url.key)
+        let mut request = client.get_object().bucket(&url.bucket).key(&url.key);
+        if let Some((first, last)) = piece.range {
+            request = request
+                .range(format!("bytes={first}-{last}"))
+                .set_if_match(piece.etag.clone());
+        }
+        let resp = request
             .send()
             .await
             .map_err(|e| match e.as_service_error() {
@@ -656,10 +751,31 @@ async fn get(
                     url: url.to_string(),
                     message: "the object does not exist (deleted after the listing?)".into(),
                 },
-                _ => request_error("fetching", &url, e),
+                _ if e.raw_response().map(|r| r.status().as_u16()) == Some(412) => Error::Request {
+                    op: "fetching",
+                    url: url.to_string(),
+                    message:
+                        "the object changed after the listing (its ETag is not the listed one)"
+                            .into(),
+                },
+                _ => request_error("fetching", url, e),
             })?;
         match read_body(resp.body, read_timeout).await {
-            Ok(body) => return Ok(Fetched { body, size, url }),
+            Ok(body) if piece.range.is_some() && body.len() as u64 != piece.len => {
+                return Err(Error::Request {
+                    op: "fetching",
+                    url: url.to_string(),
+                    message: format!(
+                        "bytes {}-{} came back as {} bytes: the object changed after the \
+                         listing ({} bytes)",
+                        piece.range.map_or(0, |r| r.0),
+                        piece.range.map_or(0, |r| r.1),
+                        body.len(),
+                        piece.size
+                    ),
+                });
+            }
+            Ok(body) => return Ok(body),
             Err(e) if attempt < attempts => {
                 tracing::warn!(url = %url, attempt, error = %e, "body broke off; fetching again");
                 tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
@@ -673,6 +789,110 @@ async fn get(
                 });
             }
         }
+    }
+}
+
+/// One GET to make: a whole object, or one range of a larger one.
+#[derive(Debug, Clone)]
+struct PieceOf {
+    /// The object's place in the fetch.
+    object: usize,
+    url: S3Url,
+    /// The object's size, as listed.
+    size: u64,
+    /// First and last byte, for a range.
+    range: Option<(u64, u64)>,
+    /// The listed ETag, which each range must still have.
+    etag: Option<String>,
+    /// Bytes expected (the listed size for a whole object).
+    len: u64,
+    /// Whether it is the object's last piece.
+    last: bool,
+}
+
+impl PieceOf {
+    /// `o` whole when it is at most `part` bytes, else in ranges of `part` bytes.
+    fn cut(object: usize, o: Object, part: u64) -> Vec<PieceOf> {
+        if o.size <= part {
+            return vec![PieceOf {
+                object,
+                size: o.size,
+                range: None,
+                etag: None,
+                len: o.size,
+                last: true,
+                url: o.url,
+            }];
+        }
+        let n = o.size.div_ceil(part);
+        (0..n)
+            .map(|k| {
+                let first = k * part;
+                let last = (first + part).min(o.size) - 1;
+                PieceOf {
+                    object,
+                    url: o.url.clone(),
+                    size: o.size,
+                    range: Some((first, last)),
+                    etag: o.etag.clone(),
+                    len: last - first + 1,
+                    last: k + 1 == n,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A piece fetched, holding its share of the budget until it is dropped.
+struct Piece {
+    object: usize,
+    url: S3Url,
+    size: u64,
+    last: bool,
+    data: Vec<u8>,
+    _held: Held,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl fmt::Debug for Piece {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Piece")
+            .field("object", &self.object)
+            .field("url", &self.url)
+            .field("bytes", &self.data.len())
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes of pieces fetched and not yet dropped: now, and the most at once.
+#[derive(Debug, Default)]
+struct HeldBytes {
+    now: std::sync::atomic::AtomicU64,
+    peak: std::sync::atomic::AtomicU64,
+}
+
+/// A fetched piece's bytes, counted in [`HeldBytes`] from its fetch until it is dropped.
+#[derive(Debug)]
+struct Held {
+    bytes: u64,
+    count: Arc<HeldBytes>,
+}
+
+impl Held {
+    fn new(count: Arc<HeldBytes>, bytes: u64) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = count.now.fetch_add(bytes, SeqCst) + bytes;
+        count.peak.fetch_max(now, SeqCst);
+        Held { bytes, count }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.count
+            .now
+            .fetch_sub(self.bytes, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -701,15 +921,167 @@ async fn read_body(
 /// The objects of [`S3::fetch`], in order.
 #[derive(Debug)]
 pub struct FetchIter {
-    rx: tokio::sync::mpsc::Receiver<Result<Fetched>>,
-    _rt: Arc<Runtime>,
+    pieces: Arc<std::sync::Mutex<Pieces>>,
+    held: Arc<HeldBytes>,
+}
+
+/// The pieces as they come, in order, shared by the iterator and the reader of a large
+/// object.
+#[derive(Debug)]
+struct Pieces {
+    rx: tokio::sync::mpsc::Receiver<tokio::task::JoinHandle<Result<Piece>>>,
+    rt: Arc<Runtime>,
+    /// The object whose first piece comes next (the pieces of a reader dropped before its
+    /// end are passed over).
+    next_object: usize,
+    /// Whether a [`RangeReader`] is still to be read to its end or dropped: until it is, the
+    /// next object cannot come (its pieces come after the reader's).
+    reading: bool,
+}
+
+impl Pieces {
+    /// The next piece, fetched; `None` once every object was given.
+    fn next(&mut self) -> Option<Result<Piece>> {
+        let fetching = self.rx.blocking_recv()?;
+        Some(match self.rt.block_on(fetching) {
+            Ok(piece) => piece,
+            Err(e) => Err(Error::Request {
+                op: "fetching",
+                url: String::from("an object"),
+                message: format!("the fetching task failed: {e}"),
+            }),
+        })
+    }
+}
+
+impl FetchIter {
+    /// The most bytes fetched and not yet handed over at once, so far (a range counts until
+    /// its reader moves on to the next): at most [`FetchLimits::held_bytes`].
+    pub fn held_peak(&self) -> u64 {
+        self.held.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pieces> {
+        self.pieces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Iterator for FetchIter {
     type Item = Result<Fetched>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.rx.blocking_recv()
+        let mut pieces = self.lock();
+        if pieces.reading {
+            return Some(Err(Error::Request {
+                op: "fetching",
+                url: String::from("the next object"),
+                message: "the object before it is still being read: read it to its end or \
+                          drop it first"
+                    .into(),
+            }));
+        }
+        let piece = loop {
+            match pieces.next()? {
+                Err(e) => return Some(Err(e)),
+                // What is left of an object whose reader stopped early.
+                Ok(p) if p.object < pieces.next_object => continue,
+                Ok(p) => break p,
+            }
+        };
+        pieces.next_object = piece.object + 1;
+        let (url, size) = (piece.url.clone(), piece.size);
+        let body = if piece.last {
+            FetchedBody::Whole(piece.data)
+        } else {
+            pieces.reading = true;
+            FetchedBody::Ranges(RangeReader {
+                pieces: Arc::clone(&self.pieces),
+                piece: Some(piece),
+                at: 0,
+                ended: false,
+            })
+        };
+        Some(Ok(Fetched { url, size, body }))
+    }
+}
+
+/// A large object's bytes, range after range, each fetched ahead within the limits. The
+/// next object comes once it is read to its end or dropped.
+#[derive(Debug)]
+pub struct RangeReader {
+    pieces: Arc<std::sync::Mutex<Pieces>>,
+    /// The range being read; `None` after the last.
+    piece: Option<Piece>,
+    at: usize,
+    /// Whether it was read to its end.
+    ended: bool,
+}
+
+impl RangeReader {
+    /// Lets the next object come.
+    fn done(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.pieces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .reading = false;
+        }
+    }
+}
+
+impl Drop for RangeReader {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+impl std::io::Read for RangeReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let Some(piece) = &self.piece else {
+                return Ok(0);
+            };
+            if self.at < piece.data.len() {
+                let n = buf.len().min(piece.data.len() - self.at);
+                buf[..n].copy_from_slice(&piece.data[self.at..self.at + n]);
+                self.at += n;
+                return Ok(n);
+            }
+            if piece.last {
+                self.piece = None;
+                self.done();
+                return Ok(0);
+            }
+            let object = piece.object;
+            // Dropped first: its share of the budget is free before the next one is awaited.
+            self.piece = None;
+            let next = self
+                .pieces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .next();
+            match next {
+                Some(Ok(p)) if p.object == object => {
+                    self.piece = Some(p);
+                    self.at = 0;
+                }
+                Some(Ok(p)) => {
+                    return Err(std::io::Error::other(format!(
+                        "{}: a range of another object came ({})",
+                        p.url, p.object
+                    )));
+                }
+                Some(Err(e)) => return Err(std::io::Error::other(e.to_string())),
+                None => {
+                    return Err(std::io::Error::other(
+                        "the fetching stopped before the object's last range",
+                    ));
+                }
+            }
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use sparkify_core::source::{
     self, Discovery, FileRead, Input, InputFile, ReadOptions, ReadOutput, Remote, StreamInput,
 };
 use sparkify_core::table::{ETL_FILES, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS};
-use sparkify_s3::{S3, S3Options, Source};
+use sparkify_s3::{FetchLimits, S3, S3Options, Source};
 
 use crate::args::EtlArgs;
 use crate::exit::Failure;
@@ -323,7 +323,7 @@ pub fn find_inputs(
         .then(|| -> anyhow::Result<Source> {
             Ok(Source {
                 s3: Arc::new(S3::connect(s3_options)?),
-                concurrency: s3_concurrency,
+                limits: FetchLimits::new(s3_concurrency),
             })
         })
         .transpose()?;

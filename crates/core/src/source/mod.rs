@@ -134,15 +134,63 @@ pub fn account(table: &'static str, records: u64, rows: u64, rejects: u64) -> Re
     Ok(())
 }
 
-/// One input already in memory, as fetched from S3, say.
+/// One input fetched, from S3, say.
 #[derive(Debug)]
 pub struct Blob {
     /// What rejects name it by (`s3://bucket/key`).
     pub name: String,
     /// Its bytes as stored: gzip when `name` ends `.gz`.
-    pub data: Vec<u8>,
+    pub data: BlobData,
     /// See [`InputFile::version`].
     pub version: Option<String>,
+}
+
+/// A [`Blob`]'s bytes: in memory, or still coming (a large object, fetched range by range).
+pub enum BlobData {
+    Bytes(Vec<u8>),
+    Stream {
+        /// Its size as listed.
+        len: u64,
+        reader: Box<dyn std::io::Read + Send>,
+    },
+}
+
+impl std::fmt::Debug for BlobData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobData::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            BlobData::Stream { len, .. } => write!(f, "Stream({len} bytes)"),
+        }
+    }
+}
+
+impl BlobData {
+    /// Its size: as held, or as listed.
+    pub fn len(&self) -> u64 {
+        match self {
+            BlobData::Bytes(b) => b.len() as u64,
+            BlobData::Stream { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All of it in memory; `name` names it in an error.
+    pub fn into_bytes(self, name: &str) -> Result<Vec<u8>> {
+        match self {
+            BlobData::Bytes(b) => Ok(b),
+            BlobData::Stream { len, mut reader } => {
+                let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+                reader.read_to_end(&mut out).map_err(|source| Error::Io {
+                    path: name.to_owned(),
+                    source,
+                })?;
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// Reads `files` as [`discover_all`] found them: local files on `pool`'s workers; remote ones

@@ -15,7 +15,7 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use crate::error::{Error, Result};
 use crate::reject::Reject;
 use crate::source::decode::{Part, decode_big, decode_group, load, unzip};
-use crate::source::{Blob, FileRead, InputFile, ReadOptions, ReadOutput};
+use crate::source::{Blob, BlobData, FileRead, InputFile, ReadOptions, ReadOutput};
 
 /// How inputs are grouped for decoding: small ones together (up to `chunk_size` bytes or 256
 /// inputs a group, so thousands of one-object files do not make thousands of batches), a large
@@ -87,12 +87,13 @@ impl Stored for &InputFile {
 
 impl Stored for Blob {
     fn stored_len(&self) -> u64 {
-        self.data.len() as u64
+        self.data.len()
     }
 
     fn open(self) -> Result<(FileRead, Vec<u8>)> {
-        let file = FileRead::opened(self.name, self.data.len() as u64, self.version, &self.data);
-        let data = unzip(&file.name, self.data)?;
+        let raw = self.data.into_bytes(&self.name)?;
+        let file = FileRead::opened(self.name, raw.len() as u64, self.version, &raw);
+        let data = unzip(&file.name, raw)?;
         Ok((file, data))
     }
 }
@@ -375,9 +376,15 @@ where
     let mut files_read = 0;
     let mut bytes_read = 0;
     let counted = blobs.map(|blob| {
-        let blob = blob.map_err(|e| Error::Fetch(e.into()))?;
+        let mut blob = blob.map_err(|e| Error::Fetch(e.into()))?;
         files_read += 1;
-        bytes_read += blob.data.len() as u64;
+        bytes_read += blob.data.len();
+        // Read here, in order, before the next input is asked for: this path holds each input
+        // whole anyway, and a blob still coming must be read before the next one starts.
+        if let BlobData::Stream { .. } = blob.data {
+            let data = std::mem::replace(&mut blob.data, BlobData::Bytes(Vec::new()));
+            blob.data = BlobData::Bytes(data.into_bytes(&blob.name)?);
+        }
         Ok(blob)
     });
     let fetched: Result<()> = pool.in_place_scope(|scope| {

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::reader::ReaderBuilder;
 use crate::reject::Reject;
 use crate::source::decode::{Part, decode_all, decode_group, unzip};
-use crate::source::{Blob, FileRead, InputFile, ReadOptions};
+use crate::source::{Blob, BlobData, FileRead, InputFile, ReadOptions};
 
 /// What sees each decoded part's batches, on the worker that decoded it.
 pub type OnPart = Arc<dyn Fn(&[RecordBatch]) -> Result<()> + Send + Sync>;
@@ -52,10 +52,15 @@ impl StreamInput<'_> {
                     Box::new(file),
                 ))
             }
-            StreamInput::Fetched(b) => Ok((
-                FileRead::unread(b.name, b.data.len() as u64, b.version),
-                Box::new(std::io::Cursor::new(b.data)),
-            )),
+            StreamInput::Fetched(b) => {
+                let len = b.data.len();
+                let reader: Box<dyn Read + Send> = match b.data {
+                    BlobData::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes)),
+                    // A large object, read range by range as the windows take it.
+                    BlobData::Stream { reader, .. } => reader,
+                };
+                Ok((FileRead::unread(b.name, len, b.version), reader))
+            }
         }
     }
 }
