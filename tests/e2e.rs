@@ -591,6 +591,58 @@ fn s3_input_gives_the_same_tables_as_the_local_run() {
 }
 
 #[test]
+fn a_large_s3_object_comes_in_ranges_and_gives_the_tables_of_the_file() {
+    let moto = moto::Moto::shared();
+    let bucket = moto.bucket("big-object");
+    let s3 = moto.s3();
+    let dir = tempfile::tempdir().unwrap();
+    // The real logs five times over in one file: 18.8 MB, read from S3 in three 8 MiB ranges.
+    let mut logs: Vec<_> = std::fs::read_dir(repo().join("fixtures/sparkify/log_data/2018/11"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    logs.sort();
+    assert_eq!(logs.len(), 30);
+    let mut big = Vec::new();
+    for _ in 0..5 {
+        for log in &logs {
+            big.extend(std::fs::read(log).unwrap());
+        }
+    }
+    assert!(big.len() > 16 << 20, "{}", big.len());
+    let local = dir.path().join("big");
+    std::fs::create_dir(&local).unwrap();
+    std::fs::write(local.join("events.json"), &big).unwrap();
+    let url = sparkify_s3::S3Url::parse(&format!("s3://{bucket}/big/events.json")).unwrap();
+    s3.put(&url, big.clone()).unwrap();
+    let songs = repo().join("fixtures/sparkify/song_data");
+    let load = |events: &str, tag: &str| -> (std::path::PathBuf, serde_json::Value) {
+        let db = dir.path().join(format!("{tag}.duckdb"));
+        let json = dir.path().join(format!("{tag}.json"));
+        let out = sparkify_env(
+            dir.path(),
+            &etl_args(
+                &songs,
+                Path::new(events),
+                &format!("duckdb:{}", db.display()),
+                &["--summary-json", json.to_str().unwrap()],
+            ),
+            &moto.env(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        (
+            db,
+            serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap(),
+        )
+    };
+    let (from_s3, summary) = load(&format!("s3://{bucket}/big/"), "s3");
+    let (from_disk, _) = load(local.to_str().unwrap(), "disk");
+    assert_eq!(dump(&from_s3), dump(&from_disk));
+    assert_eq!(count(&from_s3, "staging_events"), 5 * 8056);
+    assert_eq!(summary["s3"]["bytes_fetched"], big.len());
+}
+
+#[test]
 fn rejects_from_s3_name_the_key_and_match_the_local_ones() {
     let moto = moto::Moto::shared();
     let bucket = moto.bucket("bad-input");
