@@ -40,9 +40,10 @@ use tokio::runtime::Runtime;
 /// What can go wrong talking to S3. Messages name the bucket or object, never a credential.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A malformed `s3://` URL.
+    /// The core's: a malformed `s3://` URL, or a fetched object's bytes that could not be
+    /// read.
     #[error(transparent)]
-    Url(#[from] sparkify_core::Error),
+    Core(#[from] sparkify_core::Error),
     #[error("bucket {bucket:?} does not exist (or is not visible with these credentials)")]
     NoBucket { bucket: String },
     #[error("no objects under {url}")]
@@ -143,13 +144,7 @@ impl Remote for Source {
             let version = versions.next().flatten();
             f.map(|f| Blob {
                 name: f.url.to_string(),
-                data: match f.body {
-                    FetchedBody::Whole(bytes) => BlobData::Bytes(bytes),
-                    FetchedBody::Ranges(reader) => BlobData::Stream {
-                        len: f.size,
-                        reader: Box::new(reader),
-                    },
-                },
+                data: f.body,
                 version,
             })
             .map_err(BoxError::from)
@@ -268,30 +263,15 @@ pub struct Fetched {
     pub url: S3Url,
     /// Size according to the listing.
     pub size: u64,
-    pub body: FetchedBody,
-}
-
-/// An object's bytes: whole when it fits one part, else read range by range.
-#[derive(Debug)]
-pub enum FetchedBody {
-    Whole(Vec<u8>),
-    Ranges(RangeReader),
+    /// Whole when it fits one part ([`BlobData::Bytes`]), else read range by range
+    /// ([`BlobData::Stream`]).
+    pub body: BlobData,
 }
 
 impl Fetched {
     /// All of its bytes (the rest of its ranges fetched as they are read).
     pub fn into_bytes(self) -> Result<Vec<u8>> {
-        match self.body {
-            FetchedBody::Whole(bytes) => Ok(bytes),
-            FetchedBody::Ranges(mut reader) => {
-                let mut out = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0));
-                std::io::Read::read_to_end(&mut reader, &mut out).map_err(|source| Error::Io {
-                    path: self.url.to_string(),
-                    source,
-                })?;
-                Ok(out)
-            }
-        }
+        Ok(self.body.into_bytes(&self.url.to_string())?)
     }
 }
 
@@ -960,19 +940,20 @@ impl FetchIter {
     pub fn held_peak(&self) -> u64 {
         self.held.peak.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pieces> {
-        self.pieces
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+/// The pieces, for the iterator or a reader.
+fn lock(pieces: &std::sync::Mutex<Pieces>) -> std::sync::MutexGuard<'_, Pieces> {
+    pieces
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Iterator for FetchIter {
     type Item = Result<Fetched>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut pieces = self.lock();
+        let mut pieces = lock(&self.pieces);
         if pieces.reading {
             return Some(Err(Error::Request {
                 op: "fetching",
@@ -993,15 +974,18 @@ impl Iterator for FetchIter {
         pieces.next_object = piece.object + 1;
         let (url, size) = (piece.url.clone(), piece.size);
         let body = if piece.last {
-            FetchedBody::Whole(piece.data)
+            BlobData::Bytes(piece.data)
         } else {
             pieces.reading = true;
-            FetchedBody::Ranges(RangeReader {
-                pieces: Arc::clone(&self.pieces),
-                piece: Some(piece),
-                at: 0,
-                ended: false,
-            })
+            BlobData::Stream {
+                len: size,
+                reader: Box::new(RangeReader {
+                    pieces: Arc::clone(&self.pieces),
+                    piece: Some(piece),
+                    at: 0,
+                    ended: false,
+                }),
+            }
         };
         Some(Ok(Fetched { url, size, body }))
     }
@@ -1010,12 +994,13 @@ impl Iterator for FetchIter {
 /// A large object's bytes, range after range, each fetched ahead within the limits. The
 /// next object comes once it is read to its end or dropped.
 #[derive(Debug)]
-pub struct RangeReader {
+struct RangeReader {
     pieces: Arc<std::sync::Mutex<Pieces>>,
     /// The range being read; `None` after the last.
     piece: Option<Piece>,
     at: usize,
-    /// Whether it was read to its end.
+    /// Whether it has let the next object come (read to its end, or dropped): only once, as
+    /// a later object's reader may be open by the time this one is dropped.
     ended: bool,
 }
 
@@ -1024,10 +1009,7 @@ impl RangeReader {
     fn done(&mut self) {
         if !self.ended {
             self.ended = true;
-            self.pieces
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .reading = false;
+            lock(&self.pieces).reading = false;
         }
     }
 }
@@ -1058,11 +1040,7 @@ impl std::io::Read for RangeReader {
             let object = piece.object;
             // Dropped first: its share of the budget is free before the next one is awaited.
             self.piece = None;
-            let next = self
-                .pieces
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .next();
+            let next = lock(&self.pieces).next();
             match next {
                 Some(Ok(p)) if p.object == object => {
                     self.piece = Some(p);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use sparkify_core::source::{Input, discover_all};
+use sparkify_core::source::{BlobData, Input, discover_all};
 use sparkify_s3::{Body, FetchLimits, Object, S3Url, Source};
 use sparkify_test_support::moto;
 
@@ -160,12 +160,12 @@ fn large_objects_come_range_by_range_within_the_bytes_held() {
     let mut got = Vec::new();
     for fetched in fetch.by_ref() {
         let fetched = fetched.unwrap();
-        let ranges = matches!(fetched.body, sparkify_s3::FetchedBody::Ranges(_));
+        let ranges = matches!(fetched.body, BlobData::Stream { .. });
         // Whole when it fits a part, else a reader of its ranges.
         assert_eq!(ranges, fetched.size > 100 << 10, "{}", fetched.url);
         got.push(match fetched.body {
-            sparkify_s3::FetchedBody::Whole(b) => b,
-            sparkify_s3::FetchedBody::Ranges(r) => read_slowly(r),
+            BlobData::Bytes(b) => b,
+            BlobData::Stream { reader, .. } => read_slowly(reader),
         });
     }
     assert_eq!(got, bodies);
