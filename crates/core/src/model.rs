@@ -23,7 +23,7 @@ mod rows;
 use crate::table::{
     DM_ARTISTS, DM_SONGS, DM_TIME, DM_USERS, FT_SONGPLAYS, STAGING_SONGS, TableDef,
 };
-pub use events::StarBuilder;
+pub use events::{Songplays, StarBuilder};
 pub use rows::{Kept, Rows, SLICE_ROWS, Times};
 
 /// Which plays become rows of `ft_songplays`.
@@ -39,7 +39,8 @@ pub enum SongplaysMode {
 /// The five tables of the star schema.
 #[derive(Debug, Clone)]
 pub struct StarSchema {
-    pub ft_songplays: RecordBatch,
+    /// Made a slice at a time as a sink takes it.
+    pub ft_songplays: Songplays,
     pub dm_users: RecordBatch,
     pub dm_songs: RecordBatch,
     pub dm_artists: RecordBatch,
@@ -51,7 +52,7 @@ impl StarSchema {
     /// The tables with their definitions, fact first.
     pub fn tables(&self) -> [(&'static TableDef, Rows<'_>); 5] {
         [
-            (&FT_SONGPLAYS, Rows::Batch(&self.ft_songplays)),
+            (&FT_SONGPLAYS, Rows::Songplays(&self.ft_songplays)),
             (&DM_USERS, Rows::Batch(&self.dm_users)),
             (&DM_SONGS, Rows::Batch(&self.dm_songs)),
             (&DM_ARTISTS, Rows::Batch(&self.dm_artists)),

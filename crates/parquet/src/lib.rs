@@ -55,6 +55,9 @@ pub enum Error {
     },
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),
+    /// A partitioned table's rows out of their partitions' order ([`PartitionedWriter`]).
+    #[error("{0}")]
+    Partition(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -135,11 +138,21 @@ pub const ROW_GROUP_BYTES: usize = 32 << 20;
 impl TableWriter {
     /// Creates the table's file under `root` (a file with no rows until batches come).
     pub fn create(root: &Path, table: &'static TableDef, compression: Compression) -> Result<Self> {
-        let folder = root.join(table.name);
-        fs::create_dir_all(&folder).map_err(io(&folder))?;
+        Self::create_in(&root.join(table.name), table, table.schema(), compression)
+    }
+
+    /// Creates `folder/part-00000.parquet` for rows of `table` with `schema` (a partition's
+    /// rows leave out the columns it is split by).
+    fn create_in(
+        folder: &Path,
+        table: &'static TableDef,
+        schema: arrow::datatypes::SchemaRef,
+        compression: Compression,
+    ) -> Result<Self> {
+        fs::create_dir_all(folder).map_err(io(folder))?;
         let path = folder.join(PART_FILE);
         let file = fs::File::create(&path).map_err(io(&path))?;
-        let schema = for_parquet(&RecordBatch::new_empty(table.schema()))?.schema();
+        let schema = for_parquet(&RecordBatch::new_empty(schema))?.schema();
         let writer = ArrowWriter::try_new(file, schema, Some(properties(compression)))
             .map_err(parquet_error(table.name))?;
         Ok(TableWriter {
@@ -174,6 +187,88 @@ impl TableWriter {
             .close()
             .map_err(parquet_error(self.table.name))?;
         Ok((self.path, self.rows))
+    }
+}
+
+/// A partitioned table written as its batches come: each partition's rows go into its own
+/// file (`root/TABLE/year=…/month=…/part-00000.parquet`) through a [`TableWriter`], so memory
+/// holds a batch and the row groups being filled, never the table. The batches must come in
+/// the order of their partitions, as `ft_songplays`' rows do (in `start_time` order, so by
+/// year and month): a partition's file is closed once a batch comes without it, and rows of a
+/// partition already closed fail the write instead of writing its file over.
+#[derive(Debug)]
+pub struct PartitionedWriter {
+    root: PathBuf,
+    table: &'static TableDef,
+    compression: Compression,
+    open: BTreeMap<String, TableWriter>,
+    closed: BTreeMap<String, (PathBuf, u64)>,
+}
+
+impl PartitionedWriter {
+    pub fn new(root: &Path, table: &'static TableDef, compression: Compression) -> Self {
+        PartitionedWriter {
+            root: root.to_owned(),
+            table,
+            compression,
+            open: BTreeMap::new(),
+            closed: BTreeMap::new(),
+        }
+    }
+
+    /// Writes `batch` (rows of the table, timestamps in milliseconds) into its partitions'
+    /// files.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let parts = split(batch, partitioning(self.table))?;
+        let done: Vec<String> = self
+            .open
+            .keys()
+            .filter(|dir| !parts.iter().any(|(d, _)| d == *dir))
+            .cloned()
+            .collect();
+        for dir in done {
+            if let Some(writer) = self.open.remove(&dir) {
+                self.closed.insert(dir, writer.close()?);
+            }
+        }
+        for (dir, rows) in parts {
+            if self.closed.contains_key(&dir) {
+                return Err(Error::Partition(format!(
+                    "{}: rows of {dir} came after its file was closed (the rows are not in \
+                     the order of their partitions)",
+                    self.table.name
+                )));
+            }
+            let writer = match self.open.entry(dir) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let folder = self.root.join(self.table.name).join(e.key());
+                    let writer = TableWriter::create_in(
+                        &folder,
+                        self.table,
+                        rows.schema(),
+                        self.compression,
+                    )?;
+                    e.insert(writer)
+                }
+            };
+            writer.write(&rows)?;
+        }
+        Ok(())
+    }
+
+    /// Closes every file; returns the files written with their rows. A table with no rows is
+    /// one file with none at its root, as [`write_table`] writes it.
+    pub fn close(mut self) -> Result<Vec<(PathBuf, u64)>> {
+        for (dir, writer) in std::mem::take(&mut self.open) {
+            self.closed.insert(dir, writer.close()?);
+        }
+        if self.closed.is_empty() {
+            return Ok(vec![
+                TableWriter::create(&self.root, self.table, self.compression)?.close()?,
+            ]);
+        }
+        Ok(self.closed.into_values().collect())
     }
 }
 
@@ -375,6 +470,96 @@ mod tests {
     fn partition_values_are_escaped_like_hive() {
         assert_eq!(escape_partition_value("AR12/x=y"), "AR12%2Fx%3Dy");
         assert_eq!(escape_partition_value("Café 1"), "Café 1");
+    }
+
+    /// `n` rows of `ft_songplays`, in `start_time` order over three months of 2018.
+    fn songplays(n: usize) -> RecordBatch {
+        use arrow::array::{Int32Array, Int64Array, StringArray, TimestampMillisecondArray};
+        use std::sync::Arc;
+        let text = |f: fn(usize) -> Option<String>| -> ArrayRef {
+            Arc::new((0..n).map(f).collect::<StringArray>())
+        };
+        let int =
+            |f: fn(usize) -> i32| -> ArrayRef { Arc::new((0..n).map(f).collect::<Int32Array>()) };
+        // 2018-10-01 plus i hours a play: 90 days in 2,160 rows.
+        let start = (0..n).map(|i| 1_538_352_000_000 + i as i64 * 3_600_000);
+        RecordBatch::try_new(
+            FT_SONGPLAYS.schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..n as i64)),
+                Arc::new(TimestampMillisecondArray::from_iter_values(start)),
+                int(|i| (i % 97) as i32),
+                text(|i| Some(["free", "paid"][i % 2].to_owned())),
+                text(|i| (i % 3 == 0).then(|| format!("SO{i:05}"))),
+                text(|i| (i % 3 == 0).then(|| format!("AR{i:05}"))),
+                int(|i| (i / 10) as i32),
+                int(|i| (i % 10) as i32),
+                text(|i| Some(format!("Town {}", i % 13))),
+                text(|i| Some(format!("Agent/{}", i % 5))),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_partitioned_table_written_as_it_comes_is_the_table_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = songplays(2_160);
+        let files = |root: &Path| {
+            let mut found = Vec::new();
+            crate::read::collect(&root.join(FT_SONGPLAYS.name), &mut found).unwrap();
+            let mut found: Vec<PathBuf> = found
+                .iter()
+                .map(|f| f.strip_prefix(root).unwrap().to_path_buf())
+                .collect();
+            found.sort();
+            found
+        };
+        let at_once = dir.path().join("at-once");
+        write_table(&at_once, &FT_SONGPLAYS, &whole, Compression::Snappy).unwrap();
+        for step in [1, 7, 500, 5_000] {
+            let root = dir.path().join(format!("step-{step}"));
+            let mut writer = PartitionedWriter::new(&root, &FT_SONGPLAYS, Compression::Snappy);
+            for at in (0..whole.num_rows()).step_by(step) {
+                let len = step.min(whole.num_rows() - at);
+                writer.write(&whole.slice(at, len)).unwrap();
+            }
+            let written = writer.close().unwrap();
+            assert_eq!(written.len(), 3, "step {step}");
+            assert_eq!(written.iter().map(|(_, rows)| rows).sum::<u64>(), 2_160);
+            assert_eq!(files(&root), files(&at_once), "step {step}");
+            assert_eq!(
+                read_table(&root, &FT_SONGPLAYS).unwrap(),
+                read_table(&at_once, &FT_SONGPLAYS).unwrap(),
+                "step {step}"
+            );
+        }
+        // A partition whose rows come again after its file was closed fails the write,
+        // naming it, instead of writing its file over.
+        let root = dir.path().join("out-of-order");
+        let mut writer = PartitionedWriter::new(&root, &FT_SONGPLAYS, Compression::Snappy);
+        writer.write(&whole.slice(0, 10)).unwrap();
+        writer.write(&whole.slice(1_000, 10)).unwrap();
+        let err = writer.write(&whole.slice(10, 10)).unwrap_err().to_string();
+        assert!(
+            err.contains("ft_songplays: rows of year=2018/month=10 came after its file was closed"),
+            "{err}"
+        );
+        // No rows: one empty file at the table's root, as write_table writes it.
+        let root = dir.path().join("empty");
+        let written = PartitionedWriter::new(&root, &FT_SONGPLAYS, Compression::Snappy)
+            .close()
+            .unwrap();
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0].1, 0);
+        assert_eq!(files(&root), [Path::new("ft_songplays").join(PART_FILE)]);
+        assert_eq!(
+            read_table(&root, &FT_SONGPLAYS)
+                .unwrap()
+                .unwrap()
+                .num_rows(),
+            0
+        );
     }
 
     #[test]

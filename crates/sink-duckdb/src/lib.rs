@@ -22,7 +22,8 @@ use sparkify_core::model::{Rows, SLICE_ROWS, SongplaysMode};
 use sparkify_core::sink::{self, QueryResult, Staged, TablesAction};
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{
-    DM_TIME, LOAD_ERRORS, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES, TableDef,
+    DM_TIME, FT_SONGPLAYS, LOAD_ERRORS, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES,
+    TableDef,
 };
 use sparkify_core::{Load, Sink};
 
@@ -333,6 +334,11 @@ impl Sink for DuckDbSink {
                 }
                 false if table.name == DM_TIME.name => format!(
                     "-- {}: the run's times, the other columns made {SLICE_ROWS} rows at a time \
+                     as they are scanned (parallel Arrow scan)",
+                    insert_fed(table)
+                ),
+                false if table.name == FT_SONGPLAYS.name => format!(
+                    "-- {}: the run's plays kept, their columns made {SLICE_ROWS} rows at a time \
                      as they are scanned (parallel Arrow scan)",
                     insert_fed(table)
                 ),
@@ -692,11 +698,11 @@ fn checked_on_batches(transform: Transform, full: bool, table: &TableDef) -> boo
 }
 
 /// Whether a load appends `table`'s rows as they are made or read back
-/// ([`DuckDbSink::append_made`]), never whole: `dm_time`'s ([`sparkify_core::model::Times`])
-/// and `load_errors`' (which spill out of memory past their bound); every other table's rows
-/// are appended as they are held.
+/// ([`DuckDbSink::append_made`]), never whole: `dm_time`'s ([`sparkify_core::model::Times`]),
+/// `ft_songplays`' ([`sparkify_core::model::Songplays`]) and `load_errors`' (which spill out
+/// of memory past their bound); every other table's rows are appended as they are held.
 fn made(table: &TableDef) -> bool {
-    [&DM_TIME, &LOAD_ERRORS]
+    [&DM_TIME, &FT_SONGPLAYS, &LOAD_ERRORS]
         .iter()
         .any(|t| t.name == table.name)
 }

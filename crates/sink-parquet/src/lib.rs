@@ -34,13 +34,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sparkify_core::model::SLICE_ROWS;
+use sparkify_core::model::{Rows, SLICE_ROWS};
 use sparkify_core::sink::{self, QueryResult, Staged, TablesAction};
 use sparkify_core::source::Location;
 use sparkify_core::table::STAGING_TABLES;
 use sparkify_core::{Load, Sink};
 pub use sparkify_parquet::Compression;
-use sparkify_parquet::{TableWriter, count_rows, io, partitioning, write_table};
+use sparkify_parquet::{PartitionedWriter, TableWriter, count_rows, io, partitioning, write_table};
 use sparkify_s3::{Body, LazyS3, S3, S3Options, S3Url};
 
 /// What can go wrong writing the lake.
@@ -183,9 +183,19 @@ impl ParquetSink {
                 }
                 writer.close()?;
                 tracing::debug!(table = table.name, files = 1, "written");
-            } else {
-                let files = write_table(root, table, &rows.to_batch()?, self.compression)?;
+            } else if let Rows::Batch(batch) = rows {
+                // Held whole (dm_songs): its partitions written side by side.
+                let files = write_table(root, table, batch, self.compression)?;
                 tracing::debug!(table = table.name, files = files.len(), "written");
+            } else {
+                // Made a slice at a time (ft_songplays, in the order of its partitions): each
+                // slice's rows go into their partitions' files as they come.
+                let mut writer = PartitionedWriter::new(root, table, self.compression);
+                for batch in rows.batches(SLICE_ROWS) {
+                    writer.write(&batch?)?;
+                }
+                let files = writer.close()?;
+                tracing::debug!(table = table.name, files = files.len(), "written as made");
             }
         }
         // The tables the run parsed, counted from the files' footers, before they replace the

@@ -12,7 +12,7 @@ use std::cmp::Ordering;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Int64Builder, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int32Type, TimestampMillisecondType};
 
 use super::{
@@ -556,16 +556,13 @@ impl StarBuilder {
         });
         let ((ft_songplays, dm_users), dm_time) = rayon::join(
             || {
-                rayon::join(
-                    || songplays(&plays, &interned, &so, &by_name, mode),
-                    || users_batch(&users, &interned),
-                )
+                let dm_users = users_batch(&users, &interned);
+                (songplays(plays, interned, &so, &by_name, mode), dm_users)
             },
             || time(times),
         );
-        drop(plays);
         Ok(StarSchema {
-            ft_songplays: ft_songplays?,
+            ft_songplays,
             dm_users: dm_users?,
             dm_songs: dim_songs(&so)?,
             dm_artists: artists(&so)?,
@@ -731,54 +728,119 @@ fn find_song(
         .unwrap_or(NONE)
 }
 
-/// One row per play kept: the first of each natural key in `plays` (sorted by key, then
-/// preference), matched ones only unless `mode` says all, numbered in (ts, sessionId,
-/// itemInSession) order.
+/// `ft_songplays` as the plays it keeps: the first play of each natural key in `plays`
+/// (sorted by key, then preference), matched ones only unless `mode` says all, in
+/// (ts, sessionId, itemInSession) order, which numbers them. The plays kept are moved to the
+/// front of `plays` in place, each with the row of its song in `so` instead of its song's
+/// text, so the table costs no more than the plays did.
 fn songplays(
-    plays: &[Play],
-    interned: &Strings,
+    mut plays: Vec<Play>,
+    interned: Strings,
     so: &Songs<'_>,
     by_name: &Map<(u32, u32), Vec<u32>>,
     mode: SongplaysMode,
-) -> Result<RecordBatch> {
-    let mut kept: Vec<(&Play, u32)> = plays
-        .chunk_by(|a, b| (a.session, a.item) == (b.session, b.item))
-        .map(|group| {
-            let p = &group[0];
-            (p, find_song(so, by_name, p.song, p.artist, p.length()))
-        })
-        .filter(|(_, song)| *song != NONE || mode == SongplaysMode::All)
-        .collect();
-    kept.sort_unstable_by_key(|(p, _)| (p.ts, p.session, p.item));
-    let mut id = Int64Builder::with_capacity(kept.len());
-    for n in 0..kept.len() {
-        id.append_value(n as i64);
+) -> Songplays {
+    let (mut kept, mut at) = (0, 0);
+    while at < plays.len() {
+        let p = plays[at];
+        let key = (p.session, p.item);
+        at += plays[at..]
+            .iter()
+            .take_while(|q| (q.session, q.item) == key)
+            .count();
+        let song = find_song(so, by_name, p.song, p.artist, p.length());
+        if song != NONE || mode == SongplaysMode::All {
+            plays[kept] = Play { song, ..p };
+            kept += 1;
+        }
     }
-    let song_row = |s: u32| (s != NONE).then_some(s as usize);
-    Ok(RecordBatch::try_new(
-        FT_SONGPLAYS.schema(),
-        vec![
-            Arc::new(id.finish()),
-            timestamps(kept.iter().map(|(p, _)| Some(p.ts))),
-            ints(kept.iter().map(|(p, _)| p.user())),
-            strings(kept.iter().map(|(p, _)| interned.get(p.level))),
-            strings(
-                kept.iter()
-                    .map(|(_, s)| song_row(*s).and_then(|s| opt(&so.song_id, s))),
-            ),
-            strings(
-                kept.iter()
-                    .map(|(_, s)| song_row(*s).and_then(|s| opt(&so.artist_id, s))),
-            ),
-            ints(kept.iter().map(|(p, _)| Some(p.session))),
-            ints(kept.iter().map(|(p, _)| Some(p.item))),
-            strings(kept.iter().map(|(p, _)| interned.get(p.location))),
-            strings(
-                kept.iter()
-                    .map(|(p, _)| interned.get(p.agent).map(strip_quotes)),
-            ),
-        ],
-    )?)
+    plays.truncate(kept);
+    plays.shrink_to_fit();
+    plays.par_sort_unstable_by_key(|p| (p.ts, p.session, p.item));
+    Songplays(Arc::new(KeptPlays {
+        plays,
+        interned,
+        song_id: so.song_id.clone(),
+        artist_id: so.artist_id.clone(),
+    }))
+}
+
+/// `ft_songplays`' rows as the plays they come from, 56 bytes a row, their texts interned;
+/// its columns are made a slice at a time as a sink asks for them ([`super::Rows::batches`]).
+/// With `--songplays all` at 1000x, the table's 6.9 M rows made whole were about 1.3 GB,
+/// every row with its own copy of its location and user agent. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Songplays(Arc<KeptPlays>);
+
+#[derive(Debug)]
+struct KeptPlays {
+    /// In (ts, sessionId, itemInSession) order; `song` is the row of the play's song in
+    /// `song_id` and `artist_id` ([`NONE`] when it matched none).
+    plays: Vec<Play>,
+    interned: Strings,
+    song_id: arrow::array::StringArray,
+    artist_id: arrow::array::StringArray,
+}
+
+impl Songplays {
+    pub fn num_rows(&self) -> usize {
+        self.0.plays.len()
+    }
+
+    /// Rows `offset..offset + len`, numbered from `offset`.
+    pub fn slice(&self, offset: usize, len: usize) -> Result<RecordBatch> {
+        let columns = FT_SONGPLAYS
+            .columns
+            .iter()
+            .map(|c| self.column_of(c.name, offset, len))
+            .collect::<Result<_>>()?;
+        Ok(RecordBatch::try_new(FT_SONGPLAYS.schema(), columns)?)
+    }
+
+    /// Every row in one batch.
+    pub fn to_batch(&self) -> Result<RecordBatch> {
+        self.slice(0, self.num_rows())
+    }
+
+    /// The column `name`, whole (alone: the key check reads `songplay_id` without the texts).
+    pub fn column(&self, name: &str) -> Result<Option<ArrayRef>> {
+        match FT_SONGPLAYS.index_of(name) {
+            Some(_) => self.column_of(name, 0, self.num_rows()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn column_of(&self, name: &str, offset: usize, len: usize) -> Result<ArrayRef> {
+        let k = &*self.0;
+        let rows = &k.plays[offset..offset + len];
+        let s = &k.interned;
+        Ok(match name {
+            "songplay_id" => Arc::new(arrow::array::Int64Array::from_iter_values(
+                (offset..offset + len).map(|n| n as i64),
+            )),
+            "start_time" => timestamps(rows.iter().map(|p| Some(p.ts))),
+            "user_id" => ints(rows.iter().map(Play::user)),
+            "level" => strings(rows.iter().map(|p| s.get(p.level))),
+            "song_id" => strings(rows.iter().map(|p| of_song(p, &k.song_id))),
+            "artist_id" => strings(rows.iter().map(|p| of_song(p, &k.artist_id))),
+            "session_id" => ints(rows.iter().map(|p| Some(p.session))),
+            "item_in_session" => ints(rows.iter().map(|p| Some(p.item))),
+            "location" => strings(rows.iter().map(|p| s.get(p.location))),
+            "user_agent" => strings(rows.iter().map(|p| s.get(p.agent).map(strip_quotes))),
+            other => {
+                return Err(crate::Error::Schema(format!(
+                    "ft_songplays has no column {other}"
+                )));
+            }
+        })
+    }
+}
+
+/// The value in `column` (of the songs) of a kept play's song; `None` when it matched none.
+fn of_song<'a>(p: &Play, column: &'a arrow::array::StringArray) -> Option<&'a str> {
+    (p.song != NONE)
+        .then(|| opt(&column, p.song as usize))
+        .flatten()
 }
 
 /// One row per user, sorted by userId.

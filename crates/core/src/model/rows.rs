@@ -1,7 +1,7 @@
 //! A table's rows as a sink takes them: a batch held whole, `dm_time` made a slice at a
-//! time from its start times ([`Times`]), so that a load never holds that table whole, or a
-//! table spilled out of memory as it grew ([`Spilled`]: the rejects), read back a batch at a
-//! time.
+//! time from its start times ([`Times`]) and `ft_songplays` from its plays ([`Songplays`]),
+//! so that a load never holds either table whole, or a table spilled out of memory as it grew
+//! ([`Spilled`]: the rejects), read back a batch at a time.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use arrow::buffer::ScalarBuffer;
 use chrono::Datelike;
 
 use crate::error::Result;
+use crate::model::Songplays;
 use crate::spill::Spilled;
 use crate::table::DM_TIME;
 
@@ -84,6 +85,7 @@ impl Times {
 pub enum Rows<'a> {
     Batch(&'a RecordBatch),
     Times(&'a Times),
+    Songplays(&'a Songplays),
     Spilled(&'a Spilled),
 }
 
@@ -113,16 +115,18 @@ impl<'a> Rows<'a> {
         match self {
             Rows::Batch(b) => b.num_rows(),
             Rows::Times(t) => t.num_rows(),
+            Rows::Songplays(p) => p.num_rows(),
             Rows::Spilled(s) => s.num_rows(),
         }
     }
 
-    /// Rows `offset..offset + len`: a view of a batch held whole (no copy), made for `dm_time`,
-    /// read back for a spilled table.
+    /// Rows `offset..offset + len`: a view of a batch held whole (no copy), made for `dm_time`
+    /// and `ft_songplays`, read back for a spilled table.
     pub fn slice(self, offset: usize, len: usize) -> Result<RecordBatch> {
         match self {
             Rows::Batch(b) => Ok(b.slice(offset, len)),
             Rows::Times(t) => t.slice(offset, len),
+            Rows::Songplays(p) => p.slice(offset, len),
             Rows::Spilled(s) => s.slice(offset, len),
         }
     }
@@ -138,7 +142,7 @@ impl<'a> Rows<'a> {
         let max_rows = max_rows.max(1);
         let step = match self {
             Rows::Batch(_) => rows.max(1),
-            Rows::Times(_) => max_rows,
+            Rows::Times(_) | Rows::Songplays(_) => max_rows,
             Rows::Spilled(s) => {
                 // Each batch as it was written (an empty one gives nothing), cut to `max_rows`.
                 return Box::new(s.batches().flat_map(move |b| {
@@ -154,17 +158,18 @@ impl<'a> Rows<'a> {
         Box::new(cuts(rows, step).map(move |(at, len)| self.slice(at, len)))
     }
 
-    /// Every row in one batch (`dm_time` made whole).
+    /// Every row in one batch (`dm_time` or `ft_songplays` made whole).
     pub fn to_batch(self) -> Result<RecordBatch> {
         self.slice(0, self.num_rows())
     }
 
     /// The column `name`, whole; `dm_time`'s `start_time` as it is held, its other columns
-    /// made whole; a spilled table's read back whole.
+    /// made whole; an `ft_songplays` column made alone; a spilled table's read back whole.
     pub fn column(self, name: &str) -> Result<Option<ArrayRef>> {
         match self {
             Rows::Batch(b) => Ok(b.column_by_name(name).cloned()),
             Rows::Times(t) if name == "start_time" => Ok(Some(t.start_time())),
+            Rows::Songplays(p) => p.column(name),
             Rows::Times(_) | Rows::Spilled(_) => Ok(self.to_batch()?.column_by_name(name).cloned()),
         }
     }
