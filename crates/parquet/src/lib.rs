@@ -217,8 +217,11 @@ impl PartitionedWriter {
     }
 
     /// Writes `batch` (rows of the table, timestamps in milliseconds) into its partitions'
-    /// files.
+    /// files. A batch with no rows closes nothing.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
         let parts = split(batch, partitioning(self.table))?;
         let done: Vec<String> = self
             .open
@@ -534,13 +537,16 @@ mod tests {
                 "step {step}"
             );
         }
-        // A partition whose rows come again after its file was closed fails the write,
-        // naming it, instead of writing its file over.
+        // A batch with no rows closes no file; a partition whose rows come again after its
+        // file was closed (by a batch without it) fails the write, naming it, instead of
+        // writing its file over.
         let root = dir.path().join("out-of-order");
         let mut writer = PartitionedWriter::new(&root, &FT_SONGPLAYS, Compression::Snappy);
         writer.write(&whole.slice(0, 10)).unwrap();
+        writer.write(&whole.slice(10, 0)).unwrap();
+        writer.write(&whole.slice(10, 10)).unwrap();
         writer.write(&whole.slice(1_000, 10)).unwrap();
-        let err = writer.write(&whole.slice(10, 10)).unwrap_err().to_string();
+        let err = writer.write(&whole.slice(20, 10)).unwrap_err().to_string();
         assert!(
             err.contains("ft_songplays: rows of year=2018/month=10 came after its file was closed"),
             "{err}"
