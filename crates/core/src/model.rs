@@ -24,7 +24,7 @@ use crate::table::{
     DM_ARTISTS, DM_SONGS, DM_TIME, DM_USERS, FT_SONGPLAYS, STAGING_SONGS, TableDef,
 };
 pub use events::{Songplays, StarBuilder};
-pub use rows::{Kept, Rows, SLICE_ROWS, Times};
+pub use rows::{Kept, Rows, SLICE_ROWS, SONGPLAYS_SLICE_ROWS, Times};
 
 /// Which plays become rows of `ft_songplays`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

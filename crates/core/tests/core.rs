@@ -115,6 +115,27 @@ fn songplays_made_in_slices_are_the_table_made_whole() {
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{mode:?}");
         assert_eq!(rows.column("no_such_column").unwrap(), None);
     }
+    // Asked for more, it comes SONGPLAYS_SLICE_ROWS rows at a time at most: the real plays
+    // ten times over, each copy in sessions of its own (68,200 plays).
+    let events = &r.events.batch;
+    let at = STAGING_EVENTS.index_of("sessionId").unwrap();
+    let copies: Vec<RecordBatch> = (0..10)
+        .map(|k| {
+            let mut columns = events.columns().to_vec();
+            let shift = arrow::array::Int32Array::new_scalar(k * 1_000_000);
+            columns[at] = arrow::compute::kernels::numeric::add(&columns[at], &shift).unwrap();
+            RecordBatch::try_new(events.schema(), columns).unwrap()
+        })
+        .collect();
+    let many = concat_batches(&events.schema(), &copies).unwrap();
+    let star = model::build(&many, &r.songs.batch, SongplaysMode::All).unwrap();
+    let rows = model::Rows::Songplays(&star.ft_songplays);
+    let sizes: Vec<usize> = rows
+        .batches(model::SLICE_ROWS)
+        .map(|b| b.unwrap().num_rows())
+        .collect();
+    let cap = model::SONGPLAYS_SLICE_ROWS;
+    assert_eq!(sizes, [cap, 68_200 - cap]);
 }
 
 #[test]

@@ -18,7 +18,7 @@ mod scan;
 use arrow::array::RecordBatch;
 use duckdb::Connection;
 use sparkify_core::ledger;
-use sparkify_core::model::{Rows, SLICE_ROWS, SongplaysMode};
+use sparkify_core::model::{Rows, SLICE_ROWS, SONGPLAYS_SLICE_ROWS, SongplaysMode};
 use sparkify_core::sink::{self, QueryResult, Staged, TablesAction};
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{
@@ -338,7 +338,7 @@ impl Sink for DuckDbSink {
                     insert_fed(table)
                 ),
                 false if table.name == FT_SONGPLAYS.name => format!(
-                    "-- {}: the run's plays kept, their columns made {SLICE_ROWS} rows at a time \
+                    "-- {}: the run's plays kept, their columns made {SONGPLAYS_SLICE_ROWS} rows at a time \
                      as they are scanned (parallel Arrow scan)",
                     insert_fed(table)
                 ),

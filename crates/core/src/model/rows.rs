@@ -110,6 +110,12 @@ impl Kept {
 /// 8 MB of `dm_time`.
 pub const SLICE_ROWS: usize = 1 << 18;
 
+/// The rows of `ft_songplays` made at once, at most, whatever a sink asks: a row with its
+/// location and user agent is about 200 bytes, so 65,536 rows are about 13 MB (a sink holds a
+/// few slices at once; with `SLICE_ROWS` of them, the 1000x `--songplays all` load peaked
+/// 140 MiB higher).
+pub const SONGPLAYS_SLICE_ROWS: usize = 1 << 16;
+
 impl<'a> Rows<'a> {
     pub fn num_rows(self) -> usize {
         match self {
@@ -132,8 +138,8 @@ impl<'a> Rows<'a> {
     }
 
     /// Every row in batches of at most `max_rows` rows (one batch when the table is held
-    /// whole), each made or read back only when the iterator comes to it; none for an empty
-    /// table.
+    /// whole; `ft_songplays` in batches of [`SONGPLAYS_SLICE_ROWS`] at most), each made or read
+    /// back only when the iterator comes to it; none for an empty table.
     pub fn batches(
         self,
         max_rows: usize,
@@ -142,7 +148,8 @@ impl<'a> Rows<'a> {
         let max_rows = max_rows.max(1);
         let step = match self {
             Rows::Batch(_) => rows.max(1),
-            Rows::Times(_) | Rows::Songplays(_) => max_rows,
+            Rows::Times(_) => max_rows,
+            Rows::Songplays(_) => max_rows.min(SONGPLAYS_SLICE_ROWS),
             Rows::Spilled(s) => {
                 // Each batch as it was written (an empty one gives nothing), cut to `max_rows`.
                 return Box::new(s.batches().flat_map(move |b| {
