@@ -740,28 +740,26 @@ async fn get(
                 },
                 _ => request_error("fetching", url, e),
             })?;
-        match read_body(resp.body, read_timeout).await {
-            Ok(body) if piece.range.is_some() && body.len() as u64 != piece.len => {
+        match (read_body(resp.body, read_timeout).await, piece.range) {
+            (Ok(body), Some((first, last))) if body.len() as u64 != piece.len => {
                 return Err(Error::Request {
                     op: "fetching",
                     url: url.to_string(),
                     message: format!(
-                        "bytes {}-{} came back as {} bytes: the object changed after the \
-                         listing ({} bytes)",
-                        piece.range.map_or(0, |r| r.0),
-                        piece.range.map_or(0, |r| r.1),
+                        "bytes {first}-{last} came back as {} bytes: the object changed after \
+                         the listing ({} bytes)",
                         body.len(),
                         piece.size
                     ),
                 });
             }
-            Ok(body) => return Ok(body),
-            Err(e) if attempt < attempts => {
+            (Ok(body), _) => return Ok(body),
+            (Err(e), _) if attempt < attempts => {
                 tracing::warn!(url = %url, attempt, error = %e, "body broke off; fetching again");
                 tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
                 attempt += 1;
             }
-            Err(e) => {
+            (Err(e), _) => {
                 return Err(Error::Request {
                     op: "fetching",
                     url: url.to_string(),

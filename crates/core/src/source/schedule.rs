@@ -376,16 +376,22 @@ where
     let mut files_read = 0;
     let mut bytes_read = 0;
     let counted = blobs.map(|blob| {
-        let mut blob = blob.map_err(|e| Error::Fetch(e.into()))?;
+        let Blob {
+            name,
+            data,
+            version,
+        } = blob.map_err(|e| Error::Fetch(e.into()))?;
         files_read += 1;
-        bytes_read += blob.data.len();
+        bytes_read += data.len();
         // Read here, in order, before the next input is asked for: this path holds each input
-        // whole anyway, and a blob still coming must be read before the next one starts.
-        if let BlobData::Stream { .. } = blob.data {
-            let data = std::mem::replace(&mut blob.data, BlobData::Bytes(Vec::new()));
-            blob.data = BlobData::Bytes(data.into_bytes(&blob.name)?);
-        }
-        Ok(blob)
+        // whole anyway, and a blob still coming must be read before the next one starts (one
+        // in memory is moved, not copied).
+        let data = BlobData::Bytes(data.into_bytes(&name)?);
+        Ok(Blob {
+            name,
+            data,
+            version,
+        })
     });
     let fetched: Result<()> = pool.in_place_scope(|scope| {
         for (index, work) in Groups::new(counted, opts.chunk_size).enumerate() {
