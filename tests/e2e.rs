@@ -2751,3 +2751,17 @@ fn rejects_past_their_bound_wait_in_a_temporary_file_and_load_whole_in_every_sin
     assert_eq!(error.matches("(os error 2)").count(), 1, "{error}");
     assert_eq!(count(&d.join("spilled.duckdb"), "load_errors"), 1801);
 }
+
+/// The process allocates through jemalloc, `malloc` itself replaced, so DuckDB's C++ does too
+/// (docs/performance.md): jemalloc reads `MALLOC_CONF` only when it is `malloc` (a build that
+/// left glibc's in place would read `_RJEM_MALLOC_CONF`), and glibc knows no such variable.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_process_allocates_through_jemalloc_in_place_of_malloc() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = ("MALLOC_CONF", "stats_print:true".to_string());
+    let out = sparkify_env(dir.path(), &["--version"], &[conf]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Begin jemalloc statistics"), "{stderr}");
+}

@@ -27,6 +27,10 @@ use clap::Parser;
 use crate::args::{Cli, Command};
 use crate::exit::ExitStatus;
 
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
