@@ -2752,9 +2752,10 @@ fn rejects_past_their_bound_wait_in_a_temporary_file_and_load_whole_in_every_sin
     assert_eq!(count(&d.join("spilled.duckdb"), "load_errors"), 1801);
 }
 
-/// The process allocates through jemalloc, `malloc` itself replaced, so DuckDB's C++ does too
-/// (docs/performance.md): jemalloc reads `MALLOC_CONF` only when it is `malloc` (a build that
-/// left glibc's in place would read `_RJEM_MALLOC_CONF`), and glibc knows no such variable.
+/// The process allocates through jemalloc, `malloc` itself replaced, so DuckDB's C++ does too,
+/// with the options `.cargo/config.toml` builds in (docs/performance.md): jemalloc reads
+/// `MALLOC_CONF` only when it is `malloc` (a build that left glibc's in place would read
+/// `_RJEM_MALLOC_CONF`), and glibc knows no such variable.
 #[cfg(target_os = "linux")]
 #[test]
 fn the_process_allocates_through_jemalloc_in_place_of_malloc() {
@@ -2764,4 +2765,11 @@ fn the_process_allocates_through_jemalloc_in_place_of_malloc() {
     assert!(out.status.success(), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Begin jemalloc statistics"), "{stderr}");
+    for built_in in [
+        r#"config.malloc_conf: "percpu_arena:percpu,thp:always,metadata_thp:always""#,
+        r#"opt.percpu_arena: "percpu""#,
+        r#"opt.thp: "always""#,
+    ] {
+        assert!(stderr.contains(built_in), "{built_in} in {stderr}");
+    }
 }
