@@ -2755,8 +2755,13 @@ fn rejects_past_their_bound_wait_in_a_temporary_file_and_load_whole_in_every_sin
 /// The process allocates through jemalloc, `malloc` itself replaced, so DuckDB's C++ does too,
 /// with the options `.cargo/config.toml` builds in (docs/performance.md): jemalloc reads
 /// `MALLOC_CONF` only when it is `malloc` (a build that left glibc's in place would read
-/// `_RJEM_MALLOC_CONF`), and glibc knows no such variable.
-#[cfg(target_os = "linux")]
+/// `_RJEM_MALLOC_CONF`), and glibc knows no such variable. The options are built in for Linux
+/// with glibc on x86-64 and ARM64 only.
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 #[test]
 fn the_process_allocates_through_jemalloc_in_place_of_malloc() {
     let dir = tempfile::tempdir().unwrap();
