@@ -33,6 +33,13 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${SPARKIFY_CHROMIUM:-}" ]; the
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+# tmux: the end-to-end tests look at what a terminal shows of a load.
+if ! command -v tmux >/dev/null 2>&1; then
+    echo "test.sh: installing tmux (Debian package tmux)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+fi
+
 # The DuckDB Python package: the end-to-end tests open our output file with it.
 venv="$cache/venv"
 if ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then

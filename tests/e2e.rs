@@ -521,6 +521,7 @@ fn passwords_are_never_printed() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    cli::assert_said_once(&String::from_utf8_lossy(&out.stderr));
     let all = text(&out);
     assert!(
         all.contains(&format!("sparkify@127.0.0.1:{port}/db")),
@@ -1553,6 +1554,7 @@ fn a_load_that_waits_too_long_for_another_fails_in_words() {
     });
     assert_eq!(holder.status.code(), Some(4), "{}", text(&holder));
     let stderr = String::from_utf8_lossy(&holder.stderr);
+    cli::assert_said_once(&stderr);
     assert!(
         stderr.contains("another load into this database holds sparkify's load lock (PID")
             && stderr.contains("application psql")
@@ -1584,6 +1586,7 @@ fn a_load_that_waits_too_long_for_another_fails_in_words() {
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    cli::assert_said_once(&stderr);
     assert!(
         stderr.contains("is in use by another process (PID") && stderr.contains("waited 1 s"),
         "{stderr}"
@@ -2777,4 +2780,190 @@ fn the_process_allocates_through_jemalloc_in_place_of_malloc() {
     ] {
         assert!(stderr.contains(built_in), "{built_in} in {stderr}");
     }
+}
+
+/// Every line of stderr, each parsed as one JSON object.
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}\n{}", text(out)))
+        })
+        .collect()
+}
+
+#[test]
+fn a_json_log_is_one_object_a_line_from_the_first_phase_to_the_summary_or_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = repo().join("fixtures");
+    let db = dir.path().join("j.duckdb");
+    let sink = format!("duckdb:{}", db.display());
+    // A plain-text password in the config file: a warning, as JSON too.
+    std::fs::write(
+        dir.path().join("sparkify.toml"),
+        "[redshift]\npassword = \"never-shown\"\n",
+    )
+    .unwrap();
+    let args = |max_errors: &'static str| {
+        vec![
+            "etl".to_owned(),
+            "--songs".into(),
+            fx.join("sparkify/song_data/A/A").display().to_string(),
+            "--events".into(),
+            fx.join("bad").display().to_string(),
+            "--sink".into(),
+            sink.clone(),
+            "--max-errors".into(),
+            max_errors.into(),
+            "--log-format".into(),
+            "json".into(),
+        ]
+    };
+    let run = |max_errors| {
+        let args = args(max_errors);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sparkify(dir.path(), &args)
+    };
+    let out = run("100");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lines = json_lines(&out);
+    let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert!(!text(&out).contains("never-shown"));
+    assert_eq!(events[0], "warning", "{events:?}");
+    assert_eq!(
+        lines[1],
+        serde_json::json!({ "event": "started", "phase": "discover" })
+    );
+    let finished = |phase: &str| {
+        lines
+            .iter()
+            .find(|l| l["event"] == "finished" && l["phase"] == phase)
+            .unwrap_or_else(|| panic!("no finished {phase}: {lines:?}"))
+    };
+    assert!(finished("load")["seconds"].as_f64().unwrap() > 0.0);
+    assert!(finished("checking keys and committing")["seconds"].is_number());
+    let to_read = lines.iter().find(|l| l["event"] == "to_read").unwrap();
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["event"], "summary", "{lines:?}");
+    assert_eq!(to_read["bytes"], summary["bytes_read"]);
+    assert_eq!(summary["committed"], true);
+    assert!(summary.get("reject_details").is_none());
+    let rejects: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["event"] == "reject").collect();
+    assert_eq!(rejects.len() as u64, summary["rejects"].as_u64().unwrap());
+    assert!(
+        rejects
+            .iter()
+            .any(|r| r["source"].as_str().unwrap().ends_with("not_json.json") && r["line"] == 2),
+        "{rejects:?}"
+    );
+    assert_eq!(
+        summary["rows"]["staging_songs"].as_u64().unwrap(),
+        count(&db, "staging_songs") as u64
+    );
+
+    // A load that fails ends with the error, its exit status and nothing after it.
+    let out = run("0");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let lines = json_lines(&out);
+    let error = lines.last().unwrap();
+    assert_eq!(error["event"], "error", "{lines:?}");
+    assert_eq!(error["exit"], 3);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than --max-errors 0"),
+        "{error}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "summary" && l["committed"] == false)
+    );
+}
+
+/// A tmux server of the test's own, killed when the test ends.
+struct Tmux(String);
+
+impl Tmux {
+    fn start(command: &str) -> Tmux {
+        let socket = format!("sparkify-e2e-{}", std::process::id());
+        let ok = Command::new("tmux")
+            .args(["-L", &socket, "new-session", "-d", "-x", "140", "-y", "24"])
+            .arg(command)
+            .status()
+            .expect("tmux runs (scripts/test.sh installs it)");
+        assert!(ok.success());
+        Tmux(socket)
+    }
+
+    /// The screen as a person sees it now.
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.0, "capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The screen once it shows `text`, within `seconds`.
+    fn wait_for(&self, text: &str, seconds: u64) -> String {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) || std::time::Instant::now() > until {
+                return screen;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.0, "kill-server"])
+            .status();
+    }
+}
+
+#[test]
+fn a_terminal_shows_the_load_as_it_goes_and_clears_it_at_the_end() {
+    use sparkify_test_support::stall::{Stall, StallProxy};
+    let moto = moto::Moto::shared();
+    let fixtures = moto.fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    // The event logs' GETs stall, so the load stays in its reading for a few seconds.
+    let proxy = StallProxy::start(&moto.endpoint, "x-id=GetObject");
+    proxy.set(Stall::Silent);
+    let env: Vec<String> = moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| match k {
+            "AWS_ENDPOINT_URL" => format!("{k}={}", proxy.endpoint),
+            _ => format!("{k}={v}"),
+        })
+        .collect();
+    let command = format!(
+        "cd {} && env {} {} etl --songs {} --events s3://{fixtures}/log_data/ --sink duckdb:t.duckdb \
+         --s3-read-timeout 4 --s3-attempts 1; echo exit $?; sleep 60",
+        dir.path().display(),
+        env.join(" "),
+        env!("CARGO_BIN_EXE_sparkify"),
+        repo().join("fixtures/sparkify/song_data/A/A").display(),
+    );
+    let tmux = Tmux::start(&command);
+    let screen = tmux.wait_for("reading and loading", 20);
+    assert!(screen.contains("reading and loading"), "{screen}");
+    // The bytes read of the bytes to read, as the bar counts them.
+    assert!(screen.contains("B/") && screen.contains("iB"), "{screen}");
+    let screen = tmux.wait_for("exit ", 30);
+    assert!(screen.contains("exit 4"), "{screen}");
+    assert!(screen.contains("error: "), "{screen}");
+    assert!(
+        !screen.contains("reading and loading"),
+        "the bar is cleared at the end: {screen}"
+    );
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sparkify_core::source::Input;
+use sparkify::{Input, SinkSpec};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,6 +16,20 @@ use sparkify_core::source::Input;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// What stderr says besides the progress bars: text, or one JSON object a line (phases
+    /// with their durations, warnings, rejects, the summary, the error) for an orchestrator.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How stderr speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For a person: lines of text, and progress bars on a terminal.
+    #[default]
+    Text,
+    /// For a program: one JSON object a line, no progress bars.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,7 +50,8 @@ pub enum Command {
     /// Compare every table's row count and content fingerprint across sinks (and the input);
     /// exit 1 when they differ.
     Verify(VerifyArgs),
-    /// Write a commented sparkify.toml, or convert the seed's dwh.cfg into one.
+    /// Write a commented sparkify.toml, or convert a boto3-style dwh.cfg (the Udacity Sparkify
+    /// project's) into one.
     Init(InitArgs),
     /// The settings: `config show` prints each one's value and where it came from.
     Config(ConfigCmd),
@@ -46,7 +61,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Convert the seed's dwh.cfg (INI: [AWS], [DWH], [CLUSTER], [IAM_ROLE], [S3]); its AWS
+    /// Convert the Udacity Sparkify project's boto3-style dwh.cfg (INI: [AWS], [DWH], [CLUSTER], [IAM_ROLE], [S3]); its AWS
     /// keys and passwords are left out.
     #[arg(long, value_name = "DWH_CFG")]
     pub from_dwh_cfg: Option<PathBuf>,
@@ -179,7 +194,7 @@ pub struct RunArgs {
     pub fixtures: Option<PathBuf>,
     /// The sink (default: duckdb:sparkify.duckdb).
     #[arg(long, default_value = "duckdb:sparkify.duckdb")]
-    pub sink: String,
+    pub sink: SinkSpec,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -195,7 +210,7 @@ pub struct EtlArgs {
     /// Where the tables go: duckdb:PATH, postgres://user@host:port/db, redshift,
     /// parquet:DIR or parquet:s3://bucket/prefix.
     #[arg(long)]
-    pub sink: String,
+    pub sink: SinkSpec,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -246,7 +261,7 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Seconds a load waits for another load into the same sink (PostgreSQL's advisory
     /// lock and table locks; DuckDB's file lock) before it fails with exit 4.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = sparkify_core::sink::DEFAULT_LOCK_TIMEOUT.as_secs())]
     pub lock_timeout: u64,
     /// Parse only the input files that are new or changed since the last load into this sink
     /// (by the sink's etl_files: path, size, mtime or ETag), replace a changed file's rows,
@@ -428,7 +443,7 @@ pub struct TablesArgs {
     pub action: TablesActionArg,
     /// duckdb:PATH, postgres://user@host:port/db, or redshift.
     #[arg(long)]
-    pub sink: String,
+    pub sink: SinkSpec,
     /// Print the statements instead of running them.
     #[arg(long)]
     pub dry_run: bool,
@@ -467,7 +482,7 @@ pub struct VerifyArgs {
     /// A copy to compare: duckdb:PATH, postgres://user@host:port/db, redshift or parquet:DIR.
     /// Give it twice or more, or once with --source; the first copy is the reference.
     #[arg(long = "sink")]
-    pub sinks: Vec<String>,
+    pub sinks: Vec<SinkSpec>,
     /// Also rebuild the tables from --songs and --events, in memory, as the reference.
     #[arg(long, requires_all = ["songs", "events"])]
     pub source: bool,
@@ -495,7 +510,7 @@ pub struct VerifyArgs {
 pub struct QueryArgs {
     /// duckdb:PATH, postgres://user@host:port/db, or redshift.
     #[arg(long, default_value = "duckdb:sparkify.duckdb")]
-    pub sink: String,
+    pub sink: SinkSpec,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     #[command(flatten)]

@@ -28,89 +28,43 @@ pub enum Failure {
     /// Bad usage or configuration that clap cannot see.
     #[error("{0}")]
     Usage(String),
-    /// More rejects than `--max-errors`; nothing was committed.
-    #[error("{rejected} rejected records, more than --max-errors {max}: nothing was committed")]
-    TooManyRejects { rejected: usize, max: u64 },
     /// `sparkify verify`: copies of the tables disagree; `cluster status`: not available.
     #[error("{0}")]
     Differs(String),
 }
 
-/// What `main` prints after `error: `: each cause of `error` after the one before, as
-/// `{error:#}` would, but a cause the message already ends with is not said twice (an I/O
-/// error whose text names its reason and also gives it as its source).
+/// What `main` prints after `error: `: each cause of `error` after the one before, said
+/// once ([`sparkify_core::error::said_once`]).
 pub fn message(error: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if out.ends_with(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
+    sparkify_core::error::said_once(error.chain())
 }
 
-/// The status `error` ends the process with: usage and configuration mistakes are 2,
-/// too many rejects 3, and anything else (a source or a sink failed) 4.
+/// The status `error` ends the process with: the class the error reports of itself
+/// ([`sparkify::Error::class`]) for the engine's errors; usage and configuration mistakes
+/// are 2, too many rejects 3, and anything else (a source or a sink failed) 4.
 pub fn status_of(error: &anyhow::Error) -> ExitStatus {
-    use sparkify_core::Error as Core;
-    use sparkify_sink_parquet::Error as Parquet;
-    use sparkify_sink_redshift::Error as Warehouse;
     for cause in error.chain() {
         if let Some(f) = cause.downcast_ref::<Failure>() {
             return match f {
                 Failure::Usage(_) => ExitStatus::Usage,
-                Failure::TooManyRejects { .. } => ExitStatus::TooManyRejects,
                 Failure::Differs(_) => ExitStatus::Differs,
             };
         }
-        let core = core_of(cause);
-        if let Some(Core::TooManyRejects { .. }) = core {
-            return ExitStatus::TooManyRejects;
+        if let Some(e) = cause.downcast_ref::<sparkify::Error>() {
+            return match e.class() {
+                sparkify::Class::Usage => ExitStatus::Usage,
+                sparkify::Class::TooManyRejects => ExitStatus::TooManyRejects,
+                sparkify::Class::Failed => ExitStatus::Failed,
+            };
         }
-        let usage = matches!(
-            core,
-            Some(Core::NoInput(_) | Core::Pattern { .. } | Core::S3Url(_) | Core::MixedInputs)
-        ) || matches!(
-            cause.downcast_ref::<Warehouse>(),
-            Some(Warehouse::Config(_) | Warehouse::Dialect(_))
-        ) || matches!(
-            cause.downcast_ref::<Parquet>(),
-            Some(Parquet::NoSql(_) | Parquet::Incremental)
-        ) || matches!(
+        if matches!(
             cause.downcast_ref::<sparkify_cluster::Error>(),
             Some(sparkify_cluster::Error::Config(_) | sparkify_cluster::Error::NoDefaultVpc)
-        );
-        if usage {
+        ) {
             return ExitStatus::Usage;
         }
     }
     ExitStatus::Failed
-}
-
-/// The core's error `cause` is, or wraps: the sinks pass it on transparently, so the chain
-/// never shows it on its own.
-fn core_of<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a sparkify_core::Error> {
-    use sparkify_sink_duckdb::Error as DuckDb;
-    use sparkify_sink_parquet::Error as Parquet;
-    use sparkify_sink_redshift::Error as Warehouse;
-    if let Some(core) = cause.downcast_ref::<sparkify_core::Error>() {
-        return Some(core);
-    }
-    match (
-        cause.downcast_ref::<DuckDb>(),
-        cause.downcast_ref::<Warehouse>(),
-        cause.downcast_ref::<Parquet>(),
-    ) {
-        (Some(DuckDb::Core(c)), ..)
-        | (_, Some(Warehouse::Core(c)), _)
-        | (.., Some(Parquet::Core(c))) => Some(c),
-        _ => None,
-    }
 }
 
 /// A line of advice for a failure a person can fix, after the error itself: a full disk,
@@ -146,5 +100,32 @@ mod tests {
         );
         let error = anyhow::Error::from(io()).context("reading a.json");
         assert_eq!(message(&error), format!("{error:#}"));
+        // A library's error that prints its cause in the middle of its own message.
+        #[derive(Debug, thiserror::Error)]
+        #[error("COPY failed: {source}\n  a.json:3: bad")]
+        struct Says {
+            source: std::io::Error,
+        }
+        let error = anyhow::Error::from(Says { source: io() }).context("loading redshift");
+        assert_eq!(
+            message(&error),
+            "loading redshift: COPY failed: no such file\n  a.json:3: bad"
+        );
+    }
+
+    #[test]
+    fn the_engine_errors_report_their_own_exit_class() {
+        let usage = sparkify::Error::Usage("--threads: no".into());
+        assert_eq!(status_of(&usage.into()), ExitStatus::Usage);
+        let rejects = sparkify::Error::TooManyRejects {
+            rejected: 3,
+            max: 1,
+        };
+        let error = anyhow::Error::from(rejects).context("a load");
+        assert_eq!(status_of(&error), ExitStatus::TooManyRejects);
+        let failed = sparkify::Error::Core(sparkify_core::Error::Ledger("bad".into()));
+        assert_eq!(status_of(&failed.into()), ExitStatus::Failed);
+        let no_input = sparkify::Error::Core(sparkify_core::Error::NoInput("x".into()));
+        assert_eq!(status_of(&no_input.into()), ExitStatus::Usage);
     }
 }

@@ -18,7 +18,11 @@ pub enum Kind {
     Bool,
 }
 
-/// A setting sparkify knows: its section and key in `sparkify.toml`, its flag, its kind.
+/// A setting sparkify knows: its section and key in `sparkify.toml`, its flag, its kind,
+/// its default, whether it is secret, and what it is. The one list every place derives
+/// from: the layers ([`Layered`]), `config show`, `init`'s template ([`template`]) and the
+/// "not set: set it with …" messages ([`Known::places`]); its environment variable is
+/// derived from its name ([`Known::env`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Known {
     pub section: &'static str,
@@ -28,22 +32,45 @@ pub struct Known {
     /// Never shown: `<secret>`.
     pub secret: bool,
     pub default: Option<&'static str>,
+    /// What it is, for `init`'s template.
+    pub doc: &'static str,
+    /// A value to show in the template when there is no default.
+    pub example: Option<&'static str>,
 }
 
-const fn known(
-    section: &'static str,
-    key: &'static str,
-    flag: Option<&'static str>,
-    kind: Kind,
-    default: Option<&'static str>,
-) -> Known {
+/// A setting with no flag, default or example.
+const fn known(section: &'static str, key: &'static str, kind: Kind, doc: &'static str) -> Known {
     Known {
         section,
         key,
-        flag,
+        flag: None,
         kind,
         secret: false,
-        default,
+        default: None,
+        doc,
+        example: None,
+    }
+}
+
+impl Known {
+    const fn flag(mut self, flag: &'static str) -> Self {
+        self.flag = Some(flag);
+        self
+    }
+
+    const fn default(mut self, default: &'static str) -> Self {
+        self.default = Some(default);
+        self
+    }
+
+    const fn example(mut self, example: &'static str) -> Self {
+        self.example = Some(example);
+        self
+    }
+
+    const fn secret(mut self) -> Self {
+        self.secret = true;
+        self
     }
 }
 
@@ -51,71 +78,244 @@ use Kind::{Bool, Int, Text};
 
 /// Every setting, in `config show` order.
 pub const KNOWN: &[Known] = &[
-    known("aws", "region", Some("--region"), Text, None),
-    known("aws", "profile", Some("--profile"), Text, None),
-    known("cluster", "identifier", Some("--cluster-id"), Text, None),
+    known(
+        "aws",
+        "region",
+        Text,
+        "The AWS region (else the AWS chain's).",
+    )
+    .flag("--region")
+    .example("us-west-2"),
+    known(
+        "aws",
+        "profile",
+        Text,
+        "A profile of the AWS config files (else AWS_PROFILE).",
+    )
+    .flag("--profile")
+    .example("default"),
     known(
         "cluster",
-        "node_type",
-        Some("--node-type"),
+        "identifier",
         Text,
-        Some("ra3.large"),
-    ),
-    known("cluster", "num_nodes", Some("--nodes"), Int, Some("1")),
-    known("cluster", "database", None, Text, Some("sparkify")),
-    known("cluster", "user", None, Text, Some("sparkify")),
-    known("cluster", "port", None, Int, Some("5439")),
-    known("cluster", "allow_cidr", Some("--cidr"), Text, None),
-    known("cluster", "security_group_id", None, Text, None),
+        "The Redshift cluster's identifier.",
+    )
+    .flag("--cluster-id")
+    .example("sparkify"),
+    known("cluster", "node_type", Text, "The node type.")
+        .flag("--node-type")
+        .default("ra3.large"),
+    known(
+        "cluster",
+        "num_nodes",
+        Int,
+        "Nodes; 1 is a single-node cluster.",
+    )
+    .flag("--nodes")
+    .default("1"),
+    known(
+        "cluster",
+        "database",
+        Text,
+        "The database the cluster is created with.",
+    )
+    .default("sparkify"),
+    known("cluster", "user", Text, "The cluster's admin user.").default("sparkify"),
+    known("cluster", "port", Int, "The cluster's port.").default("5439"),
+    known(
+        "cluster",
+        "allow_cidr",
+        Text,
+        "The IPv4 CIDR let in to the cluster's port (your address).",
+    )
+    .flag("--cidr")
+    .example("203.0.113.7/32"),
+    known(
+        "cluster",
+        "security_group_id",
+        Text,
+        "The security group to open (else the default VPC's default group).",
+    )
+    .example("sg-0123456789abcdef0"),
     known(
         "iam",
         "role_name",
-        None,
         Text,
-        Some("sparkify-redshift-s3-read"),
-    ),
-    known("iam", "role_arn", None, Text, None),
-    known("redshift", "host", Some("--redshift-host"), Text, None),
-    known("redshift", "port", Some("--redshift-port"), Int, None),
+        "The IAM role the cluster reads S3 with.",
+    )
+    .default("sparkify-redshift-s3-read"),
+    known(
+        "iam",
+        "role_arn",
+        Text,
+        "The role's ARN (written by `sparkify cluster create`).",
+    )
+    .example("arn:aws:iam::123456789012:role/sparkify-redshift-s3-read"),
     known(
         "redshift",
-        "database",
-        Some("--redshift-database"),
+        "host",
         Text,
-        None,
-    ),
-    known("redshift", "user", Some("--redshift-user"), Text, None),
-    Known {
-        secret: true,
-        ..known("redshift", "password", None, Text, None)
-    },
-    known("redshift", "iam_auth", Some("--iam-auth"), Bool, None),
-    known("redshift", "tls", None, Bool, None),
-    known("redshift", "serverless", None, Bool, None),
-    known("redshift", "copy_from", Some("--copy-from"), Text, None),
-    known("redshift", "slices", None, Int, None),
-    known("s3", "events", None, Text, None),
-    known("s3", "songs", None, Text, None),
-    known("s3", "jsonpaths", None, Text, None),
-    known("s3", "region", Some("--s3-region"), Text, None),
-    known("s3", "endpoint", Some("--s3-endpoint"), Text, None),
-    known("s3", "upload_prefix", Some("--upload-prefix"), Text, None),
+        "The endpoint's host (written by `sparkify cluster create`).",
+    )
+    .flag("--redshift-host")
+    .example("sparkify.abc123.us-west-2.redshift.amazonaws.com"),
+    known(
+        "redshift",
+        "port",
+        Int,
+        "The endpoint's port (default 5439).",
+    )
+    .flag("--redshift-port")
+    .example("5439"),
+    known("redshift", "database", Text, "The database.")
+        .flag("--redshift-database")
+        .example("sparkify"),
+    known("redshift", "user", Text, "The database user.")
+        .flag("--redshift-user")
+        .example("sparkify"),
+    known(
+        "redshift",
+        "password",
+        Text,
+        "Not here: the password comes from PGPASSWORD, ~/.pgpass or --iam-auth.",
+    )
+    .secret(),
+    known(
+        "redshift",
+        "iam_auth",
+        Bool,
+        "Temporary credentials from GetClusterCredentials: no password anywhere.",
+    )
+    .flag("--iam-auth")
+    .example("true"),
+    known(
+        "redshift",
+        "tls",
+        Bool,
+        "TLS to the endpoint (default: on for Redshift).",
+    )
+    .example("true"),
+    known(
+        "redshift",
+        "serverless",
+        Bool,
+        "The endpoint is a Redshift Serverless workgroup's.",
+    )
+    .example("false"),
+    known(
+        "redshift",
+        "copy_from",
+        Text,
+        "What COPY reads: json (the input in S3) or parquet (the parsed staging tables).",
+    )
+    .flag("--copy-from")
+    .example("json"),
+    known(
+        "redshift",
+        "slices",
+        Int,
+        "The cluster's slices: the Parquet upload cuts a multiple of this many parts.",
+    )
+    .example("2"),
+    known("s3", "events", Text, "The event logs COPY reads.").example("s3://udacity-dend/log_data"),
+    known("s3", "songs", Text, "The song files COPY reads.").example("s3://udacity-dend/song_data"),
+    known(
+        "s3",
+        "jsonpaths",
+        Text,
+        "The JSONPaths file of the event logs.",
+    )
+    .example("s3://udacity-dend/log_json_path.json"),
+    known(
+        "s3",
+        "region",
+        Text,
+        "The bucket's region (else [aws] region).",
+    )
+    .flag("--s3-region")
+    .example("us-west-2"),
+    known(
+        "s3",
+        "endpoint",
+        Text,
+        "An S3-compatible endpoint (else AWS_ENDPOINT_URL).",
+    )
+    .flag("--s3-endpoint")
+    .example("http://127.0.0.1:9000"),
+    known(
+        "s3",
+        "upload_prefix",
+        Text,
+        "Where the Parquet upload puts its parts.",
+    )
+    .flag("--upload-prefix")
+    .example("s3://my-bucket/sparkify-upload"),
     known(
         "s3",
         "connect_timeout",
-        Some("--s3-connect-timeout"),
         Int,
-        Some("5"),
-    ),
+        "Seconds to wait for a connection to S3.",
+    )
+    .flag("--s3-connect-timeout")
+    .default("5"),
     known(
         "s3",
         "read_timeout",
-        Some("--s3-read-timeout"),
         Int,
-        Some("30"),
-    ),
-    known("s3", "attempts", Some("--s3-attempts"), Int, Some("5")),
+        "Seconds an S3 response may keep silent before the attempt is given up.",
+    )
+    .flag("--s3-read-timeout")
+    .default("30"),
+    known(
+        "s3",
+        "attempts",
+        Int,
+        "Attempts per S3 request, the first included.",
+    )
+    .flag("--s3-attempts")
+    .default("5"),
 ];
+
+/// `sparkify init`'s file: every setting of [`KNOWN`] under its section, commented out, with
+/// what it is and its default (or an example).
+pub fn template() -> String {
+    let mut out = String::from(
+        "# sparkify.toml: settings for sparkify. Every value here can also be given as an\n\
+         # environment variable (SPARKIFY_<SECTION>_<KEY>, e.g. SPARKIFY_CLUSTER_IDENTIFIER) or a flag;\n\
+         # flags win over the environment, which wins over this file. `sparkify config show` prints\n\
+         # the effective settings and where each came from.\n\
+         #\n\
+         # Secrets do not belong here. AWS keys come from the standard AWS chain (`aws configure`,\n\
+         # AWS_PROFILE, SSO, instance roles); the database password from PGPASSWORD, ~/.pgpass, or\n\
+         # no password at all with `--iam-auth` ([redshift] iam_auth = true).\n",
+    );
+    let mut section = "";
+    for k in KNOWN {
+        if k.section != section {
+            section = k.section;
+            out.push_str(&format!("\n[{section}]\n"));
+        }
+        out.push_str(&format!("# {}\n", k.doc));
+        if k.secret {
+            continue;
+        }
+        let Some(value) = k.default.or(k.example) else {
+            continue;
+        };
+        let value = match k.kind {
+            Kind::Text => format!("{value:?}"),
+            Kind::Int | Kind::Bool => value.to_owned(),
+        };
+        let flag = k.flag.map_or_else(String::new, |f| format!("  (flag {f})"));
+        let default = if k.default.is_some() {
+            "  (default)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("# {} = {value}{default}{flag}\n", k.key));
+    }
+    out
+}
 
 /// The setting `[section] key`.
 pub fn setting(section: &str, key: &str) -> Option<&'static Known> {

@@ -14,10 +14,12 @@ mod args;
 mod commands;
 mod exit;
 mod layers;
+mod load;
+mod log;
 mod output;
+mod progress;
 mod report;
 mod settings;
-mod sink;
 mod summary;
 
 use std::process::ExitCode;
@@ -32,15 +34,6 @@ use crate::exit::ExitStatus;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colours on a terminal only: a log file or a pipe gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -52,6 +45,18 @@ fn main() -> ExitCode {
             };
         }
     };
+    log::set(cli.log_format);
+    // A JSON log is JSON objects only: tracing's lines only when RUST_LOG asks for them.
+    let quiet = if log::json() { "off" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        // Colours on a terminal only: a log file or a pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet)),
+        )
+        .init();
     let done = match cli.command {
         Command::Run(args) => commands::run::run(args),
         Command::Etl(args) => commands::etl::etl(args),
@@ -67,11 +72,20 @@ fn main() -> ExitCode {
     match done {
         Ok(()) => ExitStatus::Success.into(),
         Err(error) => {
-            eprintln!("error: {}", exit::message(&error));
-            if let Some(hint) = exit::hint(&error) {
-                eprintln!("hint: {hint}");
+            let status = exit::status_of(&error);
+            let (message, hint) = (exit::message(&error), exit::hint(&error));
+            if log::json() {
+                log::event(
+                    "error",
+                    serde_json::json!({ "message": message, "hint": hint, "exit": status as u8 }),
+                );
+            } else {
+                log::line(&format!("error: {message}"));
+                if let Some(hint) = hint {
+                    log::line(&format!("hint: {hint}"));
+                }
             }
-            exit::status_of(&error).into()
+            status.into()
         }
     }
 }

@@ -6,15 +6,8 @@ use std::fmt::Write;
 
 use sparkify_core::analytics::Answer;
 
-/// What the page shows besides the answers.
-pub struct Extras {
-    /// What was queried (`duckdb:sparkify.duckdb`).
-    pub sink: String,
-    /// Every table present and its rows.
-    pub counts: Vec<(String, u64)>,
-    /// The rejects by reason, most first, when the sink holds `load_errors`.
-    pub rejects: Option<Vec<(String, u64)>>,
-}
+/// What the page shows besides the answers: the tables' rows and the rejects by reason.
+pub use sparkify::query::Overview as Extras;
 
 const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:60em;\
 color:#222;padding:0 1em}h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em}\

@@ -5,16 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sparkify::sink::{DuckDbConfig, ParquetConfig, Transform, WarehouseConfig};
+use sparkify::{SinkConfig, SinkSpec, SongplaysMode};
 use sparkify_cluster::{Cloud, ClusterSection};
-use sparkify_core::model::SongplaysMode;
 use sparkify_core::source::Input;
-use sparkify_core::source::Location;
 use sparkify_s3::{AwsSection, S3Options, S3Section};
-use sparkify_sink_duckdb::Transform;
-use sparkify_sink_parquet::ParquetConfig;
-use sparkify_sink_redshift::{
-    CopySettings, CredentialSource, IamSection, RedshiftSection, WarehouseConfig,
-};
+use sparkify_sink_redshift::{CopySettings, CredentialSource, IamSection, RedshiftSection};
 
 use crate::args::{
     CompressionArg, ConfigArgs, DuckDbArgs, LoadArgs, ParquetArgs, RedshiftArgs, S3Args, Songplays,
@@ -66,11 +62,11 @@ impl File {
 fn warn_plaintext_password(path: &Path) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        eprintln!(
-            "warning: {} holds [redshift] password in plain text; prefer PGPASSWORD, \
-             ~/.pgpass (libpq's password file) or --iam-auth",
+        crate::log::warn(&format!(
+            "{} holds [redshift] password in plain text; prefer PGPASSWORD, ~/.pgpass \
+             (libpq's password file) or --iam-auth",
             path.display()
-        );
+        ));
     });
 }
 
@@ -107,45 +103,23 @@ pub fn flag_values(s3: Option<&S3Args>, redshift: Option<&RedshiftArgs>) -> Vec<
     out
 }
 
-/// Where the tables go, and how.
-#[derive(Debug, Clone)]
-pub enum SinkSettings {
-    DuckDb {
-        path: PathBuf,
-        transform: Transform,
-        lock_timeout: Duration,
-    },
-    Warehouse(Box<WarehouseConfig>),
-    Parquet(ParquetConfig),
-}
-
 /// Everything one load needs.
 #[derive(Debug)]
 pub struct LoadSettings {
     pub songs: Vec<Input>,
     pub events: Vec<Input>,
-    pub sink: SinkSettings,
-    pub max_errors: u64,
-    pub mode: SongplaysMode,
-    pub threads: Option<usize>,
-    pub batch_size: usize,
-    /// `--in-flight`, in bytes.
-    pub in_flight: u64,
+    pub sink: SinkConfig,
+    /// What the engine is given besides the input and the sink.
+    pub options: sparkify::Options,
     pub summary_json: Option<PathBuf>,
     pub dry_run: bool,
-    /// `--incremental`, `--prune`.
-    pub incremental: bool,
-    pub prune: bool,
-    /// How `s3://` inputs are reached, and GETs at a time.
-    pub s3: S3Options,
-    pub s3_concurrency: usize,
 }
 
 impl LoadSettings {
     pub fn resolve(
         songs: Vec<Input>,
         events: Vec<Input>,
-        sink: &str,
+        sink: &SinkSpec,
         args: LoadArgs,
     ) -> Result<Self, Failure> {
         let file = File::load(
@@ -156,7 +130,7 @@ impl LoadSettings {
             Songplays::Matched => SongplaysMode::Matched,
             Songplays::All => SongplaysMode::All,
         };
-        let sink = SinkSpec {
+        let sink = SinkResolver {
             file: &file,
             s3: &args.s3,
             duckdb: &args.duckdb,
@@ -169,17 +143,19 @@ impl LoadSettings {
         .resolve(sink)?;
         Ok(LoadSettings {
             sink,
-            max_errors: args.run.max_errors,
-            mode,
-            threads: args.run.threads,
-            batch_size: args.run.batch_size.max(1),
-            in_flight: args.run.in_flight,
+            options: sparkify::Options {
+                max_errors: args.run.max_errors,
+                mode,
+                threads: args.run.threads,
+                batch_size: args.run.batch_size.max(1),
+                in_flight: args.run.in_flight,
+                incremental: args.run.incremental,
+                prune: args.run.prune,
+                s3: s3_options(&args.s3, &file),
+                s3_concurrency: args.s3.s3_concurrency.max(1),
+            },
             summary_json: args.run.summary_json,
             dry_run: args.run.dry_run,
-            incremental: args.run.incremental,
-            prune: args.run.prune,
-            s3: s3_options(&args.s3, &file),
-            s3_concurrency: args.s3.s3_concurrency.max(1),
             songs,
             events,
         })
@@ -189,12 +165,12 @@ impl LoadSettings {
 /// The sink of `sparkify tables`, `sql` and `analytics`: only what DDL, queries and a
 /// connection need.
 pub fn sql_sink(
-    spec: &str,
+    spec: &SinkSpec,
     config: &ConfigArgs,
     redshift: &RedshiftArgs,
-) -> Result<SinkSettings, Failure> {
+) -> Result<SinkConfig, Failure> {
     let file = File::load(config, &flag_values(None, Some(redshift)))?;
-    SinkSpec {
+    SinkResolver {
         file: &file,
         s3: &S3Args {
             s3_concurrency: 1,
@@ -210,7 +186,7 @@ pub fn sql_sink(
         mode: SongplaysMode::Matched,
         songs: &[],
         events: &[],
-        lock_timeout: sparkify_sink_duckdb::DEFAULT_LOCK_TIMEOUT,
+        lock_timeout: sparkify_core::sink::DEFAULT_LOCK_TIMEOUT,
     }
     .resolve(spec)
 }
@@ -258,7 +234,7 @@ pub fn s3_options(flags: &S3Args, file: &File) -> S3Options {
 }
 
 /// What `--sink` is resolved with.
-struct SinkSpec<'a> {
+struct SinkResolver<'a> {
     file: &'a File,
     s3: &'a S3Args,
     duckdb: &'a DuckDbArgs,
@@ -269,44 +245,34 @@ struct SinkSpec<'a> {
     lock_timeout: Duration,
 }
 
-impl SinkSpec<'_> {
-    fn resolve(&self, spec: &str) -> Result<SinkSettings, Failure> {
-        if let Some(path) = spec.strip_prefix("duckdb:").filter(|p| !p.is_empty()) {
-            let transform = match self.duckdb.transform {
-                TransformArg::Memory => Transform::Memory,
-                TransformArg::Sql => Transform::Sql(self.mode),
-            };
-            return Ok(SinkSettings::DuckDb {
-                path: path.into(),
-                transform,
+impl SinkResolver<'_> {
+    fn resolve(&self, spec: &SinkSpec) -> Result<SinkConfig, Failure> {
+        Ok(match spec {
+            SinkSpec::DuckDb(path) => SinkConfig::DuckDb(DuckDbConfig {
+                path: path.clone(),
+                transform: match self.duckdb.transform {
+                    TransformArg::Memory => Transform::Memory,
+                    TransformArg::Sql => Transform::Sql(self.mode),
+                },
                 lock_timeout: self.lock_timeout,
-            });
-        }
-        if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-            let mut config = WarehouseConfig::postgres(spec, self.mode);
-            config.lock_timeout = self.lock_timeout;
-            return Ok(SinkSettings::Warehouse(Box::new(config)));
-        }
-        if spec == "redshift" {
-            return Ok(SinkSettings::Warehouse(Box::new(self.redshift())));
-        }
-        if let Some(out) = spec.strip_prefix("parquet:").filter(|p| !p.is_empty()) {
-            let location = Location::parse(out).map_err(|e| Failure::Usage(e.to_string()))?;
-            return Ok(SinkSettings::Parquet(ParquetConfig {
+            }),
+            SinkSpec::Postgres(url) => {
+                let mut config = WarehouseConfig::postgres(url, self.mode);
+                config.lock_timeout = self.lock_timeout;
+                config.into()
+            }
+            SinkSpec::Redshift => self.redshift().into(),
+            SinkSpec::Parquet(location) => SinkConfig::Parquet(ParquetConfig {
                 compression: match self.parquet.compression {
-                    CompressionArg::Zstd => sparkify_sink_parquet::Compression::Zstd,
-                    CompressionArg::Snappy => sparkify_sink_parquet::Compression::Snappy,
+                    CompressionArg::Zstd => sparkify::sink::Compression::Zstd,
+                    CompressionArg::Snappy => sparkify::sink::Compression::Snappy,
                 },
                 staging_tables: self.parquet.with_staging_tables,
                 concurrency: self.s3.s3_concurrency.max(1),
                 s3: s3_options(self.s3, self.file),
-                ..ParquetConfig::new(location)
-            }));
-        }
-        Err(Failure::Usage(format!(
-            "unknown sink {spec:?}: expected duckdb:PATH, postgres://user@host:port/db, redshift, \
-             parquet:DIR or parquet:s3://bucket/prefix"
-        )))
+                ..ParquetConfig::new(location.clone())
+            }),
+        })
     }
 
     /// `[redshift]`, `[s3]` and `[iam]` with the Redshift flags over them. What is missing is
@@ -378,7 +344,7 @@ fn iam_credentials(file: &File) -> CredentialSource {
                 .join()
         })
         .map_err(|_| "the credentials request panicked".to_owned())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| sparkify_core::error::chain(&e))?;
         Ok((got.user, got.password))
     })
 }

@@ -26,7 +26,7 @@ pub const TRUST_REDSHIFT: &str = r#"{"Version":"2012-10-17","Statement":[{"Effec
 pub enum Error {
     #[error("{0}")]
     Config(String),
-    #[error("cannot start the AWS client runtime: {0}")]
+    #[error("cannot start the AWS client runtime")]
     Runtime(#[source] std::io::Error),
     /// An AWS call failed; `call` names it (`redshift:CreateCluster`).
     #[error("{call}: {message}")]

@@ -6,7 +6,7 @@ use arrow::error::ArrowError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         #[source]
@@ -57,3 +57,29 @@ pub enum Error {
 
 /// The core's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes as a person reads them, each after the one before (`: `). Every
+/// error of sparkify's names its own context only and leaves its cause to the chain; a cause
+/// whose text the line already holds (a library's error that prints its own cause, as
+/// tokio-postgres and DuckDB do) is not said again.
+pub fn said_once<'a>(
+    chain: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>,
+) -> String {
+    let mut out = String::new();
+    for cause in chain {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// [`said_once`] of `error` and every error under it.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    said_once(std::iter::successors(Some(error), |e| e.source()))
+}

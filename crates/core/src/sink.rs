@@ -280,6 +280,10 @@ impl QueryResult {
     }
 }
 
+/// How long a load waits for another load into the same sink (its lock, its file) before
+/// it fails, unless told otherwise: every sink's default, and `--lock-timeout`'s.
+pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A place the tables go.
 pub trait Sink {
     /// The sink's own error.

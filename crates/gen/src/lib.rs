@@ -32,7 +32,7 @@ use rayon::prelude::*;
 /// What can go wrong generating: only writing the files.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         #[source]

@@ -54,13 +54,13 @@ pub enum Error {
         url: String,
         message: String,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot start the S3 runtime: {0}")]
+    #[error("cannot start the S3 runtime")]
     Runtime(#[source] std::io::Error),
 }
 
@@ -1050,7 +1050,9 @@ impl std::io::Read for RangeReader {
                         p.url, p.object
                     )));
                 }
-                Some(Err(e)) => return Err(std::io::Error::other(e.to_string())),
+                Some(Err(e)) => {
+                    return Err(std::io::Error::other(sparkify_core::error::chain(&e)));
+                }
                 None => {
                     return Err(std::io::Error::other(
                         "the fetching stopped before the object's last range",

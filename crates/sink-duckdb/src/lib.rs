@@ -107,7 +107,7 @@ pub enum Transform {
 const CREATION_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// How long a load waits for another process to let go of the file, by default.
-pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+pub use sparkify_core::sink::DEFAULT_LOCK_TIMEOUT;
 
 /// Who holds the lock, from DuckDB's message (`Conflicting lock is held in /bin/x (PID 12)`):
 /// ` (PID 12, /bin/x)`, or empty.
@@ -122,6 +122,35 @@ fn lock_holder(message: &str) -> String {
     format!(" (PID {pid}, {program})")
 }
 
+/// What a DuckDB sink is built from: the file, where the star schema is built, and how long
+/// a load waits for another process's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuckDbConfig {
+    pub path: PathBuf,
+    pub transform: Transform,
+    pub lock_timeout: std::time::Duration,
+}
+
+impl DuckDbConfig {
+    /// The file at `path`, the star built in memory, the default lock timeout.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        DuckDbConfig {
+            path: path.into(),
+            transform: Transform::Memory,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+
+    /// The sink; nothing is opened yet.
+    pub fn build(self) -> DuckDbSink {
+        DuckDbSink {
+            path: self.path,
+            transform: self.transform,
+            lock_timeout: self.lock_timeout,
+        }
+    }
+}
+
 /// A DuckDB database file.
 #[derive(Debug, Clone)]
 pub struct DuckDbSink {
@@ -132,11 +161,7 @@ pub struct DuckDbSink {
 
 impl DuckDbSink {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        DuckDbSink {
-            path: path.into(),
-            transform: Transform::Memory,
-            lock_timeout: DEFAULT_LOCK_TIMEOUT,
-        }
+        DuckDbConfig::new(path).build()
     }
 
     /// Builds the star schema in SQL inside DuckDB instead of appending the core's tables.

@@ -95,6 +95,11 @@ impl ParquetConfig {
             s3: S3Options::default(),
         }
     }
+
+    /// The sink; nothing is written or connected yet.
+    pub fn build(self) -> ParquetSink {
+        ParquetSink::new(self)
+    }
 }
 
 /// The Parquet sink.

@@ -301,6 +301,11 @@ pub struct WarehouseConfig {
 }
 
 impl WarehouseConfig {
+    /// The sink; nothing is connected yet.
+    pub fn build(self) -> crate::WarehouseSink {
+        crate::WarehouseSink::new(self)
+    }
+
     /// PostgreSQL at `url` (`PGPASSWORD` when the URL has no password).
     pub fn postgres(url: &str, mode: SongplaysMode) -> Self {
         WarehouseConfig {

@@ -186,8 +186,8 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>) -> Result<(
                 };
                 return Err(Error::CopyS3 {
                     table: table.name.to_owned(),
+                    reason: sparkify_core::error::chain(&source),
                     details,
-                    source,
                 });
             }
             if let Some(expected) = expected {

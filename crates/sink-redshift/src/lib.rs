@@ -46,7 +46,7 @@ pub use plan::{
     load_errors_query,
 };
 pub use sparkify_core::sink::QueryResult;
-pub use target::{Target, Tls};
+pub use target::{PASSWORD_ENV, Target, Tls, env_password};
 pub use upload::UploadOptions;
 
 /// What can go wrong loading the warehouse. Messages never include a password.
@@ -68,24 +68,25 @@ pub enum Error {
     /// was read (nothing was committed).
     #[error(transparent)]
     Core(#[from] sparkify_core::Error),
-    #[error("cannot connect to {target}: {source}")]
+    #[error("cannot connect to {target}")]
     Connect {
         target: String,
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("{statement}\nfailed: {source}")]
+    #[error("{statement}\nfailed")]
     Sql {
         statement: String,
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("COPY into {table} failed: {source}\n{details}")]
+    /// A COPY from S3 the warehouse refused: its reason, then the rows of its load-error
+    /// table (said here, after the reason, rather than before it as a cause would be).
+    #[error("COPY into {table} failed: {reason}\n{details}")]
     CopyS3 {
         table: String,
+        reason: String,
         details: String,
-        #[source]
-        source: tokio_postgres::Error,
     },
     #[error(transparent)]
     Unreconciled(#[from] sparkify_core::sink::Unreconciled),
@@ -101,13 +102,13 @@ pub enum Error {
         expected: u64,
         got: u64,
     },
-    #[error("the Parquet upload: {0}")]
+    #[error("the Parquet upload")]
     Upload(#[from] sparkify_parquet::Error),
     #[error(transparent)]
     S3(#[from] sparkify_s3::Error),
     #[error("{0} is not a warehouse dialect: expected PostgreSQL or Redshift")]
     Dialect(&'static str),
-    #[error("cannot start the async runtime: {0}")]
+    #[error("cannot start the async runtime")]
     Runtime(#[from] std::io::Error),
 }
 

@@ -122,7 +122,7 @@ impl Step {
 }
 
 /// How long a load waits for another one, by default.
-pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+pub use sparkify_core::sink::DEFAULT_LOCK_TIMEOUT;
 
 /// The key of sparkify's load lock (with the schema's hash as the second key): `spkf`.
 pub const LOCK_KEY: i32 = 0x7370_6b66;

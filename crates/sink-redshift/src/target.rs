@@ -150,11 +150,19 @@ pub(crate) struct Lookup<'a> {
     pub user: &'a str,
 }
 
+/// The environment variable of the database password, as libpq reads it.
+pub const PASSWORD_ENV: &str = "PGPASSWORD";
+
+/// The database password of the environment ([`PASSWORD_ENV`]), when set and not empty: the
+/// one place it is read.
+pub fn env_password() -> Option<String> {
+    std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty())
+}
+
 /// The database password: `PGPASSWORD` when set, else the matching line of `~/.pgpass`
 /// (`PGPASSFILE`), else `from_file` (the config file's).
 pub(crate) fn password(lookup: &Lookup<'_>, from_file: Option<&str>) -> Option<String> {
-    std::env::var("PGPASSWORD")
-        .ok()
+    env_password()
         .or_else(|| pgpass(lookup))
         .or_else(|| from_file.map(str::to_owned))
 }

@@ -82,7 +82,7 @@ impl Resolved {
             port: c.port.unwrap_or(5439),
             // The master password only from PGPASSWORD; else Redshift keeps one in Secrets
             // Manager, and clients use --iam-auth.
-            password: std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()),
+            password: sparkify_sink_redshift::env_password(),
             security_group_id: c.security_group_id.clone(),
         })
     }

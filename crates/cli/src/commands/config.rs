@@ -21,12 +21,12 @@ pub fn config(cmd: ConfigCmd) -> anyhow::Result<()> {
         .map(|(setting, value, origin)| vec![Some(setting), Some(value), Some(origin)])
         .collect();
     // The password is looked up before the file's: say where it will come from.
-    if std::env::var_os("PGPASSWORD").is_some() {
+    if sparkify_sink_redshift::env_password().is_some() {
         rows.retain(|r| r[0].as_deref() != Some("[redshift] password"));
         rows.push(vec![
             Some("[redshift] password".into()),
             Some("<secret>".into()),
-            Some("env PGPASSWORD".into()),
+            Some(format!("env {}", sparkify_sink_redshift::PASSWORD_ENV)),
         ]);
     }
     let result = QueryResult {

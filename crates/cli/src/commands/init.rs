@@ -1,4 +1,5 @@
-//! `sparkify init`: a commented `sparkify.toml`, or the seed's `dwh.cfg` converted into one.
+//! `sparkify init`: a commented `sparkify.toml`, or the Udacity Sparkify project's boto3-style
+//! `dwh.cfg` converted into one.
 //! Secrets are never copied: AWS keys belong to the AWS credential chain (`aws configure`),
 //! the database password to `PGPASSWORD`, `~/.pgpass` or `--iam-auth`.
 
@@ -9,46 +10,6 @@ use toml_edit::{DocumentMut, Item, Table, value};
 
 use crate::args::InitArgs;
 use crate::exit::Failure;
-
-/// The template `sparkify init` writes.
-pub const TEMPLATE: &str = r#"# sparkify.toml: settings for sparkify. Every value here can also be given as an
-# environment variable (SPARKIFY_<SECTION>_<KEY>, e.g. SPARKIFY_CLUSTER_IDENTIFIER) or a flag;
-# flags win over the environment, which wins over this file. `sparkify config show` prints
-# the effective settings and where each came from.
-#
-# Secrets do not belong here. AWS keys come from the standard AWS chain (`aws configure`,
-# AWS_PROFILE, SSO, instance roles); the database password from PGPASSWORD, ~/.pgpass, or
-# no password at all with `--iam-auth` ([redshift] iam_auth = true).
-
-[aws]
-# region = "us-west-2"
-# profile = "default"
-
-[cluster]
-# identifier = "sparkify"
-# node_type = "ra3.large"
-# num_nodes = 1
-# database = "sparkify"
-# user = "sparkify"
-# port = 5439
-# The IPv4 CIDR let in to the cluster's port (your address, e.g. "203.0.113.7/32").
-# allow_cidr = "203.0.113.7/32"
-
-[iam]
-# role_name = "sparkify-redshift-s3-read"
-# role_arn is written by `sparkify cluster create`.
-
-[redshift]
-# host, port, database and user are written by `sparkify cluster create`.
-# iam_auth = true
-# copy_from = "json"
-
-[s3]
-# events = "s3://udacity-dend/log_data"
-# songs = "s3://udacity-dend/song_data"
-# jsonpaths = "s3://udacity-dend/log_json_path.json"
-# region = "us-west-2"
-"#;
 
 pub fn init(args: InitArgs) -> anyhow::Result<()> {
     let path = args
@@ -64,7 +25,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
         .into());
     }
     let text = match &args.from_dwh_cfg {
-        None => TEMPLATE.to_owned(),
+        None => crate::layers::template(),
         Some(cfg) => {
             let (text, left_out) = convert(cfg)?;
             if !left_out.is_empty() {
@@ -120,7 +81,7 @@ pub fn convert(path: &Path) -> Result<(String, Vec<String>), Failure> {
     let cfg = ini(&text);
     let Some(dwh) = cfg.get("DWH") else {
         return Err(Failure::Usage(format!(
-            "{} has no [DWH] section: is it the seed's dwh.cfg?",
+            "{} has no [DWH] section: is it the Udacity Sparkify project's dwh.cfg?",
             path.display()
         )));
     };
@@ -203,10 +164,38 @@ mod tests {
 
     #[test]
     fn the_template_is_valid_toml_with_every_section() {
-        let t: toml::Table = TEMPLATE.parse().unwrap_or_default();
+        let template = crate::layers::template();
+        let t: toml::Table = template.parse().unwrap_or_default();
         for s in ["aws", "cluster", "iam", "redshift", "s3"] {
             assert!(t.contains_key(s), "{s}");
         }
+        // Every setting is in it, with its default where it has one; no secret's value.
+        for k in crate::layers::KNOWN {
+            assert!(template.contains(k.doc), "{}", k.key);
+            if let Some(default) = k.default {
+                assert!(template.contains(default), "{} = {default}", k.key);
+            }
+        }
+        // Uncommented, each value is one the settings accept.
+        let uncommented: String = template
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(setting)
+                    if setting.split_once(" = ").is_some_and(|(k, _)| {
+                        k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    }) =>
+                {
+                    setting.split("  (").next().unwrap_or(setting)
+                }
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let file: toml::Table = uncommented
+            .parse()
+            .expect("the settings uncommented are TOML");
+        assert_eq!(file["cluster"]["num_nodes"].as_integer(), Some(1));
+        assert_eq!(file["s3"]["attempts"].as_integer(), Some(5));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use sparkify_core::source::Input;
+use sparkify::Input;
 
 use crate::args::RunArgs;
 use crate::exit::Failure;
@@ -13,7 +13,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let input = |sub: &str| vec![Input::Local(root.join(sub).display().to_string())];
     let settings =
         LoadSettings::resolve(input("song_data"), input("log_data"), &args.sink, args.load)?;
-    super::etl::load(settings)
+    crate::load::load(settings)
 }
 
 /// `--fixtures`, else `./fixtures/sparkify` (run from a checkout's root).

@@ -3,31 +3,29 @@
 use sparkify_core::sink::TablesAction;
 
 use crate::args::{TablesActionArg, TablesArgs};
-use crate::{settings, sink};
+use crate::settings;
 
 pub fn tables(args: TablesArgs) -> anyhow::Result<()> {
-    let settings = settings::sql_sink(&args.sink, &args.config, &args.redshift)?;
-    let mut sink = sink::build(settings);
+    let sink = settings::sql_sink(&args.sink, &args.config, &args.redshift)?;
+    let described = sink.clone().build().describe();
     let action = match args.action {
         TablesActionArg::Create => TablesAction::Create,
         TablesActionArg::Drop => TablesAction::Drop,
     };
-    let statements = sink.tables_sql(action)?;
+    let statements = sparkify::query::tables(sink, action, args.dry_run)?;
     if args.dry_run {
         for s in &statements {
             println!("{s};\n");
         }
         return Ok(());
     }
-    sink.execute(&statements)?;
     println!(
-        "{} tables {} in {}",
+        "{} tables {} in {described}",
         sparkify_core::table::ALL_TABLES.len(),
         match action {
             TablesAction::Create => "created",
             TablesAction::Drop => "dropped",
         },
-        sink.describe()
     );
     Ok(())
 }
