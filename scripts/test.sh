@@ -2,8 +2,8 @@
 # The whole test suite, from a fresh machine: installs what the tests need when it is missing
 # (a PostgreSQL server; moto's local S3 server and the DuckDB Python package, in a virtual
 # environment of their own), then
-# runs every test, in
-# the one profile everything here builds in (release; see Cargo.toml).
+# runs every test (the library's example and documentation included), in the one profile
+# everything here builds in (release; see Cargo.toml).
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -p sparkify-core  # extra arguments go to `cargo test`
@@ -82,4 +82,6 @@ fi
 cargo fmt --all -- --check
 python3 scripts/module-cycles.py
 cargo clippy --release --workspace --all-targets -- -D warnings
+# The library's documentation, every public item of it, with no broken or private link.
+RUSTDOCFLAGS="-D warnings" cargo doc --release --workspace --no-deps
 cargo test --release --workspace "$@"

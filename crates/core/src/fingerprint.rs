@@ -172,7 +172,7 @@ pub fn fingerprints_sql(dialect: &Dialect, tables: &[&TableDef]) -> String {
         .join("\nUNION ALL\n")
 }
 
-/// Every row's key text ([`key_text`]) and hash: fetched only for a table that differs.
+/// Every row's key text (`key_text`) and hash: fetched only for a table that differs.
 pub fn row_hashes_sql(dialect: &Dialect, table: &TableDef) -> String {
     let key: Vec<String> = key_columns(table)
         .iter()

@@ -1,5 +1,5 @@
 //! The statements of a load, in order, as data: `--dry-run` prints exactly what a load would
-//! run, snapshot tests pin it down, and [`crate::exec`] runs it.
+//! run, snapshot tests pin it down, and the executor (`exec.rs`) runs it.
 
 use arrow::array::RecordBatch;
 use sparkify_core::ledger::{self, Increment};

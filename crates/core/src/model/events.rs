@@ -503,7 +503,7 @@ impl StarBuilder {
     /// The five tables of what `builders` were pushed (builders a load's workers filled side
     /// by side, all made with the same mode), the plays matched against `songs` (a
     /// `staging_songs` batch). Each builder's plays are matched in its own ids, the builders
-    /// in parallel ([`matched_plays`]); only the plays kept and the users are taken into one
+    /// in parallel (`matched_plays`); only the plays kept and the users are taken into one
     /// set of ids. No builder's texts are merged into another's: at 100x each holds about
     /// 200,000 distinct songs and artists, and merging them was a fifth of the star build.
     pub fn finish_all(builders: Vec<StarBuilder>, songs: &RecordBatch) -> Result<StarSchema> {
