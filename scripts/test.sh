@@ -47,6 +47,11 @@ if ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet duckdb
 fi
+# jsonschema: the end-to-end tests check real summaries against docs/summary.schema.json.
+if ! "$venv/bin/python" -c 'import jsonschema' 2>/dev/null; then
+    echo "test.sh: installing the jsonschema Python package into $venv" >&2
+    "$venv/bin/pip" install --quiet jsonschema
+fi
 export SPARKIFY_PYTHON="$venv/bin/python"
 
 # A local S3-compatible server (moto_server): the S3 tests start one on a free loopback port

@@ -29,6 +29,28 @@ fn sparkify_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     cli::run(env!("CARGO_BIN_EXE_sparkify"), dir, args, env)
 }
 
+/// Checks the summary at `path` against the documented shape (docs/summary.schema.json),
+/// with the `jsonschema` Python package (scripts/test.sh installs it).
+fn assert_summary_valid(path: &Path) {
+    let script = "import json, sys, jsonschema\n\
+        schema = json.load(open(sys.argv[1]))\n\
+        jsonschema.Draft202012Validator.check_schema(schema)\n\
+        jsonschema.validate(json.load(open(sys.argv[2])), schema, \
+        cls=jsonschema.Draft202012Validator)\n";
+    let out = Command::new(std::env::var("SPARKIFY_PYTHON").unwrap_or_else(|_| "python3".into()))
+        .args(["-c", script])
+        .arg(repo().join("docs/summary.schema.json"))
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} against its schema: {}",
+        path.display(),
+        text(&out)
+    );
+}
+
 fn count(db: &Path, table: &str) -> i64 {
     let conn = Connection::open(db).unwrap();
     conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
@@ -67,6 +89,7 @@ fn run_loads_the_real_data_into_sparkify_duckdb() {
         &["run", "--summary-json", json.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_summary_valid(&json);
     let stdout = String::from_utf8_lossy(&out.stdout);
     for (table, rows) in [
         ("ft_songplays", "333"),
@@ -238,6 +261,7 @@ fn rejects_within_max_errors_load_with_load_errors() {
             ],
         );
         assert_eq!(out.status.code(), Some(0), "{sink}: {}", text(&out));
+        assert_summary_valid(&json);
         let summary: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         let rejects = summary["rejects"].as_i64().unwrap();
@@ -583,6 +607,7 @@ fn s3_input_gives_the_same_tables_as_the_local_run() {
     assert_eq!(count(&remote, "dm_songs"), 14896);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--songs: listed 14896 objects"), "{stderr}");
+    assert_summary_valid(&json);
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(summary["s3"]["objects_listed"], 14926);
