@@ -574,18 +574,10 @@ fn an_incremental_load_stops_when_another_load_changed_the_ledger_since_it_was_r
     assert!(every_table(&pg) == before, "the previous tables changed");
 }
 
-#[test]
-fn an_incremental_redshift_plan_is_exactly_this_and_escapes_every_path() {
+/// An incremental load that removes the rows of one log file (`events`) and one song file
+/// (`songs`), as the ledger has them.
+fn removing(events: &str, songs: &str) -> sparkify_core::ledger::Increment {
     use sparkify_core::ledger::{Entry, Increment, Kind};
-    use sparkify_core::sql::{Dialect, RedshiftKeys};
-    use sparkify_sink_redshift::plan::{Expected, load_plan};
-    let copy = CopySettings {
-        copy_from: Some("parquet".into()),
-        upload_prefix: Some("s3://sparkify-staging/run/".into()),
-        ..redshift_copy()
-    }
-    .resolve()
-    .unwrap();
     let entry = |file_id, kind, path: &str| Entry {
         file_id,
         kind,
@@ -595,19 +587,29 @@ fn an_incremental_redshift_plan_is_exactly_this_and_escapes_every_path() {
         rows_staged: 1,
         rejects: 0,
     };
-    let increment = Increment {
-        remove: vec![
-            entry(
-                3,
-                Kind::Events,
-                "s3://logs/o'brien\\x;$$ DROP TABLE dm_users; --.json",
-            ),
-            entry(7, Kind::Songs, "s3://songs/$tag$'; SELECT 1; $tag$.json"),
-        ],
+    Increment {
+        remove: vec![entry(3, Kind::Events, events), entry(7, Kind::Songs, songs)],
         digest: 42,
         kept: vec![],
         mode: SongplaysMode::Matched,
-    };
+    }
+}
+
+#[test]
+fn an_incremental_redshift_plan_is_exactly_this_and_escapes_every_path() {
+    use sparkify_core::sql::{Dialect, RedshiftKeys};
+    use sparkify_sink_redshift::plan::{Expected, load_plan};
+    let copy = CopySettings {
+        copy_from: Some("parquet".into()),
+        upload_prefix: Some("s3://sparkify-staging/run/".into()),
+        ..redshift_copy()
+    }
+    .resolve()
+    .unwrap();
+    let increment = removing(
+        "s3://logs/o'brien\\x;$$ DROP TABLE dm_users; --.json",
+        "s3://songs/$tag$'; SELECT 1; $tag$.json",
+    );
     let steps = load_plan(
         &Dialect::Redshift(RedshiftKeys::default()),
         Some(&copy),
@@ -636,7 +638,6 @@ fn an_incremental_redshift_plan_is_exactly_this_and_escapes_every_path() {
 fn redshift_statements() -> Vec<(String, String)> {
     use sparkify_core::analytics::{QUESTIONS, REJECTS_BY_REASON};
     use sparkify_core::fingerprint::{fingerprints_sql, row_hashes_sql};
-    use sparkify_core::ledger::{Entry, Increment, Kind};
     use sparkify_core::sql::{self, Dialect, RedshiftKeys};
     use sparkify_sink_redshift::plan::{Expected, load_plan};
     let mut out = Vec::new();
@@ -679,24 +680,7 @@ fn redshift_statements() -> Vec<(String, String)> {
         add("tables drop", sink.tables_sql(TablesAction::Drop).unwrap());
     }
     let dialect = Dialect::Redshift(RedshiftKeys::default());
-    let entry = |file_id, kind, path: &str| Entry {
-        file_id,
-        kind,
-        path: path.into(),
-        size: 1,
-        version: None,
-        rows_staged: 1,
-        rejects: 0,
-    };
-    let increment = Increment {
-        remove: vec![
-            entry(3, Kind::Events, "s3://logs/a.json"),
-            entry(7, Kind::Songs, "s3://songs/b.json"),
-        ],
-        digest: 42,
-        kept: vec![],
-        mode: SongplaysMode::Matched,
-    };
+    let increment = removing("s3://logs/a.json", "s3://songs/b.json");
     let steps = load_plan(
         &dialect,
         Some(&parquet.resolve().unwrap()),
