@@ -2914,7 +2914,10 @@ struct Tmux(String);
 
 impl Tmux {
     fn start(command: &str) -> Tmux {
-        let socket = format!("sparkify-e2e-{}", std::process::id());
+        // A server a test: tests run at once in this process.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = format!("sparkify-e2e-{}-{n}", std::process::id());
         let ok = Command::new("tmux")
             .args(["-L", &socket, "new-session", "-d", "-x", "140", "-y", "24"])
             .arg(command)
@@ -2990,5 +2993,112 @@ fn a_terminal_shows_the_load_as_it_goes_and_clears_it_at_the_end() {
     assert!(
         !screen.contains("reading and loading"),
         "the bar is cleared at the end: {screen}"
+    );
+}
+
+/// DuckDB's Python package holding `db` open for `seconds`; returns once it has it.
+fn hold_duckdb(db: &Path, seconds: u32) -> std::process::Child {
+    let script = format!(
+        "import duckdb, sys, time\nc = duckdb.connect(sys.argv[1])\nprint('open', flush=True)\n\
+         time.sleep({seconds})\n"
+    );
+    let mut py =
+        Command::new(std::env::var("SPARKIFY_PYTHON").unwrap_or_else(|_| "python3".into()))
+            .args(["-c", &script, db.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(py.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "open\n");
+    py
+}
+
+#[test]
+fn a_query_that_waits_for_another_process_says_who_holds_the_file_and_since_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("held.duckdb");
+    let sink = format!("duckdb:{}", db.display());
+    let mut held = hold_duckdb(&db, 3);
+    let out = sparkify(dir.path(), &["sql", "SELECT 42 AS answer", "--sink", &sink]);
+    held.wait().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let said = stderr
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "waiting for {sink}: another process has it open (PID "
+            ))
+        })
+        .unwrap_or_else(|| panic!("no word of the wait: {stderr}"));
+    assert!(said.contains(&format!("PID {}", held.id())), "{said}");
+    assert!(
+        said.contains(" since 20") && said.contains(" UTC;"),
+        "{said}"
+    );
+    assert!(
+        said.contains("waiting up to 600 s (--lock-timeout)"),
+        "{said}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("42"));
+
+    // As an event of a JSON log.
+    let mut held = hold_duckdb(&db, 2);
+    let out = sparkify(
+        dir.path(),
+        &["sql", "SELECT 1", "--sink", &sink, "--log-format", "json"],
+    );
+    held.wait().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lines = json_lines(&out);
+    let waiting = lines
+        .iter()
+        .find(|l| l["event"] == "waiting")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(
+        waiting["holder"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("PID {}", held.id())),
+        "{waiting}"
+    );
+    assert!(
+        waiting["since"].as_str().unwrap().ends_with(" UTC"),
+        "{waiting}"
+    );
+    assert_eq!(waiting["timeout_seconds"], 600);
+}
+
+#[test]
+fn a_terminal_shows_a_spinner_while_a_query_waits_for_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("held.duckdb");
+    let mut held = hold_duckdb(&db, 4);
+    let command = format!(
+        "{} sql 'SELECT 42 AS answer' --sink duckdb:{}; echo exit $?; sleep 60",
+        env!("CARGO_BIN_EXE_sparkify"),
+        db.display()
+    );
+    let tmux = Tmux::start(&command);
+    let screen = tmux.wait_for("waiting for the file (", 10);
+    assert!(
+        screen.contains("another process has it open (PID"),
+        "{screen}"
+    );
+    assert!(screen.contains("waiting for the file ("), "{screen}");
+    held.wait().unwrap();
+    let screen = tmux.wait_for("exit ", 20);
+    assert!(
+        screen.contains("exit 0") && screen.contains("42"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("waiting for the file ("),
+        "the spinner is cleared once the file is had: {screen}"
     );
 }

@@ -69,6 +69,8 @@ fn main() -> ExitCode {
         Command::Config(args) => commands::config::config(args),
         Command::Cluster(args) => commands::cluster::cluster(args),
     };
+    // A wait's spinner still turning ends before anything else is said.
+    progress::done_waiting();
     match done {
         Ok(()) => ExitStatus::Success.into(),
         Err(error) => {

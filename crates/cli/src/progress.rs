@@ -38,6 +38,7 @@ impl Progress {
     }
 
     fn show(&self, event: &Event) {
+        done_waiting();
         let mut bar = self.bar.lock().unwrap_or_else(PoisonError::into_inner);
         match event {
             Event::Started { phase } => {
@@ -120,6 +121,62 @@ impl Progress {
         bar.set_message(phase.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
+    }
+}
+
+/// The spinner of a wait for another process, until the next thing the run shows.
+static WAITING: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// What a person hears when a command must wait for another process's hold on a DuckDB file:
+/// at once, who holds it and since when, then a spinner on a terminal until the wait ends
+/// ([`done_waiting`]); with `--log-format json`, a `waiting` event.
+pub fn on_wait() -> sparkify::sink::OnWait {
+    sparkify::sink::OnWait(Arc::new(|w: &sparkify::sink::Waiting| {
+        let since = w.since.map(|t| {
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string()
+        });
+        if crate::log::json() {
+            crate::log::event(
+                "waiting",
+                serde_json::json!({
+                    "path": w.path,
+                    "holder": w.holder.trim().trim_start_matches('(').trim_end_matches(')'),
+                    "since": since,
+                    "timeout_seconds": w.timeout.as_secs(),
+                }),
+            );
+            return;
+        }
+        let since = since.map_or_else(String::new, |s| format!(" since {s}"));
+        let line = format!(
+            "waiting for duckdb:{}: another process has it open{}{since}; waiting up to {} s (--lock-timeout)",
+            w.path,
+            w.holder,
+            w.timeout.as_secs()
+        );
+        crate::log::line(&line);
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} waiting for the file ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            *WAITING.lock().unwrap_or_else(PoisonError::into_inner) = Some(bar);
+        }
+    }))
+}
+
+/// Ends the spinner of a wait, if one turns.
+pub fn done_waiting() {
+    if let Some(bar) = WAITING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        bar.finish_and_clear();
     }
 }
 

@@ -255,6 +255,7 @@ impl SinkResolver<'_> {
                     TransformArg::Sql => Transform::Sql(self.mode),
                 },
                 lock_timeout: self.lock_timeout,
+                on_wait: Some(crate::progress::on_wait()),
             }),
             SinkSpec::Postgres(url) => {
                 let mut config = WarehouseConfig::postgres(url, self.mode);

@@ -122,13 +122,37 @@ fn lock_holder(message: &str) -> String {
     format!(" (PID {pid}, {program})")
 }
 
-/// What a DuckDB sink is built from: the file, where the star schema is built, and how long
-/// a load waits for another process's lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a DuckDB sink is built from: the file, where the star schema is built, how long a
+/// load waits for another process's lock, and who hears of the wait when it begins.
+#[derive(Debug, Clone)]
 pub struct DuckDbConfig {
     pub path: PathBuf,
     pub transform: Transform,
     pub lock_timeout: std::time::Duration,
+    pub on_wait: Option<OnWait>,
+}
+
+/// Another process holds the file: told once, when a wait for it begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// The file.
+    pub path: String,
+    /// Who holds it, from DuckDB's message: ` (PID 12, /bin/x)`, or empty.
+    pub holder: String,
+    /// When the holding process started, where the system says (Linux's `/proc`).
+    pub since: Option<std::time::SystemTime>,
+    /// How long the wait may last.
+    pub timeout: std::time::Duration,
+}
+
+/// Who hears that a wait begins.
+#[derive(Clone)]
+pub struct OnWait(pub std::sync::Arc<dyn Fn(&Waiting) + Send + Sync>);
+
+impl std::fmt::Debug for OnWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnWait")
+    }
 }
 
 impl DuckDbConfig {
@@ -138,6 +162,7 @@ impl DuckDbConfig {
             path: path.into(),
             transform: Transform::Memory,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            on_wait: None,
         }
     }
 
@@ -147,8 +172,38 @@ impl DuckDbConfig {
             path: self.path,
             transform: self.transform,
             lock_timeout: self.lock_timeout,
+            on_wait: self.on_wait,
         }
     }
+}
+
+/// The PID in DuckDB's lock message (`… (PID 12) …`).
+fn lock_pid(message: &str) -> Option<u32> {
+    let rest = message.split(" (PID ").nth(1)?;
+    rest.chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+/// When process `pid` started: its start in clock ticks after boot (`/proc/PID/stat`, the
+/// 22nd field) and the boot time (`btime` of `/proc/stat`). `None` where there is no `/proc`.
+fn process_started(pid: u32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: the fields count after it.
+    let after_name = stat.rsplit_once(')')?.1;
+    let ticks: u64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // The kernel's USER_HZ, which /proc reports in: 100 on every Linux sparkify runs on.
+    let hz = 100;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(boot * 1000 + ticks * 1000 / hz))
 }
 
 /// A DuckDB database file.
@@ -157,6 +212,7 @@ pub struct DuckDbSink {
     path: PathBuf,
     transform: Transform,
     lock_timeout: std::time::Duration,
+    on_wait: Option<OnWait>,
 }
 
 impl DuckDbSink {
@@ -184,6 +240,7 @@ impl DuckDbSink {
     /// the lock timeout.
     fn open(&self) -> Result<Connection> {
         let started = std::time::Instant::now();
+        let mut told = false;
         loop {
             match Connection::open(&self.path) {
                 Ok(conn) => return Ok(conn),
@@ -209,6 +266,17 @@ impl DuckDbSink {
                             holder: lock_holder(&text),
                             waited: started.elapsed().as_secs(),
                         });
+                    }
+                    if !told {
+                        told = true;
+                        if let Some(OnWait(on_wait)) = &self.on_wait {
+                            on_wait(&Waiting {
+                                path: self.path.display().to_string(),
+                                holder: lock_holder(&text),
+                                since: lock_pid(&text).and_then(process_started),
+                                timeout: self.lock_timeout,
+                            });
+                        }
                     }
                     tracing::info!(path = %self.path.display(), "waiting for another process to let go of the file");
                     std::thread::sleep(std::time::Duration::from_millis(200));

@@ -14,7 +14,7 @@ use sparkify_core::{Load, Sink};
 
 use crate::error::{Error, Result, SinkError};
 
-pub use sparkify_sink_duckdb::{DuckDbConfig, Transform};
+pub use sparkify_sink_duckdb::{DuckDbConfig, OnWait, Transform, Waiting};
 pub use sparkify_sink_parquet::{Compression, ParquetConfig};
 pub use sparkify_sink_redshift::WarehouseConfig;
 

@@ -8,7 +8,9 @@ use crate::{output, report, settings};
 pub fn analytics(args: AnalyticsArgs) -> anyhow::Result<()> {
     let target = &args.target;
     let sink = settings::sql_sink(&target.sink, &target.config, &target.redshift)?;
-    let analytics = sparkify::query::analytics(sink.clone())?;
+    let analytics = sparkify::query::analytics(sink.clone());
+    crate::progress::done_waiting();
+    let analytics = analytics?;
     let Some(path) = &args.html else {
         println!(
             "{}",
