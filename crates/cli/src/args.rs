@@ -319,7 +319,7 @@ pub struct ConfigArgs {
 #[command(next_help_heading = "S3")]
 pub struct S3Args {
     /// S3 GETs (and uploads) at a time.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = sparkify_s3::DEFAULT_CONCURRENCY)]
     pub s3_concurrency: usize,
     /// Send S3 requests unsigned, for public buckets.
     #[arg(long)]

@@ -66,6 +66,10 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// S3 requests (GETs, uploads) at a time, unless told otherwise: `--s3-concurrency`'s default
+/// and every config's.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
 pub use sparkify_core::source::S3Url;
 
 /// `[s3]` of `sparkify.toml`: where things lie in S3, and how to reach it.

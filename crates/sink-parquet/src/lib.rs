@@ -91,7 +91,7 @@ impl ParquetConfig {
             location,
             compression: Compression::default(),
             staging_tables: false,
-            concurrency: 64,
+            concurrency: sparkify_s3::DEFAULT_CONCURRENCY,
             s3: S3Options::default(),
         }
     }

@@ -51,11 +51,11 @@ impl Default for Options {
             mode: SongplaysMode::Matched,
             threads: None,
             batch_size: sparkify_core::reader::DEFAULT_BATCH_SIZE,
-            in_flight: 64 << 20,
+            in_flight: sparkify_core::source::DEFAULT_IN_FLIGHT,
             incremental: false,
             prune: false,
             s3: S3Options::default(),
-            s3_concurrency: 64,
+            s3_concurrency: sparkify_s3::DEFAULT_CONCURRENCY,
         }
     }
 }
