@@ -1588,23 +1588,7 @@ fn a_load_that_waits_too_long_for_another_fails_in_words() {
     );
     // DuckDB: another process (DuckDB's Python package) has the file open for 4 s.
     let db = dir.path().join("held.duckdb");
-    let script = "import duckdb, sys, time\n\
-        c = duckdb.connect(sys.argv[1])\n\
-        print('open', flush=True)\n\
-        time.sleep(4)\n";
-    let mut py =
-        Command::new(std::env::var("SPARKIFY_PYTHON").unwrap_or_else(|_| "python3".into()))
-            .args(["-c", script, db.to_str().unwrap()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(py.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line, "open\n");
+    let mut py = hold_duckdb(&db, 4);
     let sink = format!("duckdb:{}", db.display());
     let out = etl_child(dir.path(), &sink, &["--lock-timeout", "1"])
         .wait_with_output()

@@ -140,7 +140,7 @@ impl LoadSettings {
             events: &events,
             lock_timeout: Duration::from_secs(args.run.lock_timeout),
         }
-        .resolve(sink)?;
+        .resolve(sink);
         Ok(LoadSettings {
             sink,
             options: sparkify::Options {
@@ -170,7 +170,7 @@ pub fn sql_sink(
     redshift: &RedshiftArgs,
 ) -> Result<SinkConfig, Failure> {
     let file = File::load(config, &flag_values(None, Some(redshift)))?;
-    SinkResolver {
+    Ok(SinkResolver {
         file: &file,
         s3: &S3Args {
             s3_concurrency: 1,
@@ -188,7 +188,7 @@ pub fn sql_sink(
         events: &[],
         lock_timeout: sparkify_core::sink::DEFAULT_LOCK_TIMEOUT,
     }
-    .resolve(spec)
+    .resolve(spec))
 }
 
 /// How `s3://` inputs are reached: the S3 flags over `[s3]` of the config file.
@@ -246,8 +246,8 @@ struct SinkResolver<'a> {
 }
 
 impl SinkResolver<'_> {
-    fn resolve(&self, spec: &SinkSpec) -> Result<SinkConfig, Failure> {
-        Ok(match spec {
+    fn resolve(&self, spec: &SinkSpec) -> SinkConfig {
+        match spec {
             SinkSpec::DuckDb(path) => SinkConfig::DuckDb(DuckDbConfig {
                 path: path.clone(),
                 transform: match self.duckdb.transform {
@@ -273,7 +273,7 @@ impl SinkResolver<'_> {
                 s3: s3_options(self.s3, self.file),
                 ..ParquetConfig::new(location.clone())
             }),
-        })
+        }
     }
 
     /// `[redshift]`, `[s3]` and `[iam]` with the Redshift flags over them. What is missing is

@@ -24,14 +24,11 @@ pub fn print_rejects(summary: &Summary) {
                     "the rest could not be read back: {}",
                     sparkify_core::error::chain(&e)
                 );
-                let _ = match json {
-                    true => writeln!(
-                        err,
-                        "{}",
-                        serde_json::json!({ "event": "warning", "message": message })
-                    ),
-                    false => writeln!(err, "rejects: {message}"),
-                };
+                let _ = err.flush();
+                match json {
+                    true => crate::log::warn(&message),
+                    false => crate::log::line(&format!("rejects: {message}")),
+                }
                 break;
             }
         };

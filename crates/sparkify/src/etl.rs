@@ -155,11 +155,6 @@ impl Etl {
         self
     }
 
-    /// A description of the sink, for messages (no secrets in it).
-    pub fn describe_sink(&self) -> String {
-        self.sink.clone().build().describe()
-    }
-
     /// Every statement the load would run, in order, without connecting to anything. An
     /// incremental load's statements depend on the sink's ledger; this is a full load's.
     pub fn plan(&self) -> Result<Vec<String>> {
@@ -175,7 +170,7 @@ impl Etl {
         let s = &self.options;
         let tell = &self.tell;
         let parquet = matches!(self.sink, SinkConfig::Parquet(_));
-        let mut sink = self.sink.clone().build();
+        let mut sink = self.sink.build();
         if s.incremental && parquet {
             return Err(Error::Usage(format!(
                 "--incremental: {} is a Parquet lake, replaced whole on every load; \
@@ -243,21 +238,12 @@ impl Etl {
         let mut remove = song_split.remove;
         remove.extend(event_split.remove);
         let mut summary = Summary {
-            records_read: 0,
-            files_read: 0,
             files_skipped: found.songs.skipped.len() + found.events.skipped.len(),
             files_already_loaded: song_split.unchanged + event_split.unchanged,
             files_vanished: song_split.vanished.len() + event_split.vanished.len(),
             incremental: held.is_some(),
-            s3: None,
-            bytes_read: 0,
-            rows: Vec::new(),
-            rejects: None,
-            committed: false,
-            up_to_date: false,
             sink: sink.describe(),
-            seconds: 0.0,
-            flow: None,
+            ..Summary::default()
         };
         if held.is_some()
             && song_split.read.is_empty()
@@ -442,21 +428,10 @@ fn in_warehouse(sink: &mut dyn AnySink, started: Instant, tell: &Tell) -> Result
     let loaded = sink.load(Load::InWarehouse);
     tell.finish();
     let summary = Summary {
-        records_read: 0,
-        files_read: 0,
-        files_skipped: 0,
-        files_already_loaded: 0,
-        files_vanished: 0,
-        incremental: false,
-        s3: None,
-        bytes_read: 0,
-        rows: Vec::new(),
-        rejects: None,
         committed: loaded.is_ok(),
-        up_to_date: false,
         sink: sink.describe(),
         seconds: started.elapsed().as_secs_f64(),
-        flow: None,
+        ..Summary::default()
     };
     match loaded {
         Ok(()) => Ok(summary),

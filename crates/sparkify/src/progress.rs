@@ -153,12 +153,7 @@ impl Tell {
     /// Finishes the phase under way, if any, and starts `phase`.
     pub(crate) fn start(&self, phase: Phase) {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((done, since)) = current.take() {
-            self.event(Event::Finished {
-                phase: done,
-                elapsed: since.elapsed(),
-            });
-        }
+        self.finish_held(&mut current);
         self.event(Event::Started {
             phase: phase.clone(),
         });
@@ -168,6 +163,12 @@ impl Tell {
     /// Finishes the phase under way, if any.
     pub(crate) fn finish(&self) {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        self.finish_held(&mut current);
+    }
+
+    /// Tells that the phase `current` holds, if any, has finished; the caller holds the lock,
+    /// so a phase started meanwhile on another thread cannot come between.
+    fn finish_held(&self, current: &mut Option<(Phase, Instant)>) {
         if let Some((done, since)) = current.take() {
             self.event(Event::Finished {
                 phase: done,

@@ -98,6 +98,11 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
+    /// The sink as it describes itself in messages (no secrets); nothing is connected.
+    pub fn describe(&self) -> String {
+        self.clone().build().describe()
+    }
+
     /// The sink; nothing is opened or connected yet.
     pub fn build(self) -> Box<dyn AnySink> {
         match self {

@@ -8,7 +8,7 @@ use sparkify_core::model::Kept;
 use sparkify_core::reject::read_back;
 
 /// What a run did.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Summary {
     /// Every input record: each one a staged row or a reject.
     pub records_read: u64,

@@ -252,7 +252,7 @@ fn compare(targets: &[Target], found: &[BTreeMap<&'static str, Found>]) -> Compa
 fn target(config: SinkConfig) -> Result<Target> {
     match config {
         SinkConfig::Parquet(config) => {
-            let name = config.clone().build().describe();
+            let name = SinkConfig::Parquet(config.clone()).describe();
             let Location::Path(dir) = &config.location else {
                 return Err(Error::Usage(format!(
                     "verify reads a Parquet lake from a folder; {name} is in S3 (copy it to a folder first)"

@@ -7,7 +7,7 @@ use crate::settings;
 
 pub fn tables(args: TablesArgs) -> anyhow::Result<()> {
     let sink = settings::sql_sink(&args.sink, &args.config, &args.redshift)?;
-    let described = sink.clone().build().describe();
+    let described = sink.describe();
     let action = match args.action {
         TablesActionArg::Create => TablesAction::Create,
         TablesActionArg::Drop => TablesAction::Drop,
