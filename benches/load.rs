@@ -24,7 +24,7 @@ fn bench(c: &mut Criterion) {
     let events = read("log_data", STAGING_EVENTS.input_schema());
     let songs = read("song_data", STAGING_SONGS.input_schema());
     let star = model::build(&events.batch, &songs.batch, SongplaysMode::Matched).expect("model");
-    let errors = rejects_batch(&[], 0);
+    let errors = rejects_batch(&[], &sparkify_core::history::RunStamp::at(0));
     let run = [
         (Kind::Songs, songs.files.as_slice()),
         (Kind::Events, events.files.as_slice()),
@@ -33,7 +33,8 @@ fn bench(c: &mut Criterion) {
     let staged_songs = ledger::tag(&STAGING_SONGS, &songs.batch, &songs.files, 1).expect("tag");
     let staged_events =
         ledger::tag(&STAGING_EVENTS, &events.batch, &events.files, first_event).expect("tag");
-    let etl_files = ledger::ledger_batch(&run, 1, 0).expect("ledger");
+    let etl_files =
+        ledger::ledger_batch(&run, 1, &sparkify_core::history::RunStamp::at(0)).expect("ledger");
     let tables = Tables {
         staging_events: &staged_events,
         staging_songs: &staged_songs,

@@ -1580,6 +1580,17 @@ fn a_load_that_waits_too_long_for_another_fails_in_words() {
     assert_eq!(holder.status.code(), Some(4), "{}", text(&holder));
     let stderr = String::from_utf8_lossy(&holder.stderr);
     cli::assert_said_once(&stderr);
+    // Said at once, before the wait: who holds the lock, and since when.
+    let said = stderr
+        .lines()
+        .find(|l| l.starts_with("waiting for postgres://"))
+        .unwrap_or_else(|| panic!("no word of the wait: {stderr}"));
+    assert!(
+        said.contains(": another load holds its lock (PID ")
+            && said.contains(", application psql) since 20")
+            && said.contains(" UTC; waiting up to 1 s (--lock-timeout)"),
+        "{said}"
+    );
     assert!(
         stderr.contains("another load into this database holds sparkify's load lock (PID")
             && stderr.contains("application psql")

@@ -57,6 +57,42 @@ pub enum Command {
     Config(ConfigCmd),
     /// The Redshift cluster's life cycle: create, status, delete.
     Cluster(ClusterCmd),
+    /// The run history: a row per committed load (when, what, how many files and rows).
+    Runs(RunsArgs),
+    /// Check the loaded tables: keys, relationships, accepted values, freshness, row
+    /// conservation; exit 1 when one fails.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(flatten)]
+    pub target: QueryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub target: QueryArgs,
+    /// Which plays became songplays in the load being checked: with `all`, a play's NULL
+    /// song and artist are not missing from their dimensions.
+    #[arg(long, value_enum, default_value_t = Songplays::Matched)]
+    pub songplays: Songplays,
+    #[command(flatten)]
+    pub freshness: FreshnessArgs,
+}
+
+/// The freshness check's settings.
+#[derive(Debug, Clone, Args)]
+pub struct FreshnessArgs {
+    /// Freshness: the newest play may be at most this old (26h, 2d, 90m). Without it,
+    /// freshness is not checked.
+    #[arg(long, value_parser = sparkify_core::checks::parse_age)]
+    pub max_age: Option<std::time::Duration>,
+    /// Measure freshness from this time (UTC unless it says otherwise: 2018-12-01,
+    /// 2018-12-01T06:00:00, RFC 3339) instead of now.
+    #[arg(long, value_parser = sparkify_core::checks::parse_as_of, requires = "max_age")]
+    pub as_of: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -273,6 +309,12 @@ pub struct RunOptions {
     /// input (without it they stay, and are reported).
     #[arg(long, requires = "incremental")]
     pub prune: bool,
+    /// Run the checks of `sparkify check` inside the load's transaction before its COMMIT;
+    /// when one fails, commit nothing and exit 4, naming it.
+    #[arg(long)]
+    pub check: bool,
+    #[command(flatten)]
+    pub freshness: FreshnessArgs,
 }
 
 /// A size in bytes: `65536`, `64KiB`, `64MiB`, `1GiB` (or KB, MB, GB, also in powers of

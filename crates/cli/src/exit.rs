@@ -1,7 +1,8 @@
 //! Exit status: the one mapping from errors to codes, applied only in `main`.
 //!
-//! 0 loaded (or, for `verify`, every copy agrees; for `cluster status`, it is available); 1
-//! `verify` found a difference, or the cluster is not available; 2 bad usage or configuration; 3 more rejects than `--max-errors` (nothing
+//! 0 loaded (or, for `verify`, every copy agrees; for `cluster status`, it is available; for
+//! `check`, every check passed); 1 `verify` found a difference, the cluster is not
+//! available, or a check failed; 2 bad usage or configuration; 3 more rejects than `--max-errors` (nothing
 //! committed); 4 a source or sink failed (nothing committed).
 
 use std::process::ExitCode;
@@ -28,7 +29,8 @@ pub enum Failure {
     /// Bad usage or configuration that clap cannot see.
     #[error("{0}")]
     Usage(String),
-    /// `sparkify verify`: copies of the tables disagree; `cluster status`: not available.
+    /// `sparkify verify`: copies of the tables disagree; `cluster status`: not available;
+    /// `sparkify check`: a check failed.
     #[error("{0}")]
     Differs(String),
 }

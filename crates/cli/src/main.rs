@@ -68,6 +68,8 @@ fn main() -> ExitCode {
         Command::Init(args) => commands::init::init(args),
         Command::Config(args) => commands::config::config(args),
         Command::Cluster(args) => commands::cluster::cluster(args),
+        Command::Runs(args) => commands::runs::runs(args),
+        Command::Check(args) => commands::check::check(args),
     };
     // A wait's spinner still turning ends before anything else is said.
     progress::done_waiting();

@@ -141,7 +141,8 @@ pub fn on_wait() -> sparkify::sink::OnWait {
             crate::log::event(
                 "waiting",
                 serde_json::json!({
-                    "path": w.path,
+                    "sink": w.sink,
+                    "reason": w.reason,
                     "holder": w.holder.trim().trim_start_matches('(').trim_end_matches(')'),
                     "since": since,
                     "timeout_seconds": w.timeout.as_secs(),
@@ -151,16 +152,18 @@ pub fn on_wait() -> sparkify::sink::OnWait {
         }
         let since = since.map_or_else(String::new, |s| format!(" since {s}"));
         let line = format!(
-            "waiting for duckdb:{}: another process has it open{}{since}; waiting up to {} s (--lock-timeout)",
-            w.path,
+            "waiting for {}: {}{}{since}; waiting up to {} s (--lock-timeout)",
+            w.sink,
+            w.reason,
             w.holder,
             w.timeout.as_secs()
         );
         crate::log::line(&line);
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let template = format!("{{spinner}} waiting for {} ({{elapsed}})", w.waiting_for);
             bar.set_style(
-                ProgressStyle::with_template("{spinner} waiting for the file ({elapsed})")
+                ProgressStyle::with_template(&template)
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.enable_steady_tick(Duration::from_millis(200));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sparkify::sink::{DuckDbConfig, ParquetConfig, Transform, WarehouseConfig};
-use sparkify::{SinkConfig, SinkSpec, SongplaysMode};
+use sparkify::{CheckOptions, SinkConfig, SinkSpec, SongplaysMode};
 use sparkify_cluster::{Cloud, ClusterSection};
 use sparkify_core::source::Input;
 use sparkify_s3::{AwsSection, S3Options, S3Section};
@@ -126,10 +126,12 @@ impl LoadSettings {
             &args.config,
             &flag_values(Some(&args.s3), Some(&args.redshift)),
         )?;
-        let mode = match args.run.songplays {
-            Songplays::Matched => SongplaysMode::Matched,
-            Songplays::All => SongplaysMode::All,
-        };
+        let mode = songplays_mode(args.run.songplays);
+        if !args.run.check && args.run.freshness.max_age.is_some() {
+            return Err(Failure::Usage(
+                "--max-age sets a check: add --check to run the checks before the COMMIT".into(),
+            ));
+        }
         let sink = SinkResolver {
             file: &file,
             s3: &args.s3,
@@ -153,12 +155,26 @@ impl LoadSettings {
                 prune: args.run.prune,
                 s3: s3_options(&args.s3, &file),
                 s3_concurrency: args.s3.s3_concurrency.max(1),
+                checks: args.run.check.then(|| CheckOptions {
+                    mode,
+                    max_age: args.run.freshness.max_age,
+                    as_of_ms: args.run.freshness.as_of,
+                }),
+                command: None,
             },
             summary_json: args.run.summary_json,
             dry_run: args.run.dry_run,
             songs,
             events,
         })
+    }
+}
+
+/// `--songplays` as the engine takes it.
+pub fn songplays_mode(songplays: Songplays) -> SongplaysMode {
+    match songplays {
+        Songplays::Matched => SongplaysMode::Matched,
+        Songplays::All => SongplaysMode::All,
     }
 }
 
@@ -260,6 +276,7 @@ impl SinkResolver<'_> {
             SinkSpec::Postgres(url) => {
                 let mut config = WarehouseConfig::postgres(url, self.mode);
                 config.lock_timeout = self.lock_timeout;
+                config.on_wait = Some(crate::progress::on_wait());
                 config.into()
             }
             SinkSpec::Redshift => self.redshift().into(),

@@ -50,6 +50,10 @@ pub enum Error {
     /// More rejects than `--max-errors`: the load stops and commits nothing.
     #[error("{rejected} rejects, more than --max-errors {max}; nothing was committed")]
     TooManyRejects { rejected: usize, max: u64 },
+    /// `etl --check`: a check failed before COMMIT ([`crate::checks::passed`] says which,
+    /// with their first keys); nothing was committed.
+    #[error("{0}; nothing was committed")]
+    ChecksFailed(String),
     /// Arrow refused to build a batch.
     #[error(transparent)]
     Arrow(#[from] ArrowError),

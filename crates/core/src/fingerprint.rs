@@ -16,7 +16,8 @@
 //!   the rows does not.
 //!
 //! Columns left out: `ft_songplays.songplay_id`, a surrogate each warehouse numbers its own
-//! way (Redshift's `IDENTITY`); `load_errors.run_started_at`, the run's clock; and the staging
+//! way (Redshift's `IDENTITY`); `load_errors.run_started_at` and `run_id`, the run's clock and
+//! name; and the staging
 //! tables' `etl_file_id`, which numbers files in the order loads met them (an incremental load
 //! numbers them otherwise than a full one). Rows are matched on their natural key instead
 //! ([`key_columns`]).
@@ -74,7 +75,7 @@ pub fn compared_columns(table: &TableDef) -> impl Iterator<Item = &'static Colum
     table.columns.iter().filter(move |c| {
         !(c.lineage
             || (table.name == FT_SONGPLAYS.name && c.name == "songplay_id")
-            || (table.name == LOAD_ERRORS.name && c.name == "run_started_at"))
+            || (table.name == LOAD_ERRORS.name && matches!(c.name, "run_started_at" | "run_id")))
     })
 }
 

@@ -150,6 +150,16 @@ pub struct Split {
     pub vanished: Vec<Entry>,
 }
 
+impl Split {
+    /// Files of [`Split::read`] loaded before, whose rows the load replaces.
+    pub fn changed(&self) -> usize {
+        self.remove
+            .iter()
+            .filter(|e| !self.vanished.contains(e))
+            .count()
+    }
+}
+
 /// Splits the `kind` files an input holds now against the ledger. A file is unchanged when
 /// its path, size and version are the ledger's (a file without a version always counts as
 /// changed); the ledger's files of `kind` the input no longer holds have vanished, and go too
@@ -339,7 +349,7 @@ pub fn tag_runs(
 pub fn ledger_batch(
     run: &[(Kind, &[FileRead])],
     first_id: i32,
-    loaded_at_ms: i64,
+    stamp: &crate::history::RunStamp,
 ) -> Result<RecordBatch> {
     let files: Vec<(Kind, &FileRead)> = run
         .iter()
@@ -374,8 +384,11 @@ pub fn ledger_batch(
             files.iter().map(|(_, f)| f.rejects as i64),
         )),
         Arc::new(TimestampMillisecondArray::from_iter_values(
-            std::iter::repeat_n(loaded_at_ms, n),
+            std::iter::repeat_n(stamp.started_at_ms, n),
         )),
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            &*stamp.id, n,
+        ))),
     ];
     Ok(RecordBatch::try_new(ETL_FILES.schema(), columns)?)
 }
@@ -463,7 +476,12 @@ mod tests {
         assert!(err.to_string().contains("account for 2 rows"), "{err}");
         let tagged = tag(&STAGING_SONGS, &batch, &[read("x", 0)], 7).unwrap();
         assert_eq!(tagged.schema(), STAGING_SONGS.schema());
-        let ledger = ledger_batch(&[(Kind::Songs, &[read("x", 0), read("y", 0)])], 7, 0).unwrap();
+        let ledger = ledger_batch(
+            &[(Kind::Songs, &[read("x", 0), read("y", 0)])],
+            7,
+            &crate::history::RunStamp::at(0),
+        )
+        .unwrap();
         assert_eq!(ledger.num_rows(), 2);
     }
 

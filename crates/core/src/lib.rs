@@ -18,8 +18,10 @@
 //! ```
 
 pub mod analytics;
+pub mod checks;
 pub mod error;
 pub mod fingerprint;
+pub mod history;
 pub mod ledger;
 pub mod model;
 pub mod pipeline;

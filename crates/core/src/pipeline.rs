@@ -33,8 +33,9 @@ pub struct Options {
     pub first_id: i32,
     /// How many song files the run reads (the events' ids follow theirs).
     pub song_files: usize,
-    /// `run_started_at` of the rejects, `loaded_at` of the ledger.
-    pub started_at_ms: i64,
+    /// The run's id and start: `run_id` and `run_started_at` of the rejects, `run_id` and
+    /// `loaded_at` of the ledger.
+    pub stamp: crate::history::RunStamp,
     /// Bytes of rejects held in memory; more are written to a temporary file until the load
     /// takes them.
     pub rejects_held: usize,
@@ -150,7 +151,7 @@ impl Pipeline {
         opts: Options,
     ) -> Self {
         let increment = against.map(|a| Increment::new(&a.ledger, a.remove, opts.mode));
-        let rejects = RejectLog::new(opts.started_at_ms, opts.rejects_held);
+        let rejects = RejectLog::new(opts.stamp.clone(), opts.rejects_held);
         Pipeline {
             opts,
             parts,
@@ -362,7 +363,7 @@ impl Staged for Pipeline {
             (Kind::Songs, songs.files.as_slice()),
             (Kind::Events, self.event_files.as_slice()),
         ];
-        let etl_files = ledger::ledger_batch(&run, self.opts.first_id, self.opts.started_at_ms)?;
+        let etl_files = ledger::ledger_batch(&run, self.opts.first_id, &self.opts.stamp)?;
         let load_errors = self.rejects.kept(&songs.rejects)?;
         let star = match &self.model {
             Some(model) => Some(model.finish(&songs.batch)?),

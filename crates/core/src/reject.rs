@@ -5,11 +5,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, AsArray, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+    Array, AsArray, Int64Builder, RecordBatch, StringArray, StringBuilder,
+    TimestampMillisecondBuilder,
 };
 use arrow::datatypes::Int64Type;
 
 use crate::error::{Error, Result};
+use crate::history::RunStamp;
 use crate::model::{Kept, Rows};
 use crate::spill::SpillWriter;
 use crate::table::LOAD_ERRORS;
@@ -85,8 +87,8 @@ fn truncate_raw(raw: &[u8]) -> String {
     text
 }
 
-/// The `load_errors` table for `rejects`, stamped with the run's start (epoch milliseconds).
-pub fn rejects_batch(rejects: &[Reject], run_started_at_ms: i64) -> RecordBatch {
+/// The `load_errors` table for `rejects`, stamped with the run's start and id.
+pub fn rejects_batch(rejects: &[Reject], run: &RunStamp) -> RecordBatch {
     let n = rejects.len();
     let mut source = StringBuilder::with_capacity(n, n * 32);
     let mut line = Int64Builder::with_capacity(n);
@@ -102,8 +104,9 @@ pub fn rejects_batch(rejects: &[Reject], run_started_at_ms: i64) -> RecordBatch 
         column.append_option(r.column.as_deref());
         reason.append_value(&r.reason);
         raw.append_value(&r.raw);
-        started.append_value(run_started_at_ms);
+        started.append_value(run.started_at_ms);
     }
+    let run_id = StringArray::from_iter_values(std::iter::repeat_n(&*run.id, n));
     RecordBatch::try_new(
         LOAD_ERRORS.schema(),
         vec![
@@ -114,6 +117,7 @@ pub fn rejects_batch(rejects: &[Reject], run_started_at_ms: i64) -> RecordBatch 
             Arc::new(reason.finish()),
             Arc::new(raw.finish()),
             Arc::new(started.finish()),
+            Arc::new(run_id),
         ],
     )
     .expect("load_errors columns match LOAD_ERRORS")
@@ -125,7 +129,7 @@ pub fn rejects_batch(rejects: &[Reject], run_started_at_ms: i64) -> RecordBatch 
 /// (each reject keeps up to [`RAW_LIMIT`] bytes of its record).
 #[derive(Debug)]
 pub struct RejectLog {
-    run_started_at_ms: i64,
+    run: RunStamp,
     /// Bytes of rejects held before they are written out.
     bound: usize,
     held: Vec<Reject>,
@@ -138,10 +142,10 @@ pub struct RejectLog {
 }
 
 impl RejectLog {
-    /// A log stamping its rows with `run_started_at_ms`, holding up to `bound` bytes of rejects.
-    pub fn new(run_started_at_ms: i64, bound: usize) -> Self {
+    /// A log stamping its rows with `run`, holding up to `bound` bytes of rejects.
+    pub fn new(run: RunStamp, bound: usize) -> Self {
         RejectLog {
-            run_started_at_ms,
+            run,
             bound,
             held: Vec::new(),
             held_bytes: 0,
@@ -178,7 +182,7 @@ impl RejectLog {
                     .spill
                     .insert(SpillWriter::create(LOAD_ERRORS.schema())?),
             };
-            spill.write(&rejects_batch(&self.held, self.run_started_at_ms))?;
+            spill.write(&rejects_batch(&self.held, &self.run))?;
             tracing::debug!(rejects = self.held.len(), "rejects written out of memory");
             self.held.clear();
             self.held_bytes = 0;
@@ -192,7 +196,7 @@ impl RejectLog {
         if let Some(kept) = &self.kept {
             return Ok(kept.clone());
         }
-        let at = self.run_started_at_ms;
+        let at = &self.run;
         let kept = match self.spill.take() {
             None => {
                 let all: Vec<Reject> = first.iter().cloned().chain(self.held.drain(..)).collect();
@@ -290,7 +294,7 @@ mod tests {
         let songs: Vec<Reject> = (1..=3).map(|i| reject("song.json", i, 10)).collect();
         let events: Vec<Reject> = (1..=40).map(|i| reject("log.json", i, 300)).collect();
         for bound in [0, 2_000, 1 << 20] {
-            let mut log = RejectLog::new(7, bound);
+            let mut log = RejectLog::new(RunStamp::at(7), bound);
             for part in events.chunks(6) {
                 log.push(part.to_vec()).unwrap();
             }
@@ -302,7 +306,10 @@ mod tests {
             let want: Vec<Reject> = songs.iter().chain(&events).cloned().collect();
             let got: Vec<Reject> = read_back(kept.rows()).map(Result::unwrap).collect();
             assert_eq!(got, want, "bound {bound}");
-            assert_eq!(kept.rows().to_batch().unwrap(), rejects_batch(&want, 7));
+            assert_eq!(
+                kept.rows().to_batch().unwrap(),
+                rejects_batch(&want, &RunStamp::at(7))
+            );
             // Made once; nothing is pushed after.
             assert_eq!(read_back(log.kept(&[]).unwrap().rows()).count(), 43);
             assert!(log.push([reject("late.json", 1, 1)]).is_err());
@@ -311,7 +318,7 @@ mod tests {
 
     #[test]
     fn a_log_of_no_rejects_is_an_empty_table() {
-        let mut log = RejectLog::new(0, 0);
+        let mut log = RejectLog::new(RunStamp::at(0), 0);
         log.push(Vec::new()).unwrap();
         let kept = log.kept(&[]).unwrap();
         assert!(log.is_empty() && matches!(kept, Kept::Batch(_)));

@@ -6,6 +6,8 @@
 
 use arrow::array::RecordBatch;
 
+use crate::checks::{Check, CheckOptions};
+use crate::history::RunRecord;
 use crate::ledger::Increment;
 use crate::model::{Kept, Rows, StarSchema};
 use crate::sql::Dialect;
@@ -280,6 +282,75 @@ impl QueryResult {
     }
 }
 
+/// What a load does last, inside its transaction before the COMMIT: the checks when asked
+/// (`etl --check`; a failed one means nothing is committed), then the run's row in
+/// `etl_runs` ([`crate::history`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closing {
+    pub run: RunRecord,
+    pub checks: Option<CheckOptions>,
+}
+
+impl Closing {
+    /// The checks the load runs before its COMMIT (none unless asked).
+    pub fn checks(&self, dialect: &Dialect) -> Vec<Check> {
+        self.checks
+            .as_ref()
+            .map(|o| crate::checks::checks(o, dialect))
+            .unwrap_or_default()
+    }
+
+    /// The statements that write the run's row, ending now.
+    pub fn record(&self, dialect: &Dialect) -> Vec<String> {
+        let now = chrono::Utc::now().timestamp_millis();
+        crate::history::record_sql(&self.run, now, self.checks.is_some(), dialect)
+    }
+
+    /// What `--dry-run` shows for the closing steps: the checks' queries, then the row.
+    pub fn plan(&self, dialect: &Dialect) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .checks(dialect)
+            .into_iter()
+            .map(|c| {
+                format!(
+                    "-- check {}: fails the load if it returns a row:\n{}",
+                    c.name, c.sql
+                )
+            })
+            .collect();
+        out.extend(self.record(dialect));
+        out
+    }
+}
+
+/// A load or a query waits for another process: told once, when the wait begins, so that
+/// a wait is never silent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// The sink, as it describes itself (no secrets).
+    pub sink: String,
+    /// Why, in words: `another process has it open`, `another load holds its lock`.
+    pub reason: String,
+    /// What is waited for, in a word or two: `the file`, `the lock`.
+    pub waiting_for: String,
+    /// Who holds it: ` (PID 12, /bin/x)`, or empty when unknown.
+    pub holder: String,
+    /// Since when it holds it, where that is known.
+    pub since: Option<std::time::SystemTime>,
+    /// How long the wait may last.
+    pub timeout: std::time::Duration,
+}
+
+/// Who hears that a wait begins.
+#[derive(Clone)]
+pub struct OnWait(pub std::sync::Arc<dyn Fn(&Waiting) + Send + Sync>);
+
+impl std::fmt::Debug for OnWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnWait")
+    }
+}
+
 /// How long a load waits for another load into the same sink (its lock, its file) before
 /// it fails, unless told otherwise: every sink's default, and `--lock-timeout`'s.
 pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -322,6 +393,10 @@ pub trait Sink {
 
     /// Replaces the sink's tables with `load`'s, all or nothing.
     fn load(&mut self, load: Load<'_>) -> Result<(), Self::Error>;
+
+    /// What the next [`Sink::load`] does before its COMMIT ([`Closing`]): its checks, and its
+    /// row in `etl_runs`. A sink that keeps no run history ignores it (the default).
+    fn close_with(&mut self, _closing: Closing) {}
 
     /// Runs one query (`sparkify sql`, `sparkify analytics`) and returns its last result set.
     fn query(&mut self, sql: &str) -> Result<QueryResult, Self::Error>;

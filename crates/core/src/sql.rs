@@ -5,7 +5,10 @@
 //! to the same tables.
 
 use crate::model::SongplaysMode;
-use crate::table::{Column, DM_TIME, FT_SONGPLAYS, SINK_TABLES, STAR_TABLES, SqlType, TableDef};
+use crate::table::{
+    Column, DM_TIME, ETL_FILES, ETL_RUNS, FT_SONGPLAYS, LOAD_ERRORS, SINK_TABLES, STAR_TABLES,
+    SqlType, TableDef,
+};
 
 /// `sparkify tables create` (drop, then create, every table) or `drop`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,10 +17,11 @@ pub enum TablesAction {
     Drop,
 }
 
-/// Which of sparkify's tables exist in the current schema.
+/// Which of sparkify's tables (the run history's too) exist in the current schema.
 pub fn tables_present() -> String {
     let names: Vec<String> = SINK_TABLES
         .iter()
+        .chain([&&ETL_RUNS])
         .map(|t| format!("'{}'", t.name))
         .collect();
     format!(
@@ -274,11 +278,20 @@ pub fn recreate_all(dialect: &Dialect) -> Vec<String> {
         .collect()
 }
 
-/// `sparkify tables create|drop`: drop and create every table, or drop every table.
+/// `sparkify tables create|drop`: drop and create every table, or drop every table, the run
+/// history (`etl_runs`) included.
 pub fn tables_sql(action: TablesAction, dialect: &Dialect) -> Vec<String> {
     match action {
-        TablesAction::Create => recreate_all(dialect),
-        TablesAction::Drop => SINK_TABLES.iter().map(|t| drop_table(t)).collect(),
+        TablesAction::Create => {
+            let mut out = recreate_all(dialect);
+            out.extend([drop_table(&ETL_RUNS), create_table(&ETL_RUNS, dialect)]);
+            out
+        }
+        TablesAction::Drop => SINK_TABLES
+            .iter()
+            .chain([&&ETL_RUNS])
+            .map(|t| drop_table(t))
+            .collect(),
     }
 }
 
@@ -286,7 +299,7 @@ pub fn tables_sql(action: TablesAction, dialect: &Dialect) -> Vec<String> {
 /// if missing (rows are appended to them), the star tables dropped and created (they are
 /// rebuilt over every staged row).
 pub fn prepare_increment(dialect: &Dialect) -> Vec<String> {
-    SINK_TABLES
+    let mut out: Vec<String> = SINK_TABLES
         .iter()
         .flat_map(|t| {
             if STAR_TABLES.iter().any(|s| s.name == t.name) {
@@ -295,7 +308,34 @@ pub fn prepare_increment(dialect: &Dialect) -> Vec<String> {
                 vec![create_table_if_missing(t, dialect)]
             }
         })
-        .collect()
+        .collect();
+    out.extend(upgrade(dialect));
+    out
+}
+
+/// The columns a sink loaded before the run history lacks, added (DuckDB and PostgreSQL:
+/// `ADD COLUMN IF NOT EXISTS`, which Redshift does not have): `run_id` of `load_errors` and
+/// `etl_files`, NULL in the rows loaded before.
+fn upgrade(dialect: &Dialect) -> Vec<String> {
+    let text = Column {
+        name: "run_id",
+        ty: SqlType::Text,
+        not_null: false,
+        lineage: false,
+    };
+    match dialect {
+        Dialect::Redshift(_) => Vec::new(),
+        Dialect::DuckDb | Dialect::Postgres => [&LOAD_ERRORS, &ETL_FILES]
+            .iter()
+            .map(|t| {
+                format!(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS run_id {}",
+                    t.name,
+                    dialect.type_name(&text)
+                )
+            })
+            .collect(),
+    }
 }
 
 /// The conditions that make an event a play.

@@ -233,6 +233,7 @@ pub const LOAD_ERRORS: TableDef = TableDef {
         req("reason", Text),
         col("raw", Text),
         req("run_started_at", Timestamp),
+        req("run_id", Text),
     ],
     primary_key: &[],
 };
@@ -252,8 +253,39 @@ pub const ETL_FILES: TableDef = TableDef {
         req("rows_staged", BigInt),
         req("rejects", BigInt),
         req("loaded_at", Timestamp),
+        req("run_id", Text),
     ],
     primary_key: &["file_id"],
+};
+
+/// One row per committed load, written in its transaction and never replaced by a later one
+/// (see [`crate::history`]): `etl_runs.run_id` is the `run_id` of the rows it wrote to
+/// `load_errors` and `etl_files`.
+pub const ETL_RUNS: TableDef = TableDef {
+    name: "etl_runs",
+    columns: &[
+        req("run_id", Text),
+        req("started_at", Timestamp),
+        req("ended_at", Timestamp),
+        req("version", Text),
+        req("command", Text),
+        req("sink", Text),
+        req("mode", Text),
+        req("files_new", BigInt),
+        req("files_changed", BigInt),
+        req("files_unchanged", BigInt),
+        req("files_vanished", BigInt),
+        req("rejects", BigInt),
+        req("staging_events", BigInt),
+        req("staging_songs", BigInt),
+        req("ft_songplays", BigInt),
+        req("dm_users", BigInt),
+        req("dm_songs", BigInt),
+        req("dm_artists", BigInt),
+        req("dm_time", BigInt),
+        req("checks", Text),
+    ],
+    primary_key: &["run_id"],
 };
 
 /// The staging tables: every valid input record, as read.

@@ -582,7 +582,10 @@ mod tests {
                 raw: format!("{{\"ts\": \"x{i}\"}}"),
             })
             .collect();
-        let whole = rejects_batch(&rejects, 1_541_903_636_796);
+        let whole = rejects_batch(
+            &rejects,
+            &sparkify_core::history::RunStamp::at(1_541_903_636_796),
+        );
         let dir = tempfile::tempdir().unwrap();
         for (bytes, groups) in [(1, 10), (ROW_GROUP_BYTES, 1)] {
             let root = dir.path().join(bytes.to_string());

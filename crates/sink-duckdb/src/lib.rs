@@ -17,9 +17,10 @@ mod scan;
 
 use arrow::array::RecordBatch;
 use duckdb::Connection;
+use sparkify_core::checks;
 use sparkify_core::ledger;
 use sparkify_core::model::{Rows, SLICE_ROWS, SONGPLAYS_SLICE_ROWS, SongplaysMode};
-use sparkify_core::sink::{self, QueryResult, Staged, TablesAction};
+use sparkify_core::sink::{self, Closing, QueryResult, Staged, TablesAction};
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{
     DM_TIME, FT_SONGPLAYS, LOAD_ERRORS, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES,
@@ -132,28 +133,7 @@ pub struct DuckDbConfig {
     pub on_wait: Option<OnWait>,
 }
 
-/// Another process holds the file: told once, when a wait for it begins.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Waiting {
-    /// The file.
-    pub path: String,
-    /// Who holds it, from DuckDB's message: ` (PID 12, /bin/x)`, or empty.
-    pub holder: String,
-    /// When the holding process started, where the system says (Linux's `/proc`).
-    pub since: Option<std::time::SystemTime>,
-    /// How long the wait may last.
-    pub timeout: std::time::Duration,
-}
-
-/// Who hears that a wait begins.
-#[derive(Clone)]
-pub struct OnWait(pub std::sync::Arc<dyn Fn(&Waiting) + Send + Sync>);
-
-impl std::fmt::Debug for OnWait {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OnWait")
-    }
-}
+pub use sparkify_core::sink::{OnWait, Waiting};
 
 impl DuckDbConfig {
     /// The file at `path`, the star built in memory, the default lock timeout.
@@ -173,6 +153,7 @@ impl DuckDbConfig {
             transform: self.transform,
             lock_timeout: self.lock_timeout,
             on_wait: self.on_wait,
+            closing: None,
         }
     }
 }
@@ -213,6 +194,8 @@ pub struct DuckDbSink {
     transform: Transform,
     lock_timeout: std::time::Duration,
     on_wait: Option<OnWait>,
+    /// What the next load does before its COMMIT.
+    closing: Option<Closing>,
 }
 
 impl DuckDbSink {
@@ -271,7 +254,9 @@ impl DuckDbSink {
                         told = true;
                         if let Some(OnWait(on_wait)) = &self.on_wait {
                             on_wait(&Waiting {
-                                path: self.path.display().to_string(),
+                                sink: format!("duckdb:{}", self.path.display()),
+                                reason: "another process has it open".into(),
+                                waiting_for: "the file".into(),
                                 holder: lock_holder(&text),
                                 since: lock_pid(&text).and_then(process_started),
                                 timeout: self.lock_timeout,
@@ -466,6 +451,9 @@ impl Sink for DuckDbSink {
             out.push(format!("-- fails the load if it returns a row:\n{check}"));
         }
         out.extend(keys_to_add());
+        if let Some(closing) = &self.closing {
+            out.extend(closing.plan(&Dialect::DuckDb));
+        }
         out.push("COMMIT".to_owned());
         Ok(out)
     }
@@ -497,6 +485,10 @@ impl Sink for DuckDbSink {
 
     fn builds_star(&self) -> bool {
         matches!(self.transform, Transform::Sql(_))
+    }
+
+    fn close_with(&mut self, closing: Closing) {
+        self.closing = Some(closing);
     }
 
     fn load(&mut self, load: Load<'_>) -> Result<()> {
@@ -748,6 +740,14 @@ impl DuckDbSink {
             seconds = keying.elapsed().as_secs_f64(),
             "keys checked and added"
         );
+        if let Some(closing) = &self.closing {
+            let checks = closing.checks(&Dialect::DuckDb);
+            let outcomes = checks::run(&checks, |sql| self.query_on(&tx, sql).map(|r| r.rows))?;
+            checks::passed(outcomes)?;
+            for statement in closing.record(&Dialect::DuckDb) {
+                self.run(&tx, &statement)?;
+            }
+        }
         // Dropping the transaction without commit rolls everything back.
         let committing = std::time::Instant::now();
         tx.commit().map_err(self.sql_error("COMMIT"))?;

@@ -77,7 +77,7 @@ fn db_keys(db: &Path) -> Vec<(String, String)> {
 fn sql_transform_in_duckdb_gives_the_in_memory_tables() {
     let s = staged();
     let dir = tempfile::tempdir().unwrap();
-    let errors = rejects_batch(&[], 0);
+    let errors = rejects_batch(&[], &sparkify_core::history::RunStamp::at(0));
     for mode in [SongplaysMode::Matched, SongplaysMode::All] {
         let star = model::build(&s.events, &s.songs, mode).unwrap();
         // The SQL transforms inside DuckDB, and the in-memory path writing what it built.
@@ -121,7 +121,7 @@ fn dm_time_is_appended_whole_from_its_slices() {
     // last one short, and times over 19 days (a slice ends mid-day) go in once each.
     let s = staged();
     let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
-    let errors = rejects_batch(&[], 0);
+    let errors = rejects_batch(&[], &sparkify_core::history::RunStamp::at(0));
     let n = 2 * SLICE_ROWS + 12_345;
     let ms: Vec<i64> = (0..n as i64)
         .map(|i| 1_541_030_400_000 + i * 3_001)
@@ -148,7 +148,7 @@ fn dm_time_is_appended_whole_from_its_slices() {
 fn a_failed_load_leaves_the_previous_tables() {
     let s = staged();
     let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
-    let errors = rejects_batch(&[], 0);
+    let errors = rejects_batch(&[], &sparkify_core::history::RunStamp::at(0));
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("t.duckdb");
     let mut sink = DuckDbSink::new(&db);
@@ -344,7 +344,7 @@ fn tables_append_under_a_memory_cap_and_get_their_keys_after_all_rows() {
 fn an_incremental_load_stops_when_another_load_changed_the_ledger_since_it_was_read() {
     let s = staged();
     let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
-    let errors = rejects_batch(&[], 0);
+    let errors = rejects_batch(&[], &sparkify_core::history::RunStamp::at(0));
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("t.duckdb");
     let mut sink = DuckDbSink::new(&db);

@@ -37,7 +37,7 @@ fn run_with(songs: usize) -> Run {
     Run {
         staged,
         star,
-        errors: rejects_batch(&[], 0),
+        errors: rejects_batch(&[], &sparkify_core::history::RunStamp::at(0)),
     }
 }
 

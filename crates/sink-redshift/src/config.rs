@@ -298,6 +298,8 @@ pub struct WarehouseConfig {
     pub s3: S3Options,
     /// How long a load waits for another load's lock (and any table lock) before it fails.
     pub lock_timeout: std::time::Duration,
+    /// Who hears, at once, that a load waits for another one's lock (PostgreSQL).
+    pub on_wait: Option<sparkify_core::sink::OnWait>,
 }
 
 impl WarehouseConfig {
@@ -316,6 +318,7 @@ impl WarehouseConfig {
             upload: UploadOptions::default(),
             s3: S3Options::default(),
             lock_timeout: crate::plan::DEFAULT_LOCK_TIMEOUT,
+            on_wait: None,
         }
     }
 
@@ -332,6 +335,7 @@ impl WarehouseConfig {
             },
             s3: S3Options::default(),
             lock_timeout: crate::plan::DEFAULT_LOCK_TIMEOUT,
+            on_wait: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 use arrow::array::RecordBatch;
 use sparkify_core::ledger::Increment;
 use sparkify_core::model::{Rows as TableRows, SLICE_ROWS};
-use sparkify_core::sink::{Finished, QueryResult, Staged};
+use sparkify_core::sink::{Finished, OnWait, QueryResult, Staged, Waiting};
 use sparkify_core::table::{STAGING_TABLES, TableDef};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
@@ -99,10 +99,15 @@ impl<'s> Rows<'s> {
 
 /// Runs `steps`, sending `rows` where they say; on a failure, rolls back (a dropped
 /// connection rolls back by itself).
-pub(crate) async fn run(client: &Client, steps: &[Step], rows: &mut Rows<'_>) -> Result<()> {
+pub(crate) async fn run(
+    client: &Client,
+    steps: &[Step],
+    rows: &mut Rows<'_>,
+    wait: &Wait,
+) -> Result<()> {
     for step in steps {
         tracing::debug!(step = %step.text().lines().next().unwrap_or(""), "running");
-        if let Err(e) = run_step(client, step, rows).await {
+        if let Err(e) = run_step(client, step, rows, wait).await {
             if !client.is_closed() {
                 let _ = client.batch_execute("ROLLBACK").await;
             }
@@ -112,21 +117,42 @@ pub(crate) async fn run(client: &Client, steps: &[Step], rows: &mut Rows<'_>) ->
     Ok(())
 }
 
-async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>) -> Result<()> {
+/// Who hears that a load waits for another one's lock, and what they are told of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Wait {
+    pub on_wait: Option<OnWait>,
+    /// The sink, as it describes itself.
+    pub sink: String,
+    pub timeout: std::time::Duration,
+}
+
+async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait) -> Result<()> {
     match step {
-        Step::Sql(s) => {
-            let started = std::time::Instant::now();
-            match client.batch_execute(s).await {
-                Ok(()) => Ok(()),
-                Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    Err(Error::Locked {
-                        holder: lock_holder(client).await,
-                        waited: started.elapsed().as_secs(),
-                    })
-                }
-                Err(e) => Err(sql_error(s)(e)),
+        Step::Sql(s) => run_sql(client, s).await,
+        Step::AwaitLock(s) => {
+            let attempt = s.replacen("pg_advisory_xact_lock", "pg_try_advisory_xact_lock", 1);
+            let got = query_text(client, &attempt).await?;
+            if got
+                .rows
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .as_deref()
+                == Some("t")
+            {
+                return Ok(());
             }
+            if let Some(OnWait(on_wait)) = &wait.on_wait {
+                let holder = lock_holder(client).await;
+                on_wait(&Waiting {
+                    sink: wait.sink.clone(),
+                    reason: "another load holds its lock".into(),
+                    waiting_for: "the lock".into(),
+                    holder: holder.who,
+                    since: holder.since,
+                    timeout: wait.timeout,
+                });
+            }
+            run_sql(client, s).await
         }
         Step::CopyIn { table } if !rows.parsed() => {
             tracing::debug!(table = table.name, "no rows to send");
@@ -226,6 +252,21 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>) -> Result<(
             }
             Ok(())
         }
+        Step::Checks(checks) => {
+            rows.phase("running the checks");
+            let mut outcomes = Vec::new();
+            for check in checks {
+                let found = query_text(client, &check.sql).await?;
+                outcomes.push(sparkify_core::checks::outcome(check, &found.rows));
+            }
+            Ok(sparkify_core::checks::passed(outcomes)?)
+        }
+        Step::RecordRun { closing, dialect } => {
+            for s in closing.record(dialect) {
+                client.batch_execute(&s).await.map_err(sql_error(&s))?;
+            }
+            Ok(())
+        }
         Step::CheckLedger { digest } => {
             let held = query_text(client, sparkify_core::ledger::SELECT).await?;
             if sparkify_core::ledger::digest(&held.rows) != *digest {
@@ -236,23 +277,71 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>) -> Result<(
     }
 }
 
-/// Who holds sparkify's load lock: ` (PID 123, application sparkify, since …)`, or empty.
-async fn lock_holder(client: &Client) -> String {
+/// Runs one statement; a lock not had in time (`lock_timeout`) is [`Error::Locked`], naming
+/// who holds sparkify's load lock.
+async fn run_sql(client: &Client, s: &str) -> Result<()> {
+    let started = std::time::Instant::now();
+    match client.batch_execute(s).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            let holder = lock_holder(client).await;
+            Err(Error::Locked {
+                holder: holder.described(),
+                waited: started.elapsed().as_secs(),
+            })
+        }
+        Err(e) => Err(sql_error(s)(e)),
+    }
+}
+
+/// Who holds sparkify's load lock, and since when.
+struct Holder {
+    /// ` (PID 123, application sparkify)`, or empty.
+    who: String,
+    since: Option<std::time::SystemTime>,
+    /// The start of the holder's transaction as PostgreSQL prints it.
+    since_text: String,
+}
+
+impl Holder {
+    /// ` (PID 123, application sparkify, since …)`, or empty.
+    fn described(&self) -> String {
+        match self.who.strip_suffix(')') {
+            Some(who) => format!("{who}, since {})", self.since_text),
+            None => String::new(),
+        }
+    }
+}
+
+async fn lock_holder(client: &Client) -> Holder {
     let sql = format!(
-        "SELECT a.pid, a.application_name, a.xact_start FROM pg_locks AS l \
+        "SELECT a.pid, a.application_name, a.xact_start, \
+         CAST(EXTRACT(EPOCH FROM a.xact_start) * 1000 AS BIGINT) FROM pg_locks AS l \
          JOIN pg_stat_activity AS a ON a.pid = l.pid \
          WHERE l.locktype = 'advisory' AND l.granted AND l.classid = {} LIMIT 1",
         crate::plan::LOCK_KEY
     );
-    match query_text(client, &sql).await {
-        Ok(QueryResult { rows, .. }) => rows
-            .first()
-            .map(|r| {
-                let v = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
-                format!(" (PID {}, application {}, since {})", v(0), v(1), v(2))
-            })
-            .unwrap_or_default(),
-        Err(_) => String::new(),
+    let row = match query_text(client, &sql).await {
+        Ok(QueryResult { rows, .. }) => rows.into_iter().next(),
+        Err(_) => None,
+    };
+    let Some(r) = row else {
+        return Holder {
+            who: String::new(),
+            since: None,
+            since_text: String::new(),
+        };
+    };
+    let v = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+    let since = v(3)
+        .parse::<u64>()
+        .ok()
+        .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+    Holder {
+        who: format!(" (PID {}, application {})", v(0), v(1)),
+        since,
+        since_text: v(2),
     }
 }
 

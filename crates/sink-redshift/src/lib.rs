@@ -31,7 +31,7 @@ pub mod upload;
 
 use std::sync::Arc;
 
-use sparkify_core::sink::{Staging, TablesAction};
+use sparkify_core::sink::{Closing, Staging, TablesAction};
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{STAGING_EVENTS, STAGING_SONGS};
 use sparkify_core::{Load, Sink};
@@ -118,6 +118,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug)]
 pub struct WarehouseSink {
     config: WarehouseConfig,
+    /// What the next load does before its COMMIT.
+    closing: Option<Closing>,
     /// The Parquet upload's client, connected when first needed.
     s3: LazyS3,
 }
@@ -125,13 +127,26 @@ pub struct WarehouseSink {
 impl WarehouseSink {
     pub fn new(config: WarehouseConfig) -> Self {
         let s3 = LazyS3::new(config.s3.clone());
-        WarehouseSink { config, s3 }
+        WarehouseSink {
+            config,
+            s3,
+            closing: None,
+        }
     }
 
     /// The Parquet upload's S3 client: `s3` instead of one made from the config's options.
     pub fn with_s3(mut self, s3: Arc<S3>) -> Self {
         self.s3 = LazyS3::connected(s3);
         self
+    }
+
+    /// Who hears of a wait for another load's lock, and what they are told.
+    fn wait(&self) -> exec::Wait {
+        exec::Wait {
+            on_wait: self.config.on_wait.clone(),
+            sink: Sink::describe(self),
+            timeout: self.config.lock_timeout,
+        }
     }
 
     /// Redshift's COPY settings, resolved; `None` for PostgreSQL.
@@ -186,10 +201,11 @@ impl WarehouseSink {
             self.config.mode,
             self.config.lock_timeout,
             rows.increment(),
+            self.closing.as_ref(),
         );
         self.block_on(async {
             let client = self.client().await?;
-            exec::run(&client, &steps, rows).await
+            exec::run(&client, &steps, rows, &self.wait()).await
         })
     }
 
@@ -274,6 +290,7 @@ impl Sink for WarehouseSink {
             self.config.mode,
             self.config.lock_timeout,
             None,
+            self.closing.as_ref(),
         )
         .iter()
         .map(|s| s.text())
@@ -290,7 +307,7 @@ impl Sink for WarehouseSink {
             let mut steps = vec![Step::Sql("BEGIN".into())];
             steps.extend(statements.iter().cloned().map(Step::Sql));
             steps.push(Step::Sql("COMMIT".into()));
-            exec::run(&client, &steps, &mut exec::Rows::new(None)).await
+            exec::run(&client, &steps, &mut exec::Rows::new(None), &self.wait()).await
         })
     }
 
@@ -301,6 +318,10 @@ impl Sink for WarehouseSink {
 
     fn query(&mut self, sql: &str) -> Result<QueryResult> {
         WarehouseSink::query(self, sql)
+    }
+
+    fn close_with(&mut self, closing: Closing) {
+        self.closing = Some(closing);
     }
 
     fn load(&mut self, load: Load<'_>) -> Result<()> {

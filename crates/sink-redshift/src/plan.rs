@@ -2,9 +2,10 @@
 //! run, snapshot tests pin it down, and the executor (`exec.rs`) runs it.
 
 use arrow::array::RecordBatch;
+use sparkify_core::checks::Check;
 use sparkify_core::ledger::{self, Increment};
 use sparkify_core::model::SongplaysMode;
-use sparkify_core::sink::COUNTED;
+use sparkify_core::sink::{COUNTED, Closing};
 use sparkify_core::sql::{self, Dialect, RedshiftKeys, literal};
 use sparkify_core::table::{
     ETL_FILES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, SqlType, TableDef,
@@ -77,6 +78,9 @@ pub struct Expected {
 pub enum Step {
     /// A statement, run as it is.
     Sql(String),
+    /// The load lock's statement: when another load holds the lock, whoever hears of waits
+    /// ([`crate::WarehouseConfig::on_wait`]) is told who and since when, before it waits.
+    AwaitLock(String),
     /// `COPY … FROM STDIN` of the run's batch for `table` (PostgreSQL).
     CopyIn { table: &'static TableDef },
     /// `COPY` from S3 (Redshift), its row count checked after.
@@ -95,6 +99,14 @@ pub enum Step {
     /// An incremental load goes on only if `etl_files` is still what the run read, `digest`
     /// ([`sparkify_core::ledger::digest`]).
     CheckLedger { digest: u64 },
+    /// `etl --check`: every check run; the load fails, naming each one that failed, if any
+    /// returns a row.
+    Checks(Vec<Check>),
+    /// The run's row in `etl_runs`, its end the time the step runs ([`Closing::record`]).
+    RecordRun {
+        closing: Box<Closing>,
+        dialect: Dialect,
+    },
 }
 
 impl Step {
@@ -102,7 +114,7 @@ impl Step {
     /// they are).
     pub fn text(&self) -> String {
         match self {
-            Step::Sql(s) | Step::CopyS3 { sql: s, .. } => s.clone(),
+            Step::Sql(s) | Step::AwaitLock(s) | Step::CopyS3 { sql: s, .. } => s.clone(),
             Step::CopyIn { table } => copy_in_sql(table),
             Step::Reconcile => format!(
                 "-- fails the load unless each count equals the run's:\n{}",
@@ -117,6 +129,17 @@ impl Step {
                 table.name,
                 column_list(table)
             ),
+            Step::Checks(checks) => checks
+                .iter()
+                .map(|c| {
+                    format!(
+                        "-- check {}: fails the load if it returns a row:\n{}",
+                        c.name, c.sql
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(";\n\n"),
+            Step::RecordRun { closing, dialect } => closing.record(dialect).join(";\n\n"),
         }
     }
 }
@@ -154,9 +177,15 @@ pub fn load_plan(
     mode: SongplaysMode,
     lock_timeout: std::time::Duration,
     increment: Option<&Increment>,
+    closing: Option<&Closing>,
 ) -> Vec<Step> {
     let mut steps = vec![Step::Sql("BEGIN".into())];
-    steps.extend(lock_sql(dialect, lock_timeout).into_iter().map(Step::Sql));
+    steps.extend(lock_sql(dialect, lock_timeout).into_iter().map(|s| {
+        match s.starts_with("SELECT pg_advisory_xact_lock") {
+            true => Step::AwaitLock(s),
+            false => Step::Sql(s),
+        }
+    }));
     match increment {
         None => steps.extend(sql::recreate_all(dialect).into_iter().map(Step::Sql)),
         Some(increment) => {
@@ -209,6 +238,16 @@ pub fn load_plan(
     // Nothing to count against when Redshift read the JSON itself (COPY checks its own rows).
     if !copy.is_some_and(|c| matches!(c.copy_from, CopyFrom::Json)) {
         steps.push(Step::Reconcile);
+    }
+    if let Some(closing) = closing {
+        let checks = closing.checks(dialect);
+        if !checks.is_empty() {
+            steps.push(Step::Checks(checks));
+        }
+        steps.push(Step::RecordRun {
+            closing: Box::new(closing.clone()),
+            dialect: dialect.clone(),
+        });
     }
     steps.push(Step::Sql("COMMIT".into()));
     steps
@@ -359,15 +398,19 @@ mod tests {
             reason: "not a number; DROP TABLE x; --".into(),
             raw: "{\"userId\": \"$$'\\\\\"}".into(),
         };
-        let batch = sparkify_core::reject::rejects_batch(&[reject], 0);
+        let run = sparkify_core::history::RunStamp {
+            id: "r'1".into(),
+            started_at_ms: 0,
+        };
+        let batch = sparkify_core::reject::rejects_batch(&[reject], &run);
         let sql = insert_rows_sql(&LOAD_ERRORS, &batch);
         assert_eq!(
             sql,
             [
                 "INSERT INTO load_errors (source, line, byte_offset, column_name, reason, raw, \
-                 run_started_at) VALUES\n('s3://b/o''brien\\\\x;$$.json', 3, 10, 'user''Id', \
+                 run_started_at, run_id) VALUES\n('s3://b/o''brien\\\\x;$$.json', 3, 10, 'user''Id', \
                  'not a number; DROP TABLE x; --', '{\"userId\": \"$$''\\\\\\\\\"}', \
-                 TIMESTAMP '1970-01-01 00:00:00')"
+                 TIMESTAMP '1970-01-01 00:00:00', 'r''1')"
             ]
         );
     }

@@ -71,7 +71,10 @@ fn postgres_builds_the_same_star_schema_as_the_in_memory_model() {
         reason: "expected an integer, found string \"abc\"".into(),
         raw: r#"{"sessionId":"abc","note":"it's a \ backslash"}"#.into(),
     }];
-    let errors = rejects_batch(&rejects, 1_700_000_000_123);
+    let errors = rejects_batch(
+        &rejects,
+        &sparkify_core::history::RunStamp::at(1_700_000_000_123),
+    );
     for mode in [SongplaysMode::Matched, SongplaysMode::All] {
         let star = model::build(&s.events, &s.songs, mode).unwrap();
         let mut sink = sink(&pg, mode);
@@ -175,7 +178,7 @@ fn killing_the_backend_during_the_transform_leaves_the_previous_tables() {
     let pg = PgServer::start();
     let s = staged();
     let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
-    let errors = rejects_batch(&[], 0);
+    let errors = rejects_batch(&[], &sparkify_core::history::RunStamp::at(0));
     let mut good = sink(&pg, SongplaysMode::Matched);
     good.load(load(&s, &star, &errors)).unwrap();
     let before = every_table(&pg);
@@ -192,7 +195,11 @@ fn killing_the_backend_during_the_transform_leaves_the_previous_tables() {
         let mut victim =
             WarehouseSink::new(WarehouseConfig::postgres(&url, SongplaysMode::Matched));
         let star = model::build(&big.events, &big.songs, SongplaysMode::Matched).unwrap();
-        victim.load(load(&big, &star, &rejects_batch(&[], 0)))
+        victim.load(load(
+            &big,
+            &star,
+            &rejects_batch(&[], &sparkify_core::history::RunStamp::at(0)),
+        ))
     });
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -460,8 +467,12 @@ fn a_parquet_load_uploads_into_its_own_folder_and_removes_it_after_a_failure() {
     let loader = std::thread::spawn(move || {
         let s = staged();
         let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
-        sink.load(load(&s, &star, &rejects_batch(&[], 0)))
-            .map_err(|e| e.to_string())
+        sink.load(load(
+            &s,
+            &star,
+            &rejects_batch(&[], &sparkify_core::history::RunStamp::at(0)),
+        ))
+        .map_err(|e| e.to_string())
     });
 
     // The load waits for the lock once everything is uploaded.
@@ -562,7 +573,7 @@ fn an_incremental_load_stops_when_another_load_changed_the_ledger_since_it_was_r
     let pg = PgServer::start();
     let s = staged();
     let star = model::build(&s.events, &s.songs, SongplaysMode::Matched).unwrap();
-    let errors = rejects_batch(&[], 0);
+    let errors = rejects_batch(&[], &sparkify_core::history::RunStamp::at(0));
     let mut good = sink(&pg, SongplaysMode::Matched);
     good.load(load(&s, &star, &errors)).unwrap();
     let before = every_table(&pg);
@@ -617,6 +628,7 @@ fn an_incremental_redshift_plan_is_exactly_this_and_escapes_every_path() {
         SongplaysMode::Matched,
         std::time::Duration::from_secs(600),
         Some(&increment),
+        None,
     );
     let text: Vec<String> = steps.iter().map(|s| s.text()).collect();
     insta::assert_snapshot!("redshift_incremental_plan", text.join(";\n\n"));
@@ -688,6 +700,7 @@ fn redshift_statements() -> Vec<(String, String)> {
         SongplaysMode::Matched,
         Duration::from_secs(600),
         Some(&increment),
+        None,
     );
     add(
         "an incremental load",
@@ -697,6 +710,29 @@ fn redshift_statements() -> Vec<(String, String)> {
         "analytics",
         QUESTIONS.iter().map(|q| q.sql.to_owned()).collect(),
     );
+    // A load's closing steps: every check (matched plays and all, with freshness), then its
+    // row in the run history.
+    for mode in [SongplaysMode::Matched, SongplaysMode::All] {
+        let options = sparkify_core::checks::CheckOptions {
+            mode,
+            max_age: Some(Duration::from_secs(26 * 3600)),
+            as_of_ms: Some(1_543_622_400_000),
+        };
+        let checks = sparkify_core::checks::checks(&options, &dialect);
+        add("checks", checks.into_iter().map(|c| c.sql).collect());
+    }
+    let run = sparkify_core::history::RunRecord {
+        stamp: sparkify_core::history::RunStamp::at(1_543_622_400_000),
+        command: "sparkify etl --sink redshift --check".into(),
+        sink: "redshift".into(),
+        incremental: false,
+        files: sparkify_core::history::FileCounts::default(),
+    };
+    add(
+        "the run history",
+        sparkify_core::history::record_sql(&run, 1_543_622_401_000, true, &dialect),
+    );
+    add("runs", vec![sparkify_core::history::select_runs()]);
     add("analytics --html", vec![REJECTS_BY_REASON.to_owned()]);
     add("verify", vec![fingerprints_sql(&dialect, &ALL_TABLES)]);
     add(

@@ -19,7 +19,11 @@ use crate::error::{Error, NotCommitted, Result};
 use crate::progress::{Event, Observer, Phase, Tell};
 use crate::read::{Inputs, bytes};
 use crate::sink::{self, AnySink, SinkConfig};
-use crate::summary::{S3Counts, Summary};
+use crate::summary::{Checks, S3Counts, Summary};
+use sparkify_core::checks::CheckOptions;
+use sparkify_core::error::said_once;
+use sparkify_core::history::{FileCounts, RunRecord, RunStamp, redact_command};
+use sparkify_core::sink::Closing;
 
 /// How a load reads, builds and reports; [`Etl`]'s setters fill it in.
 #[derive(Debug, Clone)]
@@ -42,6 +46,12 @@ pub struct Options {
     pub s3: S3Options,
     /// S3 GETs at a time.
     pub s3_concurrency: usize,
+    /// Run the checks inside the load's transaction before its COMMIT, and commit nothing
+    /// when one fails (`etl --check`).
+    pub checks: Option<CheckOptions>,
+    /// The command line `etl_runs` records, its secrets removed
+    /// ([`sparkify_core::history::redact_command`]); `None`: this process's.
+    pub command: Option<String>,
 }
 
 impl Default for Options {
@@ -56,6 +66,8 @@ impl Default for Options {
             prune: false,
             s3: S3Options::default(),
             s3_concurrency: sparkify_s3::DEFAULT_CONCURRENCY,
+            checks: None,
+            command: None,
         }
     }
 }
@@ -148,6 +160,21 @@ impl Etl {
         self
     }
 
+    /// Runs the built-in checks ([`sparkify_core::checks`]) inside the load's transaction
+    /// before its COMMIT; a failed check means nothing is committed ([`Error::summary`]
+    /// says which).
+    pub fn check(mut self, options: CheckOptions) -> Self {
+        self.options.checks = Some(options);
+        self
+    }
+
+    /// The command line the run history records for this load (default: this process's),
+    /// its secrets removed.
+    pub fn command(mut self, args: impl IntoIterator<Item = String>) -> Self {
+        self.options.command = Some(redact_command(args));
+        self
+    }
+
     /// Hands every [`Event`] of the run to `observer`, from whichever thread it happens on.
     pub fn on_event(mut self, observer: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         let observer: Observer = Arc::new(observer);
@@ -158,19 +185,62 @@ impl Etl {
     /// Every statement the load would run, in order, without connecting to anything. An
     /// incremental load's statements depend on the sink's ledger; this is a full load's.
     pub fn plan(&self) -> Result<Vec<String>> {
-        self.sink.clone().build().plan()
+        let mut sink = self.sink.clone().build();
+        let closing = closing(
+            &self.options,
+            &*sink,
+            RunStamp::now(),
+            self.options.incremental,
+            FileCounts::default(),
+        );
+        sink.close_with(closing);
+        sink.plan()
     }
+}
 
+/// What a load does before its COMMIT: its checks, and its row in `etl_runs`.
+fn closing(
+    options: &Options,
+    sink: &dyn AnySink,
+    stamp: RunStamp,
+    incremental: bool,
+    files: FileCounts,
+) -> Closing {
+    let command = match &options.command {
+        Some(command) => command.clone(),
+        None => redact_command(std::env::args()),
+    };
+    Closing {
+        run: RunRecord {
+            stamp,
+            command,
+            sink: sink.describe(),
+            incremental,
+            files,
+        },
+        checks: options.checks,
+    }
+}
+
+impl Etl {
     /// Runs the load: the sink holds the new tables when it returns `Ok`, and what it held
     /// before when it returns an error. A load that ran and did not commit (too many
     /// rejects, a sink that failed) gives its [`Summary`] with the error
     /// ([`Error::summary`]).
     pub fn run(self) -> Result<Summary> {
         let started = Instant::now();
+        let stamp = RunStamp::now();
         let s = &self.options;
         let tell = &self.tell;
         let parquet = matches!(self.sink, SinkConfig::Parquet(_));
         let mut sink = self.sink.build();
+        if s.checks.is_some() && parquet {
+            return Err(Error::Usage(format!(
+                "--check: {} is a Parquet lake, which runs no SQL before it is in place; \
+                 check a DuckDB, PostgreSQL or Redshift sink",
+                sink.describe()
+            )));
+        }
         if s.incremental && parquet {
             return Err(Error::Usage(format!(
                 "--incremental: {} is a Parquet lake, replaced whole on every load; \
@@ -191,7 +261,15 @@ impl Etl {
                 ));
             }
             sink.check()?;
-            return in_warehouse(sink.as_mut(), started, tell);
+            let closing = closing(
+                &self.options,
+                &*sink,
+                stamp.clone(),
+                false,
+                FileCounts::default(),
+            );
+            sink.close_with(closing);
+            return in_warehouse(sink.as_mut(), started, stamp, s.checks.is_some(), tell);
         }
         for (what, inputs) in [("--songs", &self.songs), ("--events", &self.events)] {
             if inputs.is_empty() {
@@ -220,6 +298,7 @@ impl Etl {
             }
             false => None,
         };
+        let held_some = held.is_some();
         let (song_split, event_split) = match &held {
             Some(l) => (
                 ledger::split(l, Kind::Songs, &found.songs.files, s.prune),
@@ -235,6 +314,14 @@ impl Etl {
                 pruned: s.prune,
             });
         }
+        let files = FileCounts {
+            new: (song_split.read.len() + event_split.read.len()
+                - song_split.changed()
+                - event_split.changed()) as u64,
+            changed: (song_split.changed() + event_split.changed()) as u64,
+            unchanged: (song_split.unchanged + event_split.unchanged) as u64,
+            vanished: (song_split.vanished.len() + event_split.vanished.len()) as u64,
+        };
         let mut remove = song_split.remove;
         remove.extend(event_split.remove);
         let mut summary = Summary {
@@ -297,9 +384,16 @@ impl Etl {
             max_errors: s.max_errors,
             first_id,
             song_files: songs.len(),
-            started_at_ms: chrono::Utc::now().timestamp_millis(),
+            stamp: stamp.clone(),
             // The rejects held in memory: a quarter of the bound on the events in flight.
             rejects_held: usize::try_from(s.in_flight / 4).unwrap_or(usize::MAX),
+        };
+        let closing = closing(&self.options, &*sink, stamp.clone(), held_some, files);
+        sink.close_with(closing);
+        summary.run_id = Some(stamp.id.to_string());
+        summary.checks = match s.checks {
+            Some(_) => Checks::Passed,
+            None => Checks::NotRun,
         };
         let (loaded, mut run) = std::thread::scope(|scope| {
             // The songs are read whole on the same workers while the events stream.
@@ -378,19 +472,30 @@ impl Etl {
                 rejected: summary.rejected(),
                 max: s.max_errors,
             };
-            return Err(Error::NotCommitted(Box::new(NotCommitted {
-                summary,
-                error,
-            })));
+            return Err(not_committed(summary, error));
         }
         match loaded {
             Ok(()) => Ok(summary),
-            Err(error) => Err(Error::NotCommitted(Box::new(NotCommitted {
-                summary,
-                error,
-            }))),
+            Err(error) => Err(not_committed(summary, error)),
         }
     }
+}
+
+/// A run that did not commit: its summary says why, and whether a check was the cause.
+fn not_committed(mut summary: Summary, error: Error) -> Error {
+    summary.committed = false;
+    summary.error = Some(said_once(std::iter::successors(
+        Some(&error as &(dyn std::error::Error + 'static)),
+        |e| e.source(),
+    )));
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = cause {
+        if let Some(sparkify_core::Error::ChecksFailed(_)) = e.downcast_ref() {
+            summary.checks = Checks::Failed;
+        }
+        cause = e.source();
+    }
+    Error::NotCommitted(Box::new(NotCommitted { summary, error }))
 }
 
 /// Every file found, to read (a full load).
@@ -423,21 +528,29 @@ fn sink_rows(sink: &mut dyn AnySink) -> Result<Vec<(String, usize)>> {
 }
 
 /// Redshift with JSON COPY: the cluster reads the input from S3 itself; nothing is read here.
-fn in_warehouse(sink: &mut dyn AnySink, started: Instant, tell: &Tell) -> Result<Summary> {
+fn in_warehouse(
+    sink: &mut dyn AnySink,
+    started: Instant,
+    stamp: RunStamp,
+    checked: bool,
+    tell: &Tell,
+) -> Result<Summary> {
     tell.start(Phase::Load);
     let loaded = sink.load(Load::InWarehouse);
     tell.finish();
     let summary = Summary {
         committed: loaded.is_ok(),
         sink: sink.describe(),
+        run_id: Some(stamp.id.to_string()),
+        checks: match loaded.is_ok() && checked {
+            true => Checks::Passed,
+            false => Checks::NotRun,
+        },
         seconds: started.elapsed().as_secs_f64(),
         ..Summary::default()
     };
     match loaded {
         Ok(()) => Ok(summary),
-        Err(error) => Err(Error::NotCommitted(Box::new(NotCommitted {
-            summary,
-            error,
-        }))),
+        Err(error) => Err(not_committed(summary, error)),
     }
 }

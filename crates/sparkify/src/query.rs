@@ -3,8 +3,11 @@
 //! created or dropped ([`tables`]).
 
 use sparkify_core::analytics::{Answer, QUESTIONS, REJECTS_BY_REASON, answers};
+use sparkify_core::checks::{CheckOptions, Outcome};
 use sparkify_core::sink::{QueryResult, TablesAction};
-use sparkify_core::table::LOAD_ERRORS;
+use sparkify_core::table::{
+    ETL_FILES, ETL_RUNS, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES,
+};
 
 use crate::error::{Error, Result};
 use crate::sink::{self, SinkConfig};
@@ -23,6 +26,67 @@ pub fn tables(config: SinkConfig, action: TablesAction, dry_run: bool) -> Result
         sink.execute(&statements)?;
     }
     Ok(statements)
+}
+
+/// The run history, oldest first: a row per committed load ([`sparkify_core::history`]).
+/// A sink that holds none is a usage error.
+pub fn runs(config: SinkConfig) -> Result<QueryResult> {
+    let mut sink = config.build();
+    if !sink::holds(sink.as_mut(), &ETL_RUNS)? {
+        return Err(Error::Usage(format!(
+            "{} holds no run history: no load has committed into it",
+            sink.describe()
+        )));
+    }
+    sink.query(&sparkify_core::history::select_runs())
+}
+
+/// Runs every check ([`sparkify_core::checks`]) on the sink; the outcomes in order, each
+/// with its first offending keys. A sink without the star schema is a usage error.
+pub fn check(config: SinkConfig, options: &CheckOptions) -> Result<Checked> {
+    let mut sink = config.build();
+    let Some(dialect) = sink.dialect() else {
+        return Err(Error::Usage(format!(
+            "{} runs no SQL: check a DuckDB, PostgreSQL or Redshift sink",
+            sink.describe()
+        )));
+    };
+    let present = sink::tables_present(sink.as_mut())?;
+    let missing: Vec<&str> = STAR_TABLES
+        .iter()
+        .chain([&&ETL_FILES, &&STAGING_EVENTS, &&STAGING_SONGS])
+        .filter(|t| !present.iter().any(|p| p.name == t.name))
+        .map(|t| t.name)
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} has no {}: load it first",
+            sink.describe(),
+            missing.join(", ")
+        )));
+    }
+    let checks = sparkify_core::checks::checks(options, &dialect);
+    let outcomes = sparkify_core::checks::run(&checks, |sql| sink.query(sql).map(|r| r.rows))?;
+    Ok(Checked {
+        sink: sink.describe(),
+        outcomes,
+    })
+}
+
+/// What [`check`] found.
+#[derive(Debug)]
+pub struct Checked {
+    /// The sink checked, as it describes itself.
+    pub sink: String,
+    /// Every check's outcome, in order.
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Checked {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.outcomes.iter().all(Outcome::passed)
+    }
 }
 
 /// The analytics questions ([`QUESTIONS`]) answered by the sink.

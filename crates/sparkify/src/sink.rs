@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use sparkify_core::sink::{QueryResult, Staging, TablesAction};
+use sparkify_core::sink::{Closing, QueryResult, Staging, TablesAction};
 use sparkify_core::source::Location;
 use sparkify_core::sql::Dialect;
 use sparkify_core::table::{SINK_TABLES, TableDef};
@@ -151,6 +151,8 @@ pub trait AnySink {
     fn check(&mut self) -> Result<()>;
     /// Replaces the sink's tables with `load`'s, all or nothing.
     fn load(&mut self, load: Load<'_>) -> Result<()>;
+    /// What the next load does before its COMMIT: its checks and its run history row.
+    fn close_with(&mut self, closing: Closing);
     /// Runs one query and returns its last result set.
     fn query(&mut self, sql: &str) -> Result<QueryResult>;
 }
@@ -193,6 +195,10 @@ where
         Sink::check(self).map_err(|e| Error::sink(format!("sink {}", Sink::describe(self)), e))
     }
 
+    fn close_with(&mut self, closing: Closing) {
+        Sink::close_with(self, closing)
+    }
+
     fn load(&mut self, load: Load<'_>) -> Result<()> {
         Sink::load(self, load)
             .map_err(|e| Error::sink(format!("loading {}", Sink::describe(self)), e))
@@ -202,6 +208,15 @@ where
         Sink::query(self, sql)
             .map_err(|e| Error::sink(format!("querying {}", Sink::describe(self)), e))
     }
+}
+
+/// Whether `sink` holds `table`.
+pub fn holds(sink: &mut dyn AnySink, table: &TableDef) -> Result<bool> {
+    let found = sink.query(&sparkify_core::sql::tables_present())?;
+    Ok(found
+        .rows
+        .iter()
+        .any(|r| r.first().and_then(|v| v.as_deref()) == Some(table.name)))
 }
 
 /// Which of sparkify's tables `sink` holds, in [`SINK_TABLES`] order.

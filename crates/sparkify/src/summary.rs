@@ -7,6 +7,19 @@ use serde::{Serialize, Serializer, ser::Error as _};
 use sparkify_core::model::Kept;
 use sparkify_core::reject::read_back;
 
+/// What became of a run's checks (`etl --check`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checks {
+    /// None asked for.
+    #[default]
+    NotRun,
+    /// Every check passed before the COMMIT.
+    Passed,
+    /// A check failed: nothing was committed.
+    Failed,
+}
+
 /// What a run did.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -38,6 +51,14 @@ pub struct Summary {
     pub up_to_date: bool,
     /// The sink, as it describes itself (no secrets).
     pub sink: String,
+    /// The run's id: its row in `etl_runs` when it committed, and the `run_id` of its
+    /// `load_errors` and `etl_files` rows. `None` when it loaded nothing (up to date).
+    pub run_id: Option<String>,
+    /// Whether the checks ran before the COMMIT (`etl --check`) and passed, failed, or did
+    /// not run.
+    pub checks: Checks,
+    /// Why the run committed nothing, when it did not.
+    pub error: Option<String>,
     /// The run's wall time.
     pub seconds: f64,
     /// How the events flowed through the `--in-flight` bound, when they were streamed.
@@ -130,6 +151,10 @@ struct JsonSummary<'a> {
     committed: bool,
     up_to_date: bool,
     sink: &'a str,
+    run_id: Option<&'a str>,
+    checks: Checks,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
     seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     in_flight: Option<sparkify_core::source::Flow>,
@@ -201,6 +226,9 @@ impl Summary {
             committed: self.committed,
             up_to_date: self.up_to_date,
             sink: &self.sink,
+            run_id: self.run_id.as_deref(),
+            checks: self.checks,
+            error: self.error.as_deref(),
             seconds: self.seconds,
             in_flight: self.flow,
         }

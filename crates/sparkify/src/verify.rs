@@ -313,7 +313,7 @@ fn source(inputs: &Inputs<'_>, mode: SongplaysMode, tell: &Tell) -> Result<Targe
         .chain(&events.rejects)
         .cloned()
         .collect();
-    let load_errors = rejects_batch(&rejects, chrono::Utc::now().timestamp_millis());
+    let load_errors = rejects_batch(&rejects, &sparkify_core::history::RunStamp::now());
     // Fingerprints leave out the files' ids, and verify compares no ledger.
     let etl_files = RecordBatch::new_empty(sparkify_core::table::ETL_FILES.schema());
     let tables = Tables {

@@ -63,7 +63,7 @@ pub fn staged() -> Staged {
         etl_files: ledger::ledger_batch(
             &[(Kind::Songs, &songs.files), (Kind::Events, &events.files)],
             1,
-            0,
+            &sparkify_core::history::RunStamp::at(0),
         )
         .expect("the ledger"),
     }
@@ -98,7 +98,7 @@ impl Default for StaleIncrement {
             events: RecordBatch::new_empty(STAGING_EVENTS.schema()),
             songs: RecordBatch::new_empty(STAGING_SONGS.schema()),
             files: RecordBatch::new_empty(ETL_FILES.schema()),
-            errors: rejects_batch(&[], 0),
+            errors: rejects_batch(&[], &sparkify_core::history::RunStamp::at(0)),
             increment: Increment {
                 remove: vec![],
                 digest: 0,
