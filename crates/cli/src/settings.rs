@@ -155,7 +155,7 @@ impl LoadSettings {
                 prune: args.run.prune,
                 s3: s3_options(&args.s3, &file),
                 s3_concurrency: args.s3.s3_concurrency.max(1),
-                checks: args.run.check.then(|| CheckOptions {
+                checks: args.run.check.then_some(CheckOptions {
                     mode,
                     max_age: args.run.freshness.max_age,
                     as_of_ms: args.run.freshness.as_of,
