@@ -8,7 +8,7 @@ use duckdb::Connection;
 use serde_json::json;
 use sparkify_core::model::SongplaysMode;
 use sparkify_sink_redshift::{WarehouseConfig, WarehouseSink};
-use sparkify_test_support::cli::{self, text};
+use sparkify_test_support::cli::{self, assert_summary_valid, text};
 use sparkify_test_support::fixtures::repo;
 use sparkify_test_support::{moto, pg};
 
@@ -27,28 +27,6 @@ fn sparkify(dir: &Path, args: &[&str]) -> Output {
 /// `sparkify` with `env` added to its environment (an S3 endpoint and credentials).
 fn sparkify_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     cli::run(env!("CARGO_BIN_EXE_sparkify"), dir, args, env)
-}
-
-/// Checks the summary at `path` against the documented shape (docs/summary.schema.json),
-/// with the `jsonschema` Python package (scripts/test.sh installs it).
-fn assert_summary_valid(path: &Path) {
-    let script = "import json, sys, jsonschema\n\
-        schema = json.load(open(sys.argv[1]))\n\
-        jsonschema.Draft202012Validator.check_schema(schema)\n\
-        jsonschema.validate(json.load(open(sys.argv[2])), schema, \
-        cls=jsonschema.Draft202012Validator)\n";
-    let out = Command::new(std::env::var("SPARKIFY_PYTHON").unwrap_or_else(|_| "python3".into()))
-        .args(["-c", script])
-        .arg(repo().join("docs/summary.schema.json"))
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{} against its schema: {}",
-        path.display(),
-        text(&out)
-    );
 }
 
 fn count(db: &Path, table: &str) -> i64 {

@@ -321,6 +321,18 @@ fn runs_list_each_committed_load_in_postgres_and_checks_run_there() {
         (history.len(), &history[2]["checks"]),
         (3, &"passed".into())
     );
+    // Schema drift, in PostgreSQL's schema_drift.
+    with_mood(&logs, "2018-11-05-events.json", 3);
+    let (code, _, said) = etl(dir.path(), &url, &logs, &["--incremental"]);
+    assert_eq!(code, 0, "{said}");
+    assert_eq!(
+        sql(
+            dir.path(),
+            &url,
+            "SELECT field, json_type, drift, first_line, records FROM schema_drift"
+        ),
+        ["mood,string,new_field,3,1"]
+    );
 }
 
 /// One event of a user the real data does not have, 9999, at the level `premium`.
@@ -509,4 +521,126 @@ fn etl_check_commits_nothing_when_a_check_fails() {
     let at = |s: &str| plan.find(s).unwrap_or_else(|| panic!("{s} not in {plan}"));
     assert!(at("-- check unique_key:dm_users") < at("INSERT INTO etl_runs"));
     assert!(at("INSERT INTO etl_runs") < at("COMMIT;"));
+}
+
+/// `logs` with one more field, `"mood": "happy"`, in the record on line `line` of `day`;
+/// the day's path.
+fn with_mood(logs: &Path, day: &str, line: usize) -> PathBuf {
+    let path = logs.join(day);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i + 1 == line {
+            true => l.replacen('{', "{\"mood\":\"happy\",", 1),
+            false => l.to_owned(),
+        })
+        .collect();
+    std::fs::write(&path, edited.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn a_new_field_is_reported_with_its_file_and_line_and_fail_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let logs = logs_of(d, "logs", &days());
+    let (code, _, said) = etl(d, "duckdb:dw.duckdb", &logs, &[]);
+    assert_eq!(code, 0, "{said}");
+    assert!(
+        !said.contains("warning"),
+        "the real data holds no drift: {said}"
+    );
+    let db = d.join("dw.duckdb");
+    let before: i64 = first(&db, "SELECT COUNT(*) FROM staging_events");
+    let mood = with_mood(&logs, "2018-11-05-events.json", 3);
+    let at = format!("{}:3", mood.display());
+
+    // --on-new-field fail: nothing committed, exit 2, the field, its file and line named.
+    let (code, summary, said) = etl(d, "duckdb:dw.duckdb", &logs, &["--on-new-field", "fail"]);
+    assert_eq!(code, 2, "{said}");
+    assert!(
+        said.contains(&format!("new fields in the input: field `mood` of staging_events, first at {at}, in 1 record (string)")),
+        "{said}"
+    );
+    assert_eq!(summary["committed"], false);
+    assert_eq!(
+        first::<i64>(&db, "SELECT COUNT(*) FROM staging_events"),
+        before
+    );
+    assert_eq!(runs(d, "duckdb:dw.duckdb").len(), 1);
+
+    // warn (the default): loaded without it, said, in the summary and in schema_drift.
+    let (code, summary, said) = etl(d, "duckdb:dw.duckdb", &logs, &[]);
+    assert_eq!(code, 0, "{said}");
+    assert!(
+        said.contains(&format!("warning: new field `mood` of staging_events, first at {at}, in 1 record (string): not loaded")),
+        "{said}"
+    );
+    cli::assert_summary_valid(&d.join("summary.json"));
+    let drift = &summary["schema_drift"];
+    assert_eq!(
+        drift,
+        &serde_json::json!([{
+            "table": "staging_events", "field": "mood", "json_type": "string",
+            "kind": "new_field", "first_source": mood.display().to_string(),
+            "first_line": 3, "records": 1
+        }]),
+        "{summary}"
+    );
+    let run = summary["run_id"].as_str().unwrap();
+    assert_eq!(
+        sql(
+            d,
+            "duckdb:dw.duckdb",
+            "SELECT run_id, table_name, field, json_type, drift, first_line, records FROM schema_drift"
+        ),
+        [format!("{run},staging_events,mood,string,new_field,3,1")]
+    );
+    // ignore: loaded, nothing said, still recorded.
+    let (code, _, said) = etl(d, "duckdb:dw.duckdb", &logs, &["--on-new-field", "ignore"]);
+    assert_eq!(code, 0, "{said}");
+    assert!(!said.contains("mood"), "{said}");
+    assert_eq!(
+        sql(d, "duckdb:dw.duckdb", "SELECT COUNT(*) FROM schema_drift"),
+        ["2"]
+    );
+
+    // A value of a type its column cannot take: a reject, and drift of another type.
+    let day = logs.join("2018-11-06-events.json");
+    let text = std::fs::read_to_string(&day).unwrap();
+    let ts = text.lines().next().unwrap();
+    let bad = ts.replacen("\"ts\":", "\"ts\":\"yesterday\",\"was\":", 1);
+    std::fs::write(&day, text.replacen(ts, &bad, 1)).unwrap();
+    let (code, summary, said) = etl(d, "duckdb:dw.duckdb", &logs, &["--max-errors", "1"]);
+    assert_eq!(code, 0, "{said}");
+    let kinds: Vec<(&str, &str, &str)> = summary["schema_drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap(),
+                e["json_type"].as_str().unwrap(),
+                e["kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("mood", "string", "new_field"),
+            ("ts", "string", "other_type"),
+            ("was", "number", "new_field")
+        ],
+        "{summary}"
+    );
+    assert!(
+        said.contains("field `ts` of staging_events, first at"),
+        "{said}"
+    );
+    assert!(
+        said.contains("holds a string, which its column cannot take"),
+        "{said}"
+    );
 }

@@ -309,6 +309,11 @@ pub struct RunOptions {
     /// input (without it they stay, and are reported).
     #[arg(long, requires = "incremental")]
     pub prune: bool,
+    /// What a load does with a field of the input that the staging tables do not have:
+    /// load the rest and warn, commit nothing (exit 2), or load the rest and say nothing
+    /// (every one is still recorded in the sink's schema_drift table).
+    #[arg(long, value_enum, default_value_t = NewFieldArg::Warn)]
+    pub on_new_field: NewFieldArg,
     /// Run the checks of `sparkify check` inside the load's transaction before its COMMIT;
     /// when one fails, commit nothing and exit 4, naming it.
     #[arg(long)]
@@ -338,6 +343,17 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number
         .checked_mul(1 << shift)
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// `--on-new-field`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NewFieldArg {
+    /// Load the rest, and warn.
+    Warn,
+    /// Commit nothing, and exit 2.
+    Fail,
+    /// Load the rest, and say nothing (schema_drift records it).
+    Ignore,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -40,6 +40,7 @@ pub fn load(s: LoadSettings) -> anyhow::Result<()> {
     };
     if let Some(shown) = shown {
         summary::print_rejects(shown);
+        summary::print_drift(shown, s.options.on_new_field);
         summary::finish(shown, s.summary_json.as_deref())
             .map_err(|e| Failure::Usage(crate::exit::message(&e)))?;
     }

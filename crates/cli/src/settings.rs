@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sparkify::sink::{DuckDbConfig, ParquetConfig, Transform, WarehouseConfig};
-use sparkify::{CheckOptions, SinkConfig, SinkSpec, SongplaysMode};
+use sparkify::{CheckOptions, OnNewField, SinkConfig, SinkSpec, SongplaysMode};
 use sparkify_cluster::{Cloud, ClusterSection};
 use sparkify_core::source::Input;
 use sparkify_s3::{AwsSection, S3Options, S3Section};
 use sparkify_sink_redshift::{CopySettings, CredentialSource, IamSection, RedshiftSection};
 
 use crate::args::{
-    CompressionArg, ConfigArgs, DuckDbArgs, LoadArgs, ParquetArgs, RedshiftArgs, S3Args, Songplays,
-    TransformArg,
+    CompressionArg, ConfigArgs, DuckDbArgs, LoadArgs, NewFieldArg, ParquetArgs, RedshiftArgs,
+    S3Args, Songplays, TransformArg,
 };
 use crate::exit::Failure;
 use crate::layers::{FlagValue, Layered, Origin};
@@ -160,6 +160,11 @@ impl LoadSettings {
                     max_age: args.run.freshness.max_age,
                     as_of_ms: args.run.freshness.as_of,
                 }),
+                on_new_field: match args.run.on_new_field {
+                    NewFieldArg::Warn => OnNewField::Warn,
+                    NewFieldArg::Fail => OnNewField::Fail,
+                    NewFieldArg::Ignore => OnNewField::Ignore,
+                },
                 command: None,
             },
             summary_json: args.run.summary_json,

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::Path;
 
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
-use sparkify::Summary;
+use sparkify::{OnNewField, Summary};
+use sparkify_core::drift::{DriftKind, located};
 
 /// Prints each reject on stderr, songs first, then the events in input order. A reject
 /// that cannot be read back from where it spilled ends the list with a line saying so,
@@ -34,6 +35,28 @@ pub fn print_rejects(summary: &Summary) {
         };
     }
     let _ = err.flush();
+}
+
+/// Warns of each field of the input that drifted from the staging schema: a new field (not
+/// loaded) unless `--on-new-field ignore`, and a field of a type its column cannot take
+/// (its records are rejects) always.
+pub fn print_drift(summary: &Summary, on_new_field: OnNewField) {
+    for d in &summary.drift {
+        match d.kind {
+            DriftKind::NewField if on_new_field == OnNewField::Ignore => {}
+            DriftKind::NewField => crate::log::warn(&format!(
+                "new {} ({}): not loaded, the staging table has no such column \
+                 (--on-new-field fail refuses such input)",
+                located(d),
+                d.json_type
+            )),
+            DriftKind::OtherType => crate::log::warn(&format!(
+                "{} holds a {}, which its column cannot take: each such record is a reject",
+                located(d),
+                d.json_type
+            )),
+        }
+    }
 }
 
 /// Prints the table and writes the JSON file, if one was asked for.
@@ -91,7 +114,13 @@ fn table(summary: &Summary) -> Table {
             format!("{} / {}", s3.objects_listed, s3.objects_fetched),
         ));
     }
+    if !summary.drift.is_empty() {
+        lines.push(("fields drifted", summary.drift.len().to_string()));
+    }
     lines.push(("sink", format!("{} ({status})", summary.sink)));
+    if let Some(id) = &summary.run_id {
+        lines.push(("run", id.clone()));
+    }
     lines.push(("seconds", format!("{:.3}", summary.seconds)));
     for (k, v) in lines {
         table.add_row(vec![

@@ -360,7 +360,7 @@ mod tests {
         assert_eq!(
             err,
             "1 check failed: unique_key:dm_users fails for 9 keys (dm_users (user_id) unique \
-             and not null), first [7] [8] …"
+             and not null), first [7] [8] …; nothing was committed"
         );
         assert!(passed(vec![outcome(c, &[])]).is_ok());
     }

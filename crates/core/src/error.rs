@@ -54,6 +54,10 @@ pub enum Error {
     /// with their first keys); nothing was committed.
     #[error("{0}; nothing was committed")]
     ChecksFailed(String),
+    /// `--on-new-field fail`: the input holds fields the staging schema lacks; nothing was
+    /// committed.
+    #[error("new fields in the input: {0}; nothing was committed (--on-new-field fail)")]
+    NewFields(String),
     /// Arrow refused to build a batch.
     #[error(transparent)]
     Arrow(#[from] ArrowError),

@@ -19,6 +19,7 @@
 
 pub mod analytics;
 pub mod checks;
+pub mod drift;
 pub mod error;
 pub mod fingerprint;
 pub mod history;

@@ -39,6 +39,9 @@ pub struct Options {
     /// Bytes of rejects held in memory; more are written to a temporary file until the load
     /// takes them.
     pub rejects_held: usize,
+    /// `--on-new-field fail`: the drift logs of the run's input; a new field in any of them
+    /// stops the load before the sink builds or commits anything more. Empty: allowed.
+    pub refuse_new_fields: Vec<Arc<crate::drift::DriftLog>>,
 }
 
 /// An incremental load's starting point: the ledger the run read, and the entries it removes.
@@ -341,6 +344,13 @@ impl Staged for Pipeline {
     }
 
     fn finish(&mut self) -> Result<Finished> {
+        let drifted: Vec<crate::drift::Drift> = self
+            .opts
+            .refuse_new_fields
+            .iter()
+            .flat_map(|log| log.entries())
+            .collect();
+        crate::drift::refuse(&drifted)?;
         self.phase("building the star schema");
         let songs = self
             .songs

@@ -285,10 +285,13 @@ impl QueryResult {
 /// What a load does last, inside its transaction before the COMMIT: the checks when asked
 /// (`etl --check`; a failed one means nothing is committed), then the run's row in
 /// `etl_runs` ([`crate::history`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Closing {
     pub run: RunRecord,
     pub checks: Option<CheckOptions>,
+    /// Where the run's schema drift is noted as it reads: written to `schema_drift` with
+    /// the run's row.
+    pub drift: Vec<std::sync::Arc<crate::drift::DriftLog>>,
 }
 
 impl Closing {
@@ -300,10 +303,20 @@ impl Closing {
             .unwrap_or_default()
     }
 
-    /// The statements that write the run's row, ending now.
+    /// The statements that write the run's schema drift and its row in `etl_runs`, ending
+    /// now.
     pub fn record(&self, dialect: &Dialect) -> Vec<String> {
+        let drift: Vec<crate::drift::Drift> =
+            self.drift.iter().flat_map(|log| log.entries()).collect();
+        let mut out = crate::drift::record_sql(&drift, &self.run.stamp.id, dialect);
         let now = chrono::Utc::now().timestamp_millis();
-        crate::history::record_sql(&self.run, now, self.checks.is_some(), dialect)
+        out.extend(crate::history::record_sql(
+            &self.run,
+            now,
+            self.checks.is_some(),
+            dialect,
+        ));
+        out
     }
 
     /// What `--dry-run` shows for the closing steps: the checks' queries, then the row.

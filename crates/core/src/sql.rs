@@ -6,8 +6,8 @@
 
 use crate::model::SongplaysMode;
 use crate::table::{
-    Column, DM_TIME, ETL_FILES, ETL_RUNS, FT_SONGPLAYS, LOAD_ERRORS, SINK_TABLES, STAR_TABLES,
-    SqlType, TableDef,
+    Column, DM_TIME, ETL_FILES, ETL_RUNS, FT_SONGPLAYS, LOAD_ERRORS, SCHEMA_DRIFT, SINK_TABLES,
+    STAR_TABLES, SqlType, TableDef,
 };
 
 /// `sparkify tables create` (drop, then create, every table) or `drop`.
@@ -21,7 +21,7 @@ pub enum TablesAction {
 pub fn tables_present() -> String {
     let names: Vec<String> = SINK_TABLES
         .iter()
-        .chain([&&ETL_RUNS])
+        .chain([&&ETL_RUNS, &&SCHEMA_DRIFT])
         .map(|t| format!("'{}'", t.name))
         .collect();
     format!(
@@ -284,12 +284,14 @@ pub fn tables_sql(action: TablesAction, dialect: &Dialect) -> Vec<String> {
     match action {
         TablesAction::Create => {
             let mut out = recreate_all(dialect);
-            out.extend([drop_table(&ETL_RUNS), create_table(&ETL_RUNS, dialect)]);
+            for t in [&ETL_RUNS, &SCHEMA_DRIFT] {
+                out.extend([drop_table(t), create_table(t, dialect)]);
+            }
             out
         }
         TablesAction::Drop => SINK_TABLES
             .iter()
-            .chain([&&ETL_RUNS])
+            .chain([&&ETL_RUNS, &&SCHEMA_DRIFT])
             .map(|t| drop_table(t))
             .collect(),
     }

@@ -258,6 +258,23 @@ pub const ETL_FILES: TableDef = TableDef {
     primary_key: &["file_id"],
 };
 
+/// The fields of a run's input that drifted from the staging schema ([`crate::drift`]), a
+/// row per table, field, JSON type and kind; kept across loads like [`ETL_RUNS`].
+pub const SCHEMA_DRIFT: TableDef = TableDef {
+    name: "schema_drift",
+    columns: &[
+        req("run_id", Text),
+        req("table_name", Text),
+        req("field", Text),
+        req("json_type", Text),
+        req("drift", Text),
+        req("first_source", Text),
+        req("first_line", BigInt),
+        req("records", BigInt),
+    ],
+    primary_key: &[],
+};
+
 /// One row per committed load, written in its transaction and never replaced by a later one
 /// (see [`crate::history`]): `etl_runs.run_id` is the `run_id` of the rows it wrote to
 /// `load_errors` and `etl_files`.

@@ -149,8 +149,13 @@ fn tables_create_and_drop() {
     let names = sink
         .query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
         .unwrap();
+    // Every table, the run history and the schema drift included.
     let mut expected: Vec<Option<String>> = sparkify_core::table::SINK_TABLES
         .iter()
+        .chain([
+            &&sparkify_core::table::ETL_RUNS,
+            &&sparkify_core::table::SCHEMA_DRIFT,
+        ])
         .map(|t| Some(t.name.to_owned()))
         .collect();
     expected.sort();
@@ -731,6 +736,19 @@ fn redshift_statements() -> Vec<(String, String)> {
     add(
         "the run history",
         sparkify_core::history::record_sql(&run, 1_543_622_401_000, true, &dialect),
+    );
+    let drifted = sparkify_core::drift::Drift {
+        table: "staging_events",
+        field: "mood".into(),
+        json_type: "string",
+        kind: sparkify_core::drift::DriftKind::NewField,
+        first_source: "s3://logs/o'brien.json".into(),
+        first_line: 3,
+        records: 1,
+    };
+    add(
+        "schema drift",
+        sparkify_core::drift::record_sql(&[drifted], &run.stamp.id, &dialect),
     );
     add("runs", vec![sparkify_core::history::select_runs()]);
     add("analytics --html", vec![REJECTS_BY_REASON.to_owned()]);

@@ -128,6 +128,17 @@ impl Error {
     }
 
     /// `context` for `source`, a sink's error.
+    /// The core's error this one is or carries, through a sink's error (a failed check, too
+    /// many rejects, a bad input), if any.
+    pub fn core(&self) -> Option<&sparkify_core::Error> {
+        match self {
+            Error::Core(core) | Error::S3(sparkify_s3::Error::Core(core)) => Some(core),
+            Error::Sink { source, .. } | Error::Plan(source) => source.core(),
+            Error::NotCommitted(not) => not.error.core(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn sink(context: String, source: impl Into<SinkError>) -> Self {
         Error::Sink {
             context,
@@ -137,16 +148,28 @@ impl Error {
 }
 
 impl SinkError {
-    /// A sink's configuration mistakes and refusals are usage; the core's errors it passes
-    /// on are classed as the core's; anything else is a failed sink.
-    pub fn class(&self) -> Class {
+    /// The core's error the sink failed with, if that is what it failed with.
+    pub fn core(&self) -> Option<&sparkify_core::Error> {
         use sparkify_sink_duckdb::Error as DuckDb;
         use sparkify_sink_parquet::Error as Parquet;
         use sparkify_sink_redshift::Error as Warehouse;
         match self {
             SinkError::DuckDb(DuckDb::Core(c))
             | SinkError::Warehouse(Warehouse::Core(c))
-            | SinkError::Parquet(Parquet::Core(c)) => core_class(c),
+            | SinkError::Parquet(Parquet::Core(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// A sink's configuration mistakes and refusals are usage; the core's errors it passes
+    /// on are classed as the core's; anything else is a failed sink.
+    pub fn class(&self) -> Class {
+        use sparkify_sink_parquet::Error as Parquet;
+        use sparkify_sink_redshift::Error as Warehouse;
+        if let Some(core) = self.core() {
+            return core_class(core);
+        }
+        match self {
             SinkError::Warehouse(Warehouse::Config(_) | Warehouse::Dialect(_))
             | SinkError::Parquet(Parquet::NoSql(_) | Parquet::Incremental) => Class::Usage,
             _ => Class::Failed,
@@ -159,9 +182,11 @@ fn core_class(core: &sparkify_core::Error) -> Class {
     use sparkify_core::Error as Core;
     match core {
         Core::TooManyRejects { .. } => Class::TooManyRejects,
-        Core::NoInput(_) | Core::Pattern { .. } | Core::S3Url(_) | Core::MixedInputs => {
-            Class::Usage
-        }
+        Core::NoInput(_)
+        | Core::Pattern { .. }
+        | Core::S3Url(_)
+        | Core::MixedInputs
+        | Core::NewFields(_) => Class::Usage,
         _ => Class::Failed,
     }
 }

@@ -21,6 +21,7 @@ use crate::read::{Inputs, bytes};
 use crate::sink::{self, AnySink, SinkConfig};
 use crate::summary::{Checks, S3Counts, Summary};
 use sparkify_core::checks::CheckOptions;
+use sparkify_core::drift::{DriftLog, OnNewField};
 use sparkify_core::error::said_once;
 use sparkify_core::history::{FileCounts, RunRecord, RunStamp, redact_command};
 use sparkify_core::sink::Closing;
@@ -49,6 +50,9 @@ pub struct Options {
     /// Run the checks inside the load's transaction before its COMMIT, and commit nothing
     /// when one fails (`etl --check`).
     pub checks: Option<CheckOptions>,
+    /// What the load does when the input holds a field the staging schema lacks: load and
+    /// warn (the default), load and say nothing but in `schema_drift`, or commit nothing.
+    pub on_new_field: OnNewField,
     /// The command line `etl_runs` records, its secrets removed
     /// ([`sparkify_core::history::redact_command`]); `None`: this process's.
     pub command: Option<String>,
@@ -67,6 +71,7 @@ impl Default for Options {
             s3: S3Options::default(),
             s3_concurrency: sparkify_s3::DEFAULT_CONCURRENCY,
             checks: None,
+            on_new_field: OnNewField::Warn,
             command: None,
         }
     }
@@ -168,6 +173,13 @@ impl Etl {
         self
     }
 
+    /// What the load does when the input holds a field the staging schema lacks (default:
+    /// load it and report it, [`OnNewField::Warn`]; [`OnNewField::Fail`] commits nothing).
+    pub fn on_new_field(mut self, action: OnNewField) -> Self {
+        self.options.on_new_field = action;
+        self
+    }
+
     /// The command line the run history records for this load (default: this process's),
     /// its secrets removed.
     pub fn command(mut self, args: impl IntoIterator<Item = String>) -> Self {
@@ -192,6 +204,7 @@ impl Etl {
             RunStamp::now(),
             self.options.incremental,
             FileCounts::default(),
+            Vec::new(),
         );
         sink.close_with(closing);
         sink.plan()
@@ -205,6 +218,7 @@ fn closing(
     stamp: RunStamp,
     incremental: bool,
     files: FileCounts,
+    drift: Vec<Arc<DriftLog>>,
 ) -> Closing {
     let command = match &options.command {
         Some(command) => command.clone(),
@@ -219,6 +233,7 @@ fn closing(
             files,
         },
         checks: options.checks,
+        drift,
     }
 }
 
@@ -267,6 +282,7 @@ impl Etl {
                 stamp.clone(),
                 false,
                 FileCounts::default(),
+                Vec::new(),
             );
             sink.close_with(closing);
             return in_warehouse(sink.as_mut(), started, stamp, s.checks.is_some(), tell);
@@ -349,10 +365,19 @@ impl Etl {
         tell.event(Event::ToRead {
             bytes: bytes(songs) + bytes(events),
         });
+        let drift = [
+            DriftLog::new(STAGING_SONGS.name),
+            DriftLog::new(STAGING_EVENTS.name),
+        ];
         let opts = ReadOptions {
             batch_size: s.batch_size.max(1),
             on_file: Some(tell.on_file()),
+            drift: Some(Arc::clone(&drift[1])),
             ..ReadOptions::default()
+        };
+        let opts_songs = ReadOptions {
+            drift: Some(Arc::clone(&drift[0])),
+            ..opts.clone()
         };
         let remote = found.remote();
         let against = held.map(|ledger| Against { ledger, remove });
@@ -387,8 +412,19 @@ impl Etl {
             stamp: stamp.clone(),
             // The rejects held in memory: a quarter of the bound on the events in flight.
             rejects_held: usize::try_from(s.in_flight / 4).unwrap_or(usize::MAX),
+            refuse_new_fields: match s.on_new_field {
+                OnNewField::Fail => drift.to_vec(),
+                OnNewField::Warn | OnNewField::Ignore => Vec::new(),
+            },
         };
-        let closing = closing(&self.options, &*sink, stamp.clone(), held_some, files);
+        let closing = closing(
+            &self.options,
+            &*sink,
+            stamp.clone(),
+            held_some,
+            files,
+            drift.to_vec(),
+        );
         sink.close_with(closing);
         summary.run_id = Some(stamp.id.to_string());
         summary.checks = match s.checks {
@@ -398,7 +434,7 @@ impl Etl {
         let (loaded, mut run) = std::thread::scope(|scope| {
             // The songs are read whole on the same workers while the events stream.
             let (songs_read, songs_out) = std::sync::mpsc::channel();
-            let (opts_songs, pool) = (&opts, &pool);
+            let (opts_songs, pool) = (&opts_songs, &pool);
             scope.spawn(move || {
                 let read = source::read(
                     songs,
@@ -451,6 +487,7 @@ impl Etl {
             }
         });
         summary.rejects = Some(run.rejects()?);
+        summary.drift = drift.iter().flat_map(|log| log.entries()).collect();
         summary.flow = Some(run.flow());
         summary.rows = run
             .rows()
@@ -488,12 +525,8 @@ fn not_committed(mut summary: Summary, error: Error) -> Error {
         Some(&error as &(dyn std::error::Error + 'static)),
         |e| e.source(),
     )));
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-    while let Some(e) = cause {
-        if let Some(sparkify_core::Error::ChecksFailed(_)) = e.downcast_ref() {
-            summary.checks = Checks::Failed;
-        }
-        cause = e.source();
+    if let Some(sparkify_core::Error::ChecksFailed(_)) = error.core() {
+        summary.checks = Checks::Failed;
     }
     Error::NotCommitted(Box::new(NotCommitted { summary, error }))
 }

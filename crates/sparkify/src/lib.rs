@@ -43,6 +43,7 @@ pub use etl::{Etl, Options};
 pub use progress::{Event, Phase};
 pub use sink::{AnySink, SinkConfig, SinkSpec};
 pub use sparkify_core::checks::{CheckOptions, Outcome};
+pub use sparkify_core::drift::{Drift, OnNewField};
 pub use sparkify_core::model::SongplaysMode;
 pub use sparkify_core::source::Input;
 pub use summary::Summary;

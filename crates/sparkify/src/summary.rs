@@ -59,6 +59,9 @@ pub struct Summary {
     pub checks: Checks,
     /// Why the run committed nothing, when it did not.
     pub error: Option<String>,
+    /// The input's fields that drifted from the staging schema: new ones (not loaded) and
+    /// values of a type their column cannot take (rejects), songs' first.
+    pub drift: Vec<sparkify_core::drift::Drift>,
     /// The run's wall time.
     pub seconds: f64,
     /// How the events flowed through the `--in-flight` bound, when they were streamed.
@@ -155,6 +158,7 @@ struct JsonSummary<'a> {
     checks: Checks,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    schema_drift: &'a [sparkify_core::drift::Drift],
     seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     in_flight: Option<sparkify_core::source::Flow>,
@@ -229,6 +233,7 @@ impl Summary {
             run_id: self.run_id.as_deref(),
             checks: self.checks,
             error: self.error.as_deref(),
+            schema_drift: &self.drift,
             seconds: self.seconds,
             in_flight: self.flow,
         }

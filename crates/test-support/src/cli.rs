@@ -44,6 +44,28 @@ pub fn assert_said_once(stderr: &str) {
     }
 }
 
+/// Checks the summary at `path` against the documented shape (docs/summary.schema.json),
+/// with the `jsonschema` Python package (scripts/test.sh installs it).
+pub fn assert_summary_valid(path: &Path) {
+    let script = "import json, sys, jsonschema\n\
+        schema = json.load(open(sys.argv[1]))\n\
+        jsonschema.Draft202012Validator.check_schema(schema)\n\
+        jsonschema.validate(json.load(open(sys.argv[2])), schema, \
+        cls=jsonschema.Draft202012Validator)\n";
+    let out = Command::new(std::env::var("SPARKIFY_PYTHON").unwrap_or_else(|_| "python3".into()))
+        .args(["-c", script])
+        .arg(crate::fixtures::repo().join("docs/summary.schema.json"))
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} against its schema: {}",
+        path.display(),
+        text(&out)
+    );
+}
+
 /// The exit status, stdout and stderr, for an assertion message.
 pub fn text(out: &Output) -> String {
     format!(

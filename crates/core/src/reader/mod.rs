@@ -30,6 +30,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use simd_json::{Buffers, INPUT_PADDING, Node, StaticNode, Tape};
 
+use crate::drift::{self, DriftKind, DriftLog, Found};
 use crate::error::{Error, Result};
 use crate::reject::Reject;
 pub(crate) use scan::is_ws;
@@ -49,6 +50,7 @@ pub struct ReaderBuilder {
     source: Arc<str>,
     line: u64,
     offset: u64,
+    drift: Option<Arc<DriftLog>>,
 }
 
 impl ReaderBuilder {
@@ -60,7 +62,15 @@ impl ReaderBuilder {
             source: Arc::from("<input>"),
             line: 1,
             offset: 0,
+            drift: None,
         }
+    }
+
+    /// Where the decoder notes the fields the schema lacks and the values of a type their
+    /// column cannot take, each time it hands on its rejects ([`Decoder::take_rejects`]).
+    pub fn with_drift(mut self, drift: Option<Arc<DriftLog>>) -> Self {
+        self.drift = drift;
+        self
     }
 
     /// The most rows a batch holds.
@@ -124,6 +134,8 @@ impl ReaderBuilder {
                 kinds,
                 builders,
                 hint: 0,
+                unknown: Vec::new(),
+                track: self.drift.is_some(),
             },
             schema: self.schema,
             batch_size: self.batch_size,
@@ -140,6 +152,8 @@ impl ReaderBuilder {
             buffers: Buffers::default(),
             tape: None,
             rejects: Vec::new(),
+            drift: self.drift,
+            found: Found::default(),
         })
     }
 
@@ -202,12 +216,17 @@ struct Columns {
     builders: Vec<ColumnBuilder>,
     /// Where the next key is expected: keys usually come in the same order row after row.
     hint: usize,
+    /// The row's fields the schema lacks, with their JSON types, when drift is tracked.
+    unknown: Vec<(Box<str>, &'static str)>,
+    track: bool,
 }
 
 /// Why a valid JSON value could not become a row.
 struct FieldError {
     column: Option<String>,
     reason: String,
+    /// The value's JSON type when its column takes another one.
+    other_type: Option<&'static str>,
 }
 
 impl Columns {
@@ -236,12 +255,14 @@ impl Columns {
                 return Err(FieldError {
                     column: None,
                     reason: format!("expected a JSON object, found {}", describe(other)),
+                    other_type: None,
                 });
             }
             None => {
                 return Err(FieldError {
                     column: None,
                     reason: "empty value".into(),
+                    other_type: None,
                 });
             }
         };
@@ -253,9 +274,14 @@ impl Columns {
                 break;
             };
             let value = idx + 1;
-            if let Some(col) = self.lookup(key) {
+            match self.lookup(key) {
                 // A key given twice: the last one counts, as in most JSON readers.
-                slots[col] = value;
+                Some(col) => slots[col] = value,
+                None if self.track => {
+                    let json_type = nodes.get(value).map_or("null", drift::json_type);
+                    self.unknown.push((Box::from(&**key), json_type));
+                }
+                None => {}
             }
             idx = value + node_span(&nodes[value]);
         }
@@ -268,6 +294,7 @@ impl Columns {
             cells[col] = convert(node, kind, nul).map_err(|reason| FieldError {
                 column: Some(self.names[col].to_string()),
                 reason,
+                other_type: other_type(kind, node),
             })?;
             if let (
                 Kind::Text,
@@ -341,6 +368,20 @@ fn describe(node: &Node<'_>) -> String {
         Node::Static(StaticNode::U64(v)) => format!("number {v}"),
         Node::Static(StaticNode::F64(v)) => format!("number {v}"),
     }
+}
+
+/// The value's JSON type, when it is not one `kind`'s column takes: a text column takes
+/// strings and numbers (kept as written), a numeric one numbers and numeric strings.
+fn other_type(kind: Kind, node: &Node<'_>) -> Option<&'static str> {
+    let json_type = drift::json_type(node);
+    let taken = match kind {
+        Kind::Text => matches!(json_type, "string" | "number"),
+        Kind::Int32 | Kind::Float64 | Kind::TimestampMs => {
+            json_type == "number"
+                || matches!(node, Node::String(s) if s.trim().parse::<f64>().is_ok())
+        }
+    };
+    (!taken).then_some(json_type)
 }
 
 fn wrong_type(kind: Kind, node: &Node<'_>) -> String {
@@ -449,6 +490,9 @@ pub struct Decoder {
     buffers: Buffers,
     tape: Option<Tape<'static>>,
     rejects: Vec<Reject>,
+    /// Where drift goes, and what this decoder found since it last handed it on.
+    drift: Option<Arc<DriftLog>>,
+    found: Found,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -545,6 +589,11 @@ impl Decoder {
 
     /// The rejects found so far, leaving none behind.
     pub fn take_rejects(&mut self) -> Vec<Reject> {
+        if let Some(drift) = &self.drift
+            && !self.found.is_empty()
+        {
+            drift.merge(&mut self.found);
+        }
         std::mem::take(&mut self.rejects)
     }
 
@@ -714,14 +763,26 @@ impl Decoder {
                 self.records += 1;
                 match self.columns.append_row(&tape.0, raw) {
                     Ok(()) => self.rows += 1,
-                    Err(e) => self.rejects.push(Reject::new(
-                        &self.source,
-                        line,
-                        at,
-                        e.column.as_deref(),
-                        e.reason,
-                        raw,
-                    )),
+                    Err(e) => {
+                        if let (Some(column), Some(json_type), true) =
+                            (&e.column, e.other_type, self.columns.track)
+                        {
+                            let kind = DriftKind::OtherType;
+                            self.found.note(column, json_type, kind, &self.source, line);
+                        }
+                        self.rejects.push(Reject::new(
+                            &self.source,
+                            line,
+                            at,
+                            e.column.as_deref(),
+                            e.reason,
+                            raw,
+                        ))
+                    }
+                }
+                for (field, json_type) in self.columns.unknown.drain(..) {
+                    let kind = DriftKind::NewField;
+                    self.found.note(&field, json_type, kind, &self.source, line);
                 }
                 Ok(())
             }

@@ -62,6 +62,7 @@ pub(super) fn decode_group<B: AsRef<[u8]>>(
 ) -> Result<Part> {
     let mut decoder = ReaderBuilder::new(Arc::clone(schema))
         .with_batch_size(opts.batch_size)
+        .with_drift(opts.drift.clone())
         .build_decoder()?;
     let mut batches = Vec::new();
     let mut files = Vec::new();
@@ -166,6 +167,7 @@ pub(super) fn decode_part(
     let source: Arc<str> = Arc::from(source);
     let builder = ReaderBuilder::new(Arc::clone(schema))
         .with_batch_size(opts.batch_size)
+        .with_drift(opts.drift.clone())
         .with_source(Arc::clone(&source));
     let starts = chunk_starts(data, opts.chunk_size);
     if starts.len() == 1 {

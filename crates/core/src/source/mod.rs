@@ -37,6 +37,8 @@ pub struct ReadOptions {
     pub chunk_size: usize,
     /// Called with each file's stored size once it is read, from any worker.
     pub on_file: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    /// Where the decoders note schema drift ([`crate::drift`]); `None`: not tracked.
+    pub drift: Option<Arc<crate::drift::DriftLog>>,
 }
 
 impl std::fmt::Debug for ReadOptions {
@@ -54,6 +56,7 @@ impl Default for ReadOptions {
             batch_size: DEFAULT_BATCH_SIZE,
             chunk_size: 4 << 20,
             on_file: None,
+            drift: None,
         }
     }
 }

@@ -717,6 +717,7 @@ fn decode(
         } => {
             let decoder = ReaderBuilder::new(Arc::clone(schema))
                 .with_batch_size(opts.batch_size)
+                .with_drift(opts.drift.clone())
                 .with_source(name)
                 .with_origin(line, offset)
                 .build_decoder()?;
