@@ -373,6 +373,17 @@ fn each_check_fails_on_its_own_broken_rule_and_names_the_key() {
         &good,
         "SELECT CAST(MIN(start_time) AS VARCHAR) FROM dm_time",
     );
+    let song: String = first(&good, "SELECT MIN(song_id) FROM ft_songplays");
+    let artist: String = first(&good, "SELECT MIN(artist_id) FROM ft_songplays");
+    let played: String = first(
+        &good,
+        "SELECT CAST(MIN(start_time) AS VARCHAR) FROM ft_songplays",
+    );
+    let play: String = first(
+        &good,
+        "SELECT CAST(session_id AS VARCHAR) || ', ' || CAST(item_in_session AS VARCHAR) \
+         FROM ft_songplays ORDER BY session_id, item_in_session LIMIT 1",
+    );
     let broken = [
         (
             "relationship:ft_songplays.user_id",
@@ -405,7 +416,73 @@ fn each_check_fails_on_its_own_broken_rule_and_names_the_key() {
             "DELETE FROM staging_events WHERE ts = (SELECT MIN(ts) FROM staging_events)".into(),
             "etl_files says 8056".into(),
         ),
+        (
+            "relationship:ft_songplays.song_id",
+            format!("DELETE FROM dm_songs WHERE song_id = '{song}'"),
+            song.clone(),
+        ),
+        (
+            "relationship:ft_songplays.artist_id",
+            format!("DELETE FROM dm_artists WHERE artist_id = '{artist}'"),
+            artist.clone(),
+        ),
+        (
+            "relationship:ft_songplays.start_time",
+            format!("DELETE FROM dm_time WHERE start_time = '{played}'"),
+            played.clone(),
+        ),
+        (
+            "unique_key:ft_songplays",
+            format!(
+                "INSERT INTO ft_songplays SELECT * FROM ft_songplays \
+                 WHERE CAST(session_id AS VARCHAR) || ', ' || CAST(item_in_session AS VARCHAR) = '{play}'"
+            ),
+            play.clone(),
+        ),
+        (
+            "accepted_values:ft_songplays.level",
+            format!(
+                "UPDATE ft_songplays SET level = 'premium' \
+                 WHERE CAST(session_id AS VARCHAR) || ', ' || CAST(item_in_session AS VARCHAR) = '{play}'"
+            ),
+            format!("{play}: premium"),
+        ),
+        (
+            "accepted_values:dm_time.weekday",
+            "UPDATE dm_time SET weekday = 0 WHERE start_time = (SELECT MAX(start_time) FROM dm_time)"
+                .into(),
+            ": 0".into(),
+        ),
     ];
+    // The dimensions whose key DuckDB declares: made without it, then given a second row.
+    let unkeyed = |table: &str, key: &str, value: &str| {
+        format!(
+            "CREATE TABLE copy AS SELECT * FROM {table}; DROP TABLE {table}; \
+             ALTER TABLE copy RENAME TO {table}; \
+             INSERT INTO {table} SELECT * FROM {table} WHERE {key} = '{value}'"
+        )
+    };
+    let user_text = user.to_string();
+    let broken: Vec<(&str, String, String)> = broken
+        .into_iter()
+        .chain([
+            (
+                "unique_key:dm_users",
+                unkeyed("dm_users", "user_id", &user_text),
+                user_text.clone(),
+            ),
+            (
+                "unique_key:dm_songs",
+                unkeyed("dm_songs", "song_id", &song),
+                song.clone(),
+            ),
+            (
+                "unique_key:dm_artists",
+                unkeyed("dm_artists", "artist_id", &artist),
+                artist.clone(),
+            ),
+        ])
+        .collect();
     for (i, (name, tamper, key)) in broken.iter().enumerate() {
         let db = d.join(format!("broken{i}.duckdb"));
         std::fs::copy(&good, &db).unwrap();

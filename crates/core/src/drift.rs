@@ -213,10 +213,10 @@ pub fn record_sql(entries: &[Drift], run_id: &str, dialect: &Dialect) -> Vec<Str
                 "({}, {}, {}, {}, {}, {}, {}, {})",
                 text(run_id),
                 text(d.table),
-                text(&d.field),
+                text(SCHEMA_DRIFT.fit("field", &d.field)),
                 text(d.json_type),
                 text(d.kind.as_str()),
-                text(&d.first_source),
+                text(SCHEMA_DRIFT.fit("first_source", &d.first_source)),
                 d.first_line,
                 d.records
             )

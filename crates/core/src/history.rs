@@ -105,7 +105,7 @@ pub fn record_sql(
         at(run.stamp.started_at_ms),
         at(ended_at_ms),
         text(env!("CARGO_PKG_VERSION")),
-        text(&run.command),
+        text(ETL_RUNS.fit("command", &run.command)),
         text(&run.sink),
         text(if run.incremental {
             "incremental"

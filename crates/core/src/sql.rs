@@ -88,7 +88,21 @@ impl RedshiftKeys {
 }
 
 impl Dialect {
-    fn type_name(&self, column: &Column) -> &'static str {
+    /// `column`'s type; on Redshift a text column is `VARCHAR(n)`, `n` its fixed width
+    /// ([`Column::width`]) or the step above the longest value `widths` holds for it
+    /// ([`varchar_width`]), or the most Redshift takes when neither is known.
+    fn type_name(&self, table: &TableDef, column: &Column, widths: &Widths) -> String {
+        if let (Dialect::Redshift(_), SqlType::Text) = (self, column.ty) {
+            let width = column
+                .width
+                .or_else(|| widths.get(table.name, column.name).map(varchar_width))
+                .unwrap_or(VARCHAR_MAX);
+            return format!("VARCHAR({width})");
+        }
+        self.fixed_type_name(column).to_owned()
+    }
+
+    fn fixed_type_name(&self, column: &Column) -> &'static str {
         match (self, column.ty) {
             (Dialect::DuckDb, SqlType::Text) => "VARCHAR",
             (Dialect::Postgres, SqlType::Text) => "TEXT",
@@ -132,15 +146,145 @@ impl Dialect {
     }
 }
 
+/// The most bytes a Redshift `VARCHAR` holds.
+pub const VARCHAR_MAX: u32 = 65_535;
+
+/// The widths a Redshift text column is given, in bytes: the first step at least as wide as
+/// the longest value ([`varchar_width`]). Each step is four times the one before, so a
+/// column has room for values up to four times longer than the longest seen before a later
+/// load must widen it, and never more than four times the room its values take.
+pub const VARCHAR_STEPS: [u32; 7] = [16, 64, 256, 1024, 4096, 16_384, VARCHAR_MAX];
+
+/// The width of a text column whose longest value takes `bytes` ([`VARCHAR_STEPS`]).
+pub fn varchar_width(bytes: u32) -> u32 {
+    VARCHAR_STEPS
+        .into_iter()
+        .find(|step| *step >= bytes)
+        .unwrap_or(VARCHAR_MAX)
+}
+
+/// The longest value, in bytes, of text columns whose width comes from the data a load holds:
+/// `(table, column)` → bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Widths(pub std::collections::BTreeMap<(String, String), u32>);
+
+impl Widths {
+    /// The longest value of `table.column` seen, in bytes.
+    pub fn get(&self, table: &str, column: &str) -> Option<u32> {
+        self.0.get(&(table.to_owned(), column.to_owned())).copied()
+    }
+
+    /// Notes a value of `bytes` in `table.column`.
+    pub fn note(&mut self, table: &str, column: &str, bytes: u32) {
+        let held = self
+            .0
+            .entry((table.to_owned(), column.to_owned()))
+            .or_insert(0);
+        *held = (*held).max(bytes);
+    }
+
+    /// Notes the text columns of `batch`, rows of `table`.
+    pub fn observe(&mut self, table: &TableDef, batch: &arrow::array::RecordBatch) {
+        use arrow::array::{Array, AsArray};
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            let Some(strings) = column.as_string_opt::<i32>() else {
+                continue;
+            };
+            let offsets = strings.value_offsets();
+            let longest = (0..strings.len())
+                .filter(|i| strings.is_valid(*i))
+                .map(|i| offsets[i + 1] - offsets[i])
+                .max();
+            if let Some(longest) = longest {
+                let bytes = u32::try_from(longest).unwrap_or(u32::MAX);
+                self.note(table.name, field.name(), bytes);
+            }
+        }
+    }
+
+    /// Every width of `other` too, the longer where both hold one.
+    pub fn merge(&mut self, other: &Widths) {
+        for ((table, column), bytes) in &other.0 {
+            self.note(table, column, *bytes);
+        }
+    }
+}
+
+/// Where each text column of the star schema takes its values from: `(star table, column,
+/// staging table, column)`. The transforms copy them or make them shorter (a user agent
+/// without its quotes), so a star column is never wider than its source.
+pub const STAR_TEXT_SOURCES: [(&str, &str, &str, &str); 15] = [
+    ("ft_songplays", "level", "staging_events", "level"),
+    ("ft_songplays", "song_id", "staging_songs", "song_id"),
+    ("ft_songplays", "artist_id", "staging_songs", "artist_id"),
+    ("ft_songplays", "location", "staging_events", "location"),
+    ("ft_songplays", "user_agent", "staging_events", "userAgent"),
+    ("dm_users", "first_name", "staging_events", "firstName"),
+    ("dm_users", "last_name", "staging_events", "lastName"),
+    ("dm_users", "gender", "staging_events", "gender"),
+    ("dm_users", "level", "staging_events", "level"),
+    ("dm_songs", "song_id", "staging_songs", "song_id"),
+    ("dm_songs", "title", "staging_songs", "title"),
+    ("dm_songs", "artist_id", "staging_songs", "artist_id"),
+    ("dm_artists", "artist_id", "staging_songs", "artist_id"),
+    ("dm_artists", "name", "staging_songs", "artist_name"),
+    ("dm_artists", "location", "staging_songs", "artist_location"),
+];
+
+/// The star tables' widths from the staging tables' ([`STAR_TEXT_SOURCES`]). A column whose
+/// source holds no value (every one NULL) is as narrow as can be.
+pub fn star_widths(staging: &Widths) -> Widths {
+    let mut out = Widths::default();
+    for (table, column, from, source) in STAR_TEXT_SOURCES {
+        out.note(table, column, staging.get(from, source).unwrap_or(0));
+    }
+    out
+}
+
+/// The staging tables' text columns, as `(table, column)` in the order of
+/// [`staging_widths_sql`]'s results.
+pub fn staging_text_columns(table: &TableDef) -> Vec<&'static str> {
+    table
+        .columns
+        .iter()
+        .filter(|c| c.ty == SqlType::Text && c.width.is_none())
+        .map(|c| c.name)
+        .collect()
+}
+
+/// One query for the longest value of each of `table`'s text columns, in bytes (NULL when
+/// none holds one), in [`staging_text_columns`]' order.
+pub fn staging_widths_sql(table: &TableDef) -> String {
+    let columns: Vec<String> = staging_text_columns(table)
+        .iter()
+        .map(|c| format!("MAX(OCTET_LENGTH({c}))"))
+        .collect();
+    format!("SELECT {} FROM {}", columns.join(", "), table.name)
+}
+
 /// `CREATE TABLE` for `table`.
 pub fn create_table(table: &TableDef, dialect: &Dialect) -> String {
-    create(table, dialect, true)
+    create(table, dialect, true, &Widths::default())
+}
+
+/// `CREATE TABLE` for `table`, its text columns sized by `widths` (on Redshift).
+pub fn create_table_sized(table: &TableDef, dialect: &Dialect, widths: &Widths) -> String {
+    create(table, dialect, true, widths)
 }
 
 /// `CREATE TABLE IF NOT EXISTS` for `table`, keyed: an incremental load's first statement
 /// for the tables it appends to.
 pub fn create_table_if_missing(table: &TableDef, dialect: &Dialect) -> String {
-    create(table, dialect, true).replacen("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1)
+    create_table_if_missing_sized(table, dialect, &Widths::default())
+}
+
+/// [`create_table_if_missing`], its text columns sized by `widths` (on Redshift).
+pub fn create_table_if_missing_sized(
+    table: &TableDef,
+    dialect: &Dialect,
+    widths: &Widths,
+) -> String {
+    create(table, dialect, true, widths).replacen("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1)
 }
 
 /// `CREATE TABLE` for `table` without its primary key, for a load that adds the key once the
@@ -148,7 +292,7 @@ pub fn create_table_if_missing(table: &TableDef, dialect: &Dialect) -> String {
 /// index in one pass instead of row by row (the 643,713 rows of a 100x `dm_time` went in
 /// 9x faster).
 pub fn create_table_unkeyed(table: &TableDef, dialect: &Dialect) -> String {
-    create(table, dialect, false)
+    create(table, dialect, false, &Widths::default())
 }
 
 /// DuckDB: for each of `tables` with a key, its smallest key value held more than once, as
@@ -232,15 +376,15 @@ pub fn add_primary_key(table: &TableDef, dialect: &Dialect) -> Option<String> {
     })
 }
 
-fn create(table: &TableDef, dialect: &Dialect, keyed: bool) -> String {
+fn create(table: &TableDef, dialect: &Dialect, keyed: bool, widths: &Widths) -> String {
     let mut cols: Vec<String> = table
         .columns
         .iter()
         .map(|c| {
             let ty = if c.name == "songplay_id" && dialect.identity_songplays() {
-                "BIGINT IDENTITY(0,1)"
+                "BIGINT IDENTITY(0,1)".to_owned()
             } else {
-                dialect.type_name(c)
+                dialect.type_name(table, c, widths)
             };
             let null = if c.not_null { " NOT NULL" } else { "" };
             format!("    {} {ty}{null}", c.name)
@@ -261,6 +405,9 @@ fn create(table: &TableDef, dialect: &Dialect, keyed: bool) -> String {
         if let Some(s) = sort {
             sql += &format!("\nSORTKEY ({s})");
         }
+        // Redshift picks each column's encoding from its type and data, and changes it as the
+        // data grows: said here so that no reader of the DDL wonders (docs/warehouse.md).
+        sql += "\nENCODE AUTO";
     }
     sql
 }
@@ -301,18 +448,44 @@ pub fn tables_sql(action: TablesAction, dialect: &Dialect) -> Vec<String> {
 /// if missing (rows are appended to them), the star tables dropped and created (they are
 /// rebuilt over every staged row).
 pub fn prepare_increment(dialect: &Dialect) -> Vec<String> {
+    let mut out = prepare_appended(dialect, &Widths::default());
+    out.extend(recreate_star(dialect, &Widths::default()));
+    out
+}
+
+/// The tables an incremental load appends to (every one but the star schema's) created if
+/// missing, their text columns sized by `widths` (on Redshift), and given what a sink loaded
+/// before the run history lacks.
+pub fn prepare_appended(dialect: &Dialect, widths: &Widths) -> Vec<String> {
     let mut out: Vec<String> = SINK_TABLES
         .iter()
-        .flat_map(|t| {
-            if STAR_TABLES.iter().any(|s| s.name == t.name) {
-                vec![drop_table(t), create_table(t, dialect)]
-            } else {
-                vec![create_table_if_missing(t, dialect)]
-            }
-        })
+        .filter(|t| !is_star(t))
+        .map(|t| create_table_if_missing_sized(t, dialect, widths))
         .collect();
     out.extend(upgrade(dialect));
     out
+}
+
+/// Every table but the star schema's dropped and created, text columns sized by `widths`.
+pub fn recreate_staged(dialect: &Dialect, widths: &Widths) -> Vec<String> {
+    SINK_TABLES
+        .iter()
+        .filter(|t| !is_star(t))
+        .flat_map(|t| [drop_table(t), create_table_sized(t, dialect, widths)])
+        .collect()
+}
+
+/// The star tables dropped and created, text columns sized by `widths`
+/// ([`star_widths`]).
+pub fn recreate_star(dialect: &Dialect, widths: &Widths) -> Vec<String> {
+    STAR_TABLES
+        .iter()
+        .flat_map(|t| [drop_table(t), create_table_sized(t, dialect, widths)])
+        .collect()
+}
+
+fn is_star(table: &TableDef) -> bool {
+    STAR_TABLES.iter().any(|s| s.name == table.name)
 }
 
 /// The columns a sink loaded before the run history lacks, added (DuckDB and PostgreSQL:
@@ -324,6 +497,7 @@ fn upgrade(dialect: &Dialect) -> Vec<String> {
         ty: SqlType::Text,
         not_null: false,
         lineage: false,
+        width: None,
     };
     match dialect {
         Dialect::Redshift(_) => Vec::new(),
@@ -333,7 +507,7 @@ fn upgrade(dialect: &Dialect) -> Vec<String> {
                 format!(
                     "ALTER TABLE {} ADD COLUMN IF NOT EXISTS run_id {}",
                     t.name,
-                    dialect.type_name(&text)
+                    dialect.fixed_type_name(&text)
                 )
             })
             .collect(),
@@ -471,6 +645,60 @@ pub fn literal(s: &str, dialect: &Dialect) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_column_gets_the_step_above_its_longest_value_in_bytes() {
+        assert_eq!(
+            [0, 16, 17, 31, 64, 65, 4000, 65_535, 70_000].map(varchar_width),
+            [16, 16, 64, 64, 64, 256, 4096, 65_535, 65_535]
+        );
+        // Thirty characters, one of them two bytes: 31 bytes.
+        let name = format!("{}é", "a".repeat(29));
+        let batch = arrow::array::RecordBatch::try_from_iter([(
+            "firstName",
+            std::sync::Arc::new(arrow::array::StringArray::from(vec![
+                Some(name.as_str()),
+                None,
+            ])) as arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        let mut widths = Widths::default();
+        widths.observe(&crate::table::STAGING_EVENTS, &batch);
+        assert_eq!(widths.get("staging_events", "firstName"), Some(31));
+        let star = star_widths(&widths);
+        let redshift = Dialect::Redshift(RedshiftKeys::default());
+        let ddl = create_table_sized(&DM_USERS, &redshift, &star);
+        assert!(ddl.contains("first_name VARCHAR(64),"), "{ddl}");
+        // A column no value was seen in is as narrow as can be; a fixed one keeps its width.
+        assert!(ddl.contains("last_name VARCHAR(16),"), "{ddl}");
+        assert!(ddl.ends_with("ENCODE AUTO"), "{ddl}");
+        let files = create_table(&crate::table::ETL_FILES, &redshift);
+        assert!(files.contains("checksum VARCHAR(32) NOT NULL"), "{files}");
+        assert!(!files.contains("65535"), "{files}");
+    }
+
+    #[test]
+    fn every_text_column_of_the_star_has_a_source_in_staging() {
+        use crate::table::{STAGING_EVENTS, STAGING_SONGS};
+        for table in STAR_TABLES {
+            for column in table.columns.iter().filter(|c| c.ty == SqlType::Text) {
+                let source = STAR_TEXT_SOURCES
+                    .iter()
+                    .find(|(t, c, _, _)| *t == table.name && *c == column.name);
+                let Some((_, _, from, name)) = source else {
+                    panic!("{}.{} has no source", table.name, column.name);
+                };
+                let staging = [&STAGING_EVENTS, &STAGING_SONGS]
+                    .into_iter()
+                    .find(|t| t.name == *from)
+                    .unwrap();
+                assert!(
+                    staging_text_columns(staging).contains(name),
+                    "{from}.{name}"
+                );
+            }
+        }
+    }
     use crate::table::DM_USERS;
 
     #[test]
@@ -524,7 +752,7 @@ mod tests {
             "{sql}"
         );
         assert!(
-            sql.ends_with("DISTSTYLE KEY DISTKEY (song_id)\nSORTKEY (song_id)"),
+            sql.ends_with("DISTSTYLE KEY DISTKEY (song_id)\nSORTKEY (song_id)\nENCODE AUTO"),
             "{sql}"
         );
         assert!(create_table(&DM_USERS, &Dialect::Postgres).contains("first_name TEXT"));

@@ -41,6 +41,10 @@ pub struct Column {
     pub not_null: bool,
     /// Set by the run, not read from the input: the staging tables' `etl_file_id`.
     pub lineage: bool,
+    /// A text column of a fixed width: the most bytes its values take (Redshift's
+    /// `VARCHAR(n)` counts bytes). `None`: sized from the data a load holds
+    /// ([`crate::sql::Widths`]).
+    pub width: Option<u32>,
 }
 
 /// One table: its name, columns in order, and primary key.
@@ -64,6 +68,25 @@ impl TableDef {
         arrow_schema(self.columns.iter().filter(|c| !c.lineage))
     }
 
+    /// `value` as `column` keeps it: cut at the column's width ([`Column::width`]), on a
+    /// character boundary.
+    pub fn fit<'a>(&self, column: &str, value: &'a str) -> &'a str {
+        let width = self
+            .columns
+            .iter()
+            .find(|c| c.name == column)
+            .and_then(|c| c.width)
+            .map_or(usize::MAX, |w| w as usize);
+        if value.len() <= width {
+            return value;
+        }
+        let mut cut = width;
+        while !value.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        &value[..cut]
+    }
+
     /// The index of a column by name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
@@ -85,6 +108,7 @@ const fn col(name: &'static str, ty: SqlType) -> Column {
         ty,
         not_null: false,
         lineage: false,
+        width: None,
     }
 }
 
@@ -94,8 +118,31 @@ const fn req(name: &'static str, ty: SqlType) -> Column {
         ty,
         not_null: true,
         lineage: false,
+        width: None,
     }
 }
+
+/// A text column of a fixed width in bytes (see [`Column::width`]).
+const fn text(name: &'static str, width: u32, not_null: bool) -> Column {
+    Column {
+        name,
+        ty: SqlType::Text,
+        not_null,
+        lineage: false,
+        width: Some(width),
+    }
+}
+
+/// Bytes of a file's path or an S3 URL: Linux's `PATH_MAX`, and more than an S3 URL takes
+/// (a 63-byte bucket and a 1,024-byte key).
+pub const PATH_BYTES: u32 = 4096;
+/// Bytes of a field name `schema_drift` keeps: a longer one is cut.
+pub const FIELD_BYTES: u32 = 1024;
+/// Bytes of the command line `etl_runs` keeps: a longer one (a shell's glob expanded to
+/// thousands of files) is cut.
+pub const COMMAND_BYTES: u32 = 8192;
+/// Bytes of a run id ([`crate::history::RunStamp`]): 25 and a process id.
+pub const RUN_ID_BYTES: u32 = 64;
 
 /// The column of a staging table that names the input file of each row: `etl_files.file_id`.
 /// It lets an incremental load replace one file's rows. NULL in rows Redshift copied from the
@@ -105,6 +152,7 @@ pub const ETL_FILE_ID: Column = Column {
     ty: SqlType::Integer,
     not_null: false,
     lineage: true,
+    width: None,
 };
 
 use SqlType::{BigInt, Double, Integer, Text, Timestamp};
@@ -226,14 +274,15 @@ pub const DM_TIME: TableDef = TableDef {
 pub const LOAD_ERRORS: TableDef = TableDef {
     name: "load_errors",
     columns: &[
-        req("source", Text),
+        text("source", PATH_BYTES, true),
         col("line", BigInt),
         col("byte_offset", BigInt),
-        col("column_name", Text),
-        req("reason", Text),
-        col("raw", Text),
+        text("column_name", 1024, false),
+        text("reason", 4096, true),
+        // RAW_LIMIT bytes of the record and an ellipsis.
+        text("raw", 2048, false),
         req("run_started_at", Timestamp),
-        req("run_id", Text),
+        text("run_id", RUN_ID_BYTES, true),
     ],
     primary_key: &[],
 };
@@ -245,15 +294,17 @@ pub const ETL_FILES: TableDef = TableDef {
     name: "etl_files",
     columns: &[
         req("file_id", Integer),
-        req("kind", Text),
-        req("path", Text),
+        text("kind", 16, true),
+        text("path", PATH_BYTES, true),
         req("size", BigInt),
-        col("version", Text),
-        req("checksum", Text),
+        // A local file's mtime in nanoseconds, or an S3 ETag (a multipart one is longer).
+        text("version", 256, false),
+        // `xxh64:` and 16 hex digits.
+        text("checksum", 32, true),
         req("rows_staged", BigInt),
         req("rejects", BigInt),
         req("loaded_at", Timestamp),
-        req("run_id", Text),
+        text("run_id", RUN_ID_BYTES, true),
     ],
     primary_key: &["file_id"],
 };
@@ -263,12 +314,12 @@ pub const ETL_FILES: TableDef = TableDef {
 pub const SCHEMA_DRIFT: TableDef = TableDef {
     name: "schema_drift",
     columns: &[
-        req("run_id", Text),
-        req("table_name", Text),
-        req("field", Text),
-        req("json_type", Text),
-        req("drift", Text),
-        req("first_source", Text),
+        text("run_id", RUN_ID_BYTES, true),
+        text("table_name", 64, true),
+        text("field", FIELD_BYTES, true),
+        text("json_type", 16, true),
+        text("drift", 16, true),
+        text("first_source", PATH_BYTES, true),
         req("first_line", BigInt),
         req("records", BigInt),
     ],
@@ -281,13 +332,13 @@ pub const SCHEMA_DRIFT: TableDef = TableDef {
 pub const ETL_RUNS: TableDef = TableDef {
     name: "etl_runs",
     columns: &[
-        req("run_id", Text),
+        text("run_id", RUN_ID_BYTES, true),
         req("started_at", Timestamp),
         req("ended_at", Timestamp),
-        req("version", Text),
-        req("command", Text),
-        req("sink", Text),
-        req("mode", Text),
+        text("version", 32, true),
+        text("command", COMMAND_BYTES, true),
+        text("sink", 1024, true),
+        text("mode", 16, true),
         req("files_new", BigInt),
         req("files_changed", BigInt),
         req("files_unchanged", BigInt),
@@ -300,7 +351,7 @@ pub const ETL_RUNS: TableDef = TableDef {
         req("dm_songs", BigInt),
         req("dm_artists", BigInt),
         req("dm_time", BigInt),
-        req("checks", Text),
+        text("checks", 16, true),
     ],
     primary_key: &["run_id"],
 };

@@ -5,6 +5,7 @@ use arrow::array::RecordBatch;
 use sparkify_core::ledger::Increment;
 use sparkify_core::model::{Rows as TableRows, SLICE_ROWS};
 use sparkify_core::sink::{Finished, OnWait, QueryResult, Staged, Waiting};
+use sparkify_core::sql::{self, Widths};
 use sparkify_core::table::{STAGING_TABLES, TableDef};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
@@ -249,6 +250,40 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
                 for s in insert_rows_sql(table, &batch?) {
                     client.batch_execute(&s).await.map_err(sql_error(&s))?;
                 }
+            }
+            Ok(())
+        }
+        Step::CreateStar { dialect } => {
+            let mut staging = Widths::default();
+            let measured = STAGING_TABLES
+                .iter()
+                .filter(|_| crate::plan::sizes(dialect));
+            for table in measured {
+                let found = query_text(client, &sql::staging_widths_sql(table)).await?;
+                let row = found.rows.into_iter().next().unwrap_or_default();
+                for (column, bytes) in sql::staging_text_columns(table).into_iter().zip(row) {
+                    let bytes = bytes.and_then(|b| b.parse().ok()).unwrap_or(0);
+                    staging.note(table.name, column, bytes);
+                }
+            }
+            for s in sql::recreate_star(dialect, &sql::star_widths(&staging)) {
+                client.batch_execute(&s).await.map_err(sql_error(&s))?;
+            }
+            Ok(())
+        }
+        Step::Widen(widths) => {
+            let held = query_text(client, crate::plan::WIDTHS_HELD).await?;
+            let held: Vec<(String, String, u32)> = held
+                .rows
+                .into_iter()
+                .filter_map(|r| {
+                    let v = |i: usize| r.get(i).cloned().flatten();
+                    Some((v(0)?, v(1)?, v(2)?.parse().ok()?))
+                })
+                .collect();
+            for s in crate::plan::widen_sql(&held, widths) {
+                tracing::info!(statement = %s, "widening before the load");
+                client.batch_execute(&s).await.map_err(sql_error(&s))?;
             }
             Ok(())
         }

@@ -42,8 +42,8 @@ pub use config::{
     Connection, CopySettings, CredentialSource, IamSection, RedshiftSection, WarehouseConfig,
 };
 pub use plan::{
-    CopyFrom, Expected, RedshiftCopy, Step, copy_events_sql, copy_parquet_sql, copy_songs_sql,
-    load_errors_query,
+    CopyFrom, Expected, Known, RedshiftCopy, Step, copy_events_sql, copy_parquet_sql,
+    copy_songs_sql, load_errors_query,
 };
 pub use sparkify_core::sink::QueryResult;
 pub use target::{PASSWORD_ENV, Target, Tls, env_password};
@@ -160,12 +160,12 @@ impl WarehouseSink {
 
     /// With the Parquet upload, uploads the staging tables of `rows` as they come and
     /// returns the row counts COPY must load.
-    fn upload(&self, copy: &RedshiftCopy, rows: &mut exec::Rows<'_>) -> Result<Expected> {
+    fn upload(&self, copy: &RedshiftCopy, rows: &mut exec::Rows<'_>) -> Result<Known> {
         let CopyFrom::Parquet { prefix } = &copy.copy_from else {
-            return Ok(Expected::default());
+            return Ok(Default::default());
         };
         if !rows.parsed() {
-            return Ok(Expected::default());
+            return Ok(Default::default());
         }
         let s3 = self.s3.get()?;
         let mut uploaded = Vec::new();
@@ -182,22 +182,27 @@ impl WarehouseSink {
             songs_parts = uploaded[1].parts.len(),
             "uploaded as Parquet"
         );
-        Ok(Expected {
+        let mut widths = uploaded[0].widths.clone();
+        widths.merge(&uploaded[1].widths);
+        let counts = Expected {
             events: Some(uploaded[0].rows),
             songs: Some(uploaded[1].rows),
-        })
+        };
+        Ok(Known { counts, widths })
     }
 
     /// Stages `rows` (uploading them first with the Parquet upload) and runs the load's plan.
     fn load_rows(&self, copy: Option<&RedshiftCopy>, rows: &mut exec::Rows<'_>) -> Result<()> {
-        let expected = match copy {
+        // The staging tables' widths are known here when the rows were uploaded from here;
+        // the star's are measured in the warehouse once the staging tables are filled.
+        let known = match copy {
             Some(copy) => self.upload(copy, rows)?,
-            None => Expected::default(),
+            None => Default::default(),
         };
         let steps = plan::load_plan(
             &self.config.dialect,
             copy,
-            expected,
+            &known,
             self.config.mode,
             self.config.lock_timeout,
             rows.increment(),
@@ -286,7 +291,7 @@ impl Sink for WarehouseSink {
         Ok(plan::load_plan(
             &self.config.dialect,
             copy.as_ref(),
-            Expected::default(),
+            &Known::default(),
             self.config.mode,
             self.config.lock_timeout,
             None,

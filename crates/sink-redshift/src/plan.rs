@@ -6,9 +6,9 @@ use sparkify_core::checks::Check;
 use sparkify_core::ledger::{self, Increment};
 use sparkify_core::model::SongplaysMode;
 use sparkify_core::sink::{COUNTED, Closing};
-use sparkify_core::sql::{self, Dialect, RedshiftKeys, literal};
+use sparkify_core::sql::{self, Dialect, RedshiftKeys, Widths, literal};
 use sparkify_core::table::{
-    ETL_FILES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, SqlType, TableDef,
+    ETL_FILES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, STAGING_TABLES, SqlType, TableDef,
 };
 
 use sparkify_s3::S3Url;
@@ -73,6 +73,16 @@ pub struct Expected {
     pub songs: Option<u64>,
 }
 
+/// What a load knows of its staging rows before its plan runs (the Parquet upload measured
+/// them; nothing when Redshift reads the JSON itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    /// The rows each COPY must load.
+    pub counts: Expected,
+    /// The longest value of each staging text column, in bytes.
+    pub widths: Widths,
+}
+
 /// One step of a load.
 #[derive(Debug, Clone)]
 pub enum Step {
@@ -99,6 +109,14 @@ pub enum Step {
     /// An incremental load goes on only if `etl_files` is still what the run read, `digest`
     /// ([`sparkify_core::ledger::digest`]).
     CheckLedger { digest: u64 },
+    /// The star tables dropped and created once the staging tables hold the load's rows,
+    /// their text columns sized from the staging tables' longest values
+    /// ([`sql::star_widths`]).
+    CreateStar { dialect: Dialect },
+    /// Before the load's transaction (Redshift will not alter a column's type inside one):
+    /// every staging column narrower than the step above the run's longest value widened to
+    /// it.
+    Widen(Widths),
     /// `etl --check`: every check run; the load fails, naming each one that failed, if any
     /// returns a row.
     Checks(Vec<Check>),
@@ -128,6 +146,32 @@ impl Step {
                 "-- INSERT INTO {} ({}) VALUES …: the run's rows",
                 table.name,
                 column_list(table)
+            ),
+            Step::CreateStar { dialect } => {
+                let star = sql::recreate_star(dialect, &Widths::default());
+                if !sizes(dialect) {
+                    return format!(
+                        "-- the star tables, once the staging tables are filled:\n{}",
+                        star.join(";\n\n")
+                    );
+                }
+                let mut out: Vec<String> = STAGING_TABLES
+                    .iter()
+                    .map(|t| sql::staging_widths_sql(t))
+                    .collect();
+                out.extend(star);
+                format!(
+                    "-- the star tables, once the staging tables are filled: the longest value of \
+                     each staging text column, then each star text column VARCHAR(the step above \
+                     its source's; 65535 stands for it below):\n{}",
+                    out.join(";\n\n")
+                )
+            }
+            Step::Widen(widths) => format!(
+                "-- before BEGIN: each staging column narrower than the run's longest value \
+                 widened to the step above it ({} columns measured):\n{}",
+                widths.0.len(),
+                WIDTHS_HELD
             ),
             Step::Checks(checks) => checks
                 .iter()
@@ -173,13 +217,18 @@ pub fn lock_sql(dialect: &Dialect, timeout: std::time::Duration) -> Vec<String> 
 pub fn load_plan(
     dialect: &Dialect,
     copy: Option<&RedshiftCopy>,
-    expected: Expected,
+    known: &Known,
     mode: SongplaysMode,
     lock_timeout: std::time::Duration,
     increment: Option<&Increment>,
     closing: Option<&Closing>,
 ) -> Vec<Step> {
-    let mut steps = vec![Step::Sql("BEGIN".into())];
+    let (expected, widths) = (known.counts, &known.widths);
+    let mut steps = Vec::new();
+    if increment.is_some() && sizes(dialect) && !widths.0.is_empty() {
+        steps.push(Step::Widen(widths.clone()));
+    }
+    steps.push(Step::Sql("BEGIN".into()));
     steps.extend(lock_sql(dialect, lock_timeout).into_iter().map(|s| {
         match s.starts_with("SELECT pg_advisory_xact_lock") {
             true => Step::AwaitLock(s),
@@ -187,9 +236,17 @@ pub fn load_plan(
         }
     }));
     match increment {
-        None => steps.extend(sql::recreate_all(dialect).into_iter().map(Step::Sql)),
+        None => steps.extend(
+            sql::recreate_staged(dialect, widths)
+                .into_iter()
+                .map(Step::Sql),
+        ),
         Some(increment) => {
-            steps.extend(sql::prepare_increment(dialect).into_iter().map(Step::Sql));
+            steps.extend(
+                sql::prepare_appended(dialect, widths)
+                    .into_iter()
+                    .map(Step::Sql),
+            );
             steps.push(Step::CheckLedger {
                 digest: increment.digest,
             });
@@ -228,6 +285,9 @@ pub fn load_plan(
             }
         }
     }
+    steps.push(Step::CreateStar {
+        dialect: dialect.clone(),
+    });
     steps.extend(sql::transforms(dialect, mode).into_iter().map(Step::Sql));
     for table in [&LOAD_ERRORS, &ETL_FILES] {
         steps.push(match copy {
@@ -251,6 +311,36 @@ pub fn load_plan(
     }
     steps.push(Step::Sql("COMMIT".into()));
     steps
+}
+
+/// Whether `dialect` sizes its text columns (Redshift's `VARCHAR(n)`; PostgreSQL's `TEXT`
+/// has no size).
+pub fn sizes(dialect: &Dialect) -> bool {
+    matches!(dialect, Dialect::Redshift(_))
+}
+
+/// The widths the staging columns have now, as [`Step::Widen`] reads them.
+pub const WIDTHS_HELD: &str = "SELECT table_name, column_name, character_maximum_length \
+     FROM information_schema.columns WHERE table_schema = current_schema() \
+     AND table_name IN ('staging_events', 'staging_songs') \
+     AND character_maximum_length IS NOT NULL";
+
+/// The statements that widen the staging columns `held` (`(table, column, width)`, as
+/// [`WIDTHS_HELD`] gives them) narrower than the step above the run's longest value.
+pub fn widen_sql(held: &[(String, String, u32)], widths: &Widths) -> Vec<String> {
+    held.iter()
+        .filter_map(|(table, column, width)| {
+            // Redshift folds names to lower case: the run's widths are found by either.
+            let needed = widths
+                .0
+                .iter()
+                .find(|((t, c), _)| t == table && c.eq_ignore_ascii_case(column))
+                .map(|(_, bytes)| sql::varchar_width(*bytes))?;
+            (needed > *width).then(|| {
+                format!("ALTER TABLE {table} ALTER COLUMN {column} TYPE VARCHAR({needed})")
+            })
+        })
+        .collect()
 }
 
 /// The reconciliation's count of the tables the run parsed.
@@ -381,6 +471,27 @@ pub(crate) fn insert_rows_sql(table: &TableDef, batch: &RecordBatch) -> Vec<Stri
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod widen_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_staging_column_narrower_than_the_runs_longest_value_is_widened() {
+        let mut widths = Widths::default();
+        widths.note("staging_events", "firstName", 300);
+        widths.note("staging_events", "lastName", 10);
+        let held = [
+            ("staging_events".to_owned(), "firstname".to_owned(), 64),
+            ("staging_events".to_owned(), "lastname".to_owned(), 64),
+            ("staging_songs".to_owned(), "title".to_owned(), 16),
+        ];
+        assert_eq!(
+            widen_sql(&held, &widths),
+            ["ALTER TABLE staging_events ALTER COLUMN firstname TYPE VARCHAR(1024)"]
+        );
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use std::collections::HashSet;
 
 use arrow::array::RecordBatch;
 use rayon::prelude::*;
+use sparkify_core::sql::Widths;
 use sparkify_core::table::TableDef;
 use sparkify_parquet::{Compression, for_parquet, parquet_bytes};
 use sparkify_s3::{Body, S3, S3Url};
@@ -65,6 +66,8 @@ pub struct Uploaded {
     /// Each part and its size in bytes.
     pub parts: Vec<(S3Url, u64)>,
     pub rows: u64,
+    /// The longest value of each text column, in bytes.
+    pub widths: Widths,
 }
 
 /// How the Parquet upload cuts and uploads.
@@ -118,6 +121,7 @@ pub struct Uploader<'a> {
     bytes: usize,
     parts: Vec<(S3Url, u64)>,
     rows: u64,
+    widths: Widths,
 }
 
 impl<'a> Uploader<'a> {
@@ -137,12 +141,14 @@ impl<'a> Uploader<'a> {
             bytes: 0,
             parts: Vec::new(),
             rows: 0,
+            widths: Widths::default(),
         }
     }
 
     /// Takes `batches` (of the table), uploading a chunk once one is full.
     pub fn push(&mut self, batches: Vec<RecordBatch>) -> Result<()> {
         for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
+            self.widths.observe(self.table, &batch);
             // The rows' own share of their buffers: a slice of a batch counts its rows only.
             self.bytes += batch
                 .columns()
@@ -219,6 +225,7 @@ impl<'a> Uploader<'a> {
             manifest: manifest_url,
             parts: self.parts,
             rows: self.rows,
+            widths: self.widths,
         })
     }
 }

@@ -614,7 +614,7 @@ fn removing(events: &str, songs: &str) -> sparkify_core::ledger::Increment {
 #[test]
 fn an_incremental_redshift_plan_is_exactly_this_and_escapes_every_path() {
     use sparkify_core::sql::{Dialect, RedshiftKeys};
-    use sparkify_sink_redshift::plan::{Expected, load_plan};
+    use sparkify_sink_redshift::plan::{Known, load_plan};
     let copy = CopySettings {
         copy_from: Some("parquet".into()),
         upload_prefix: Some("s3://sparkify-staging/run/".into()),
@@ -629,7 +629,7 @@ fn an_incremental_redshift_plan_is_exactly_this_and_escapes_every_path() {
     let steps = load_plan(
         &Dialect::Redshift(RedshiftKeys::default()),
         Some(&copy),
-        Expected::default(),
+        &Known::default(),
         SongplaysMode::Matched,
         std::time::Duration::from_secs(600),
         Some(&increment),
@@ -656,7 +656,7 @@ fn redshift_statements() -> Vec<(String, String)> {
     use sparkify_core::analytics::{QUESTIONS, REJECTS_BY_REASON};
     use sparkify_core::fingerprint::{fingerprints_sql, row_hashes_sql};
     use sparkify_core::sql::{self, Dialect, RedshiftKeys};
-    use sparkify_sink_redshift::plan::{Expected, load_plan};
+    use sparkify_sink_redshift::plan::{Known, load_plan};
     let mut out = Vec::new();
     let mut add = |from: &str, statements: Vec<String>| {
         out.extend(statements.into_iter().map(|s| (from.to_owned(), s)));
@@ -701,7 +701,7 @@ fn redshift_statements() -> Vec<(String, String)> {
     let steps = load_plan(
         &dialect,
         Some(&parquet.resolve().unwrap()),
-        Expected::default(),
+        &Known::default(),
         SongplaysMode::Matched,
         Duration::from_secs(600),
         Some(&increment),
@@ -787,10 +787,13 @@ fn without_comments(statement: &str) -> String {
 }
 
 /// Why Redshift's grammar (sqlparser's `RedshiftSqlDialect`) refuses `statement`, if it does.
-/// sqlparser lacks one form Redshift documents and sparkify uses, `IDENTITY(seed, step)`
-/// on a column: it is taken out before parsing, and only in that exact form.
+/// sqlparser lacks two forms Redshift documents and sparkify uses, `IDENTITY(seed, step)`
+/// on a column and the table attribute `ENCODE AUTO` after the keys: they are taken out
+/// before parsing, and only in those exact forms.
 fn refused(statement: &str) -> Option<String> {
-    let sql = without_comments(statement).replace("BIGINT IDENTITY(0,1)", "BIGINT");
+    let sql = without_comments(statement)
+        .replace("BIGINT IDENTITY(0,1)", "BIGINT")
+        .replace(")\nENCODE AUTO", ")");
     let dialect = sqlparser::dialect::RedshiftSqlDialect {};
     sqlparser::parser::Parser::parse_sql(&dialect, &sql)
         .err()
@@ -870,4 +873,53 @@ fn every_redshift_statement_parses_in_redshifts_grammar_and_uses_nothing_redshif
     ));
     let pg_plan = pg.plan().unwrap();
     assert!(pg_plan.iter().any(|s| unsupported(s).is_some()));
+}
+
+#[test]
+fn a_parquet_load_sizes_its_staging_columns_and_an_incremental_one_widens_them_first() {
+    use sparkify_core::sql::{Dialect, RedshiftKeys};
+    use sparkify_sink_redshift::plan::{Known, Step, load_plan};
+    let copy = CopySettings {
+        copy_from: Some("parquet".into()),
+        upload_prefix: Some("s3://sparkify-staging/run/".into()),
+        ..redshift_copy()
+    }
+    .resolve()
+    .unwrap();
+    let mut known = Known::default();
+    known.widths.note("staging_events", "firstName", 31);
+    let dialect = Dialect::Redshift(RedshiftKeys::default());
+    let plan = |increment: Option<&sparkify_core::ledger::Increment>| {
+        load_plan(
+            &dialect,
+            Some(&copy),
+            &known,
+            SongplaysMode::Matched,
+            Duration::from_secs(600),
+            increment,
+            None,
+        )
+    };
+    let full = plan(None);
+    let text: Vec<String> = full.iter().map(Step::text).collect();
+    let staging = text
+        .iter()
+        .find(|s| s.starts_with("CREATE TABLE staging_events"))
+        .unwrap();
+    assert!(staging.contains("    firstName VARCHAR(64),"), "{staging}");
+    // The star is made once the staging tables hold the rows it is sized from.
+    let at = |f: &dyn Fn(&Step) -> bool| full.iter().position(f).unwrap();
+    let copied = at(&|s| matches!(s, Step::CopyS3 { table, .. } if table.name == "staging_songs"));
+    let star = at(&|s| matches!(s, Step::CreateStar { .. }));
+    assert!(copied < star, "{text:#?}");
+    assert!(
+        !text[..star]
+            .iter()
+            .any(|s| s.contains("CREATE TABLE dm_users"))
+    );
+    // Widening runs before the transaction, as Redshift asks.
+    let increment = removing("s3://logs/a.json", "s3://songs/b.json");
+    let steps = plan(Some(&increment));
+    assert!(matches!(steps[0], Step::Widen(_)), "{:?}", steps[0]);
+    assert!(matches!(&steps[1], Step::Sql(s) if s == "BEGIN"));
 }

@@ -12,6 +12,7 @@ use sparkify_core::model::SongplaysMode;
 use sparkify_core::pipeline::{self, Against, Pipeline};
 use sparkify_core::sink::Staging;
 use sparkify_core::source::{self, Discovery, FileRead, Input, ReadOptions, StreamInput};
+use sparkify_core::sql::Dialect;
 use sparkify_core::table::{ETL_FILES, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS};
 use sparkify_s3::S3Options;
 
@@ -373,6 +374,9 @@ impl Etl {
             batch_size: s.batch_size.max(1),
             on_file: Some(tell.on_file()),
             drift: Some(Arc::clone(&drift[1])),
+            // A longer text would fail the whole COPY: it is a reject here instead.
+            max_text_bytes: matches!(sink.dialect(), Some(Dialect::Redshift(_)))
+                .then_some(sparkify_core::sql::VARCHAR_MAX as usize),
             ..ReadOptions::default()
         };
         let opts_songs = ReadOptions {

@@ -51,6 +51,7 @@ pub struct ReaderBuilder {
     line: u64,
     offset: u64,
     drift: Option<Arc<DriftLog>>,
+    max_text: usize,
 }
 
 impl ReaderBuilder {
@@ -63,7 +64,15 @@ impl ReaderBuilder {
             line: 1,
             offset: 0,
             drift: None,
+            max_text: usize::MAX,
         }
+    }
+
+    /// The most bytes a text value may take; a longer one makes its record a reject (a
+    /// Redshift `VARCHAR` holds 65,535 bytes at most).
+    pub fn with_max_text(mut self, bytes: Option<usize>) -> Self {
+        self.max_text = bytes.unwrap_or(usize::MAX);
+        self
     }
 
     /// Where the decoder notes the fields the schema lacks and the values of a type their
@@ -136,6 +145,7 @@ impl ReaderBuilder {
                 hint: 0,
                 unknown: Vec::new(),
                 track: self.drift.is_some(),
+                max_text: self.max_text,
             },
             schema: self.schema,
             batch_size: self.batch_size,
@@ -219,6 +229,8 @@ struct Columns {
     /// The row's fields the schema lacks, with their JSON types, when drift is tracked.
     unknown: Vec<(Box<str>, &'static str)>,
     track: bool,
+    /// The most bytes a text value may take.
+    max_text: usize,
 }
 
 /// Why a valid JSON value could not become a row.
@@ -296,6 +308,20 @@ impl Columns {
                 reason,
                 other_type: other_type(kind, node),
             })?;
+            if let Cell::Str(s) = cells[col]
+                && s.len() > self.max_text
+            {
+                return Err(FieldError {
+                    column: Some(self.names[col].to_string()),
+                    reason: format!(
+                        "a text of {} bytes, more than the {} a column holds here \
+                         (Redshift's VARCHAR)",
+                        s.len(),
+                        self.max_text
+                    ),
+                    other_type: None,
+                });
+            }
             if let (
                 Kind::Text,
                 Node::Static(StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_)),
@@ -912,6 +938,66 @@ mod tests {
     use proptest::prelude::*;
 
     /// The rows and the rejects' reasons of `json`, pushed in pieces of `piece` bytes.
+    #[test]
+    fn a_text_longer_than_the_sink_holds_is_a_reject_naming_its_field() {
+        let long = "é".repeat(40);
+        let json =
+            format!("{{\"title\": \"{long}\", \"song_id\": \"S1\"}}\n{{\"title\": \"short\"}}\n");
+        let mut decoder = ReaderBuilder::new(STAGING_SONGS.input_schema())
+            .with_max_text(Some(64))
+            .build_decoder()
+            .unwrap();
+        decoder.decode(json.as_bytes()).unwrap();
+        decoder.finish();
+        let rows = decoder.flush().unwrap().map_or(0, |b| b.num_rows());
+        let rejects = decoder.take_rejects();
+        assert_eq!((rows, rejects.len()), (1, 1));
+        assert_eq!(rejects[0].line, 1);
+        assert_eq!(rejects[0].column.as_deref(), Some("title"));
+        assert!(
+            rejects[0]
+                .reason
+                .starts_with("a text of 80 bytes, more than the 64"),
+            "{}",
+            rejects[0].reason
+        );
+    }
+
+    #[test]
+    fn new_fields_and_other_types_are_noted_with_their_first_line() {
+        let log = crate::drift::DriftLog::new("staging_songs");
+        let json = b"{\"title\": \"a\", \"mood\": 1}\n{\"title\": {}}\n{\"mood\": 2, \"year\": \"1990\"}\n";
+        let mut decoder = ReaderBuilder::new(STAGING_SONGS.input_schema())
+            .with_source("s.json")
+            .with_drift(Some(std::sync::Arc::clone(&log)))
+            .build_decoder()
+            .unwrap();
+        decoder.decode(json).unwrap();
+        decoder.finish();
+        while decoder.flush().unwrap().is_some() {}
+        assert_eq!(decoder.take_rejects().len(), 1);
+        let seen: Vec<(String, &str, u64, u64)> = log
+            .entries()
+            .into_iter()
+            .map(|d| {
+                (
+                    format!("{}:{:?}", d.field, d.kind),
+                    d.json_type,
+                    d.first_line,
+                    d.records,
+                )
+            })
+            .collect();
+        // A numeric string in a number column is taken (SPEC), not drift.
+        assert_eq!(
+            seen,
+            [
+                ("mood:NewField".to_owned(), "number", 1, 2),
+                ("title:OtherType".to_owned(), "object", 2, 1)
+            ]
+        );
+    }
+
     fn decoded(json: &[u8], piece: usize) -> (usize, Vec<String>) {
         let mut decoder = ReaderBuilder::new(STAGING_SONGS.input_schema())
             .build_decoder()

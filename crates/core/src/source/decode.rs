@@ -63,6 +63,7 @@ pub(super) fn decode_group<B: AsRef<[u8]>>(
     let mut decoder = ReaderBuilder::new(Arc::clone(schema))
         .with_batch_size(opts.batch_size)
         .with_drift(opts.drift.clone())
+        .with_max_text(opts.max_text_bytes)
         .build_decoder()?;
     let mut batches = Vec::new();
     let mut files = Vec::new();
@@ -168,6 +169,7 @@ pub(super) fn decode_part(
     let builder = ReaderBuilder::new(Arc::clone(schema))
         .with_batch_size(opts.batch_size)
         .with_drift(opts.drift.clone())
+        .with_max_text(opts.max_text_bytes)
         .with_source(Arc::clone(&source));
     let starts = chunk_starts(data, opts.chunk_size);
     if starts.len() == 1 {

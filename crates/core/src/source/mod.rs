@@ -39,6 +39,9 @@ pub struct ReadOptions {
     pub on_file: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     /// Where the decoders note schema drift ([`crate::drift`]); `None`: not tracked.
     pub drift: Option<Arc<crate::drift::DriftLog>>,
+    /// The most bytes a text value may take before its record is a reject (the sink's
+    /// limit: 65,535 for Redshift); `None`: no limit.
+    pub max_text_bytes: Option<usize>,
 }
 
 impl std::fmt::Debug for ReadOptions {
@@ -57,6 +60,7 @@ impl Default for ReadOptions {
             chunk_size: 4 << 20,
             on_file: None,
             drift: None,
+            max_text_bytes: None,
         }
     }
 }

@@ -718,6 +718,7 @@ fn decode(
             let decoder = ReaderBuilder::new(Arc::clone(schema))
                 .with_batch_size(opts.batch_size)
                 .with_drift(opts.drift.clone())
+                .with_max_text(opts.max_text_bytes)
                 .with_source(name)
                 .with_origin(line, offset)
                 .build_decoder()?;
