@@ -229,7 +229,9 @@ pub enum Load<'a> {
     /// Parsed here as the load goes: see [`Staged`].
     Streamed(&'a mut (dyn Staged + Send)),
     /// Read by the warehouse itself from where the input lies (Redshift's `COPY` of the JSON
-    /// in S3); nothing was parsed here, and the warehouse builds the star schema in SQL.
+    /// in S3); nothing was parsed here, and the warehouse builds the star schema in SQL. Up
+    /// to [`Closing::max_errors`] bad records are skipped by the warehouse and kept in
+    /// `load_errors`; more, and nothing is committed.
     InWarehouse,
 }
 
@@ -289,6 +291,9 @@ impl QueryResult {
 pub struct Closing {
     pub run: RunRecord,
     pub checks: Option<CheckOptions>,
+    /// Bad records the load allows (`--max-errors`): a warehouse that reads the input itself
+    /// skips up to this many and keeps them in `load_errors`.
+    pub max_errors: u64,
     /// Where the run's schema drift is noted as it reads: written to `schema_drift` with
     /// the run's row.
     pub drift: Vec<std::sync::Arc<crate::drift::DriftLog>>,

@@ -275,6 +275,7 @@ impl CopySettings {
             iam_role: text(&self.iam_role),
             region: text(&self.region),
             serverless: self.serverless,
+            max_errors: 0,
         })
     }
 

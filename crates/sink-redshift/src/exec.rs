@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use crate::copy::{CopyIn, sql_error};
-use crate::plan::{Step, insert_rows_sql, load_errors_query, reconcile_sql};
+use crate::plan::{Step, insert_rows_sql, load_errors_query, reconcile_sql, skipped_query};
 use crate::{Error, Result};
 
 /// A part of a staging table: its table and batches.
@@ -24,6 +24,8 @@ pub(crate) struct Rows<'s> {
     /// A part taken from the stream for another table than the one asked for.
     pending: Option<Part>,
     finished: Option<Finished>,
+    /// Records the load's COPYs skipped so far (`MAXERROR`).
+    skipped: u64,
 }
 
 impl<'s> Rows<'s> {
@@ -32,6 +34,7 @@ impl<'s> Rows<'s> {
             staged,
             pending: None,
             finished: None,
+            skipped: 0,
         }
     }
 
@@ -188,11 +191,14 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
             sql,
             expected,
             serverless,
+            skipped,
         } => {
             if let Err(source) = client.batch_execute(sql).await {
                 // The transaction is aborted: roll back before asking what went wrong.
                 let _ = client.batch_execute("ROLLBACK").await;
-                let details = match query_text(client, load_errors_query(*serverless)).await {
+                let found = query_text(client, load_errors_query(*serverless)).await;
+                let bad_records = found.as_ref().map_or(0, |f| f.rows.len());
+                let details = match found {
                     Ok(QueryResult { rows, .. }) if !rows.is_empty() => rows
                         .iter()
                         .map(|r| {
@@ -211,11 +217,36 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
                     Ok(_) => "  no rows in the load-error table for this COPY".into(),
                     Err(e) => format!("  could not read the load-error table: {e}"),
                 };
+                if bad_records > 0 {
+                    // Redshift stopped at more bad records than MAXERROR allowed.
+                    return Err(Error::CopyRejected {
+                        table: table.name.to_owned(),
+                        rejected: bad_records,
+                        max: skipped.as_ref().map_or(0, |s| s.max_errors),
+                        details,
+                    });
+                }
                 return Err(Error::CopyS3 {
                     table: table.name.to_owned(),
                     reason: sparkify_core::error::chain(&source),
                     details,
                 });
+            }
+            if let Some(into) = skipped {
+                let found = query_text(client, skipped_query(*serverless)).await?;
+                let rejects = crate::plan::skipped_rejects(&found.rows);
+                rows.skipped += rejects.len() as u64;
+                if rows.skipped > into.max_errors {
+                    return Err(sparkify_core::Error::TooManyRejects {
+                        rejected: usize::try_from(rows.skipped).unwrap_or(usize::MAX),
+                        max: into.max_errors,
+                    }
+                    .into());
+                }
+                let batch = sparkify_core::reject::rejects_batch(&rejects, &into.stamp);
+                for s in insert_rows_sql(&sparkify_core::table::LOAD_ERRORS, &batch) {
+                    client.batch_execute(&s).await.map_err(sql_error(&s))?;
+                }
             }
             if let Some(expected) = expected {
                 let row = client

@@ -88,6 +88,18 @@ pub enum Error {
         reason: String,
         details: String,
     },
+    /// COPY from the JSON found more bad records than `--max-errors` allows (Redshift's
+    /// `MAXERROR`): nothing was committed. Each is listed from the load-error table.
+    #[error(
+        "COPY into {table} found {rejected} bad records, more than --max-errors {max}; \
+         nothing was committed:\n{details}"
+    )]
+    CopyRejected {
+        table: String,
+        rejected: usize,
+        max: u64,
+        details: String,
+    },
     #[error(transparent)]
     Unreconciled(#[from] sparkify_core::sink::Unreconciled),
     /// Another load changed `etl_files` since this incremental run read it.
@@ -149,10 +161,16 @@ impl WarehouseSink {
         }
     }
 
-    /// Redshift's COPY settings, resolved; `None` for PostgreSQL.
+    /// Redshift's COPY settings, resolved, with the bad records the load allows; `None` for
+    /// PostgreSQL.
     fn redshift_copy(&self) -> Result<Option<RedshiftCopy>> {
+        let max_errors = self.closing.as_ref().map_or(0, |c| c.max_errors);
         match self.config.dialect {
-            Dialect::Redshift(_) => self.config.copy.resolve().map(Some),
+            Dialect::Redshift(_) => self
+                .config
+                .copy
+                .resolve()
+                .map(|c| Some(RedshiftCopy { max_errors, ..c })),
             Dialect::Postgres => Ok(None),
             Dialect::DuckDb => Err(Error::Dialect("DuckDB")),
         }

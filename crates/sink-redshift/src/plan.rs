@@ -3,6 +3,7 @@
 
 use arrow::array::RecordBatch;
 use sparkify_core::checks::Check;
+use sparkify_core::history::RunStamp;
 use sparkify_core::ledger::{self, Increment};
 use sparkify_core::model::SongplaysMode;
 use sparkify_core::sink::{COUNTED, Closing};
@@ -48,6 +49,9 @@ pub struct RedshiftCopy {
     pub region: String,
     /// Redshift Serverless keeps load errors in `sys_load_error_detail`, not `stl_load_errors`.
     pub serverless: bool,
+    /// COPY from the JSON: bad records Redshift may skip in all (`--max-errors`); each is
+    /// kept in `load_errors`. The Parquet upload's rows were checked here: none is skipped.
+    pub max_errors: u64,
 }
 
 impl RedshiftCopy {
@@ -83,6 +87,15 @@ pub struct Known {
     pub widths: Widths,
 }
 
+/// Where the records a COPY skipped go ([`Step::CopyS3`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Skipped records allowed in all, over every COPY of the load.
+    pub max_errors: u64,
+    /// The run they belong to.
+    pub stamp: sparkify_core::history::RunStamp,
+}
+
 /// One step of a load.
 #[derive(Debug, Clone)]
 pub enum Step {
@@ -99,6 +112,10 @@ pub enum Step {
         sql: String,
         expected: Option<u64>,
         serverless: bool,
+        /// COPY from the JSON with `MAXERROR`: the records it skipped, read from the load-error
+        /// table, go into `load_errors` stamped with this run, and more in all than the
+        /// run's `--max-errors` fail the load.
+        skipped: Option<Skipped>,
     },
     /// The staging tables, `load_errors` and `etl_files` counted, to hold what the run parsed
     /// ([`sparkify_core::sink::reconcile`]); nothing to check when the warehouse read the input.
@@ -132,7 +149,23 @@ impl Step {
     /// they are).
     pub fn text(&self) -> String {
         match self {
-            Step::Sql(s) | Step::AwaitLock(s) | Step::CopyS3 { sql: s, .. } => s.clone(),
+            Step::Sql(s)
+            | Step::AwaitLock(s)
+            | Step::CopyS3 {
+                sql: s,
+                skipped: None,
+                ..
+            } => s.clone(),
+            Step::CopyS3 {
+                sql,
+                serverless,
+                skipped: Some(_),
+                ..
+            } => format!(
+                "{sql};\n\n-- the records it skipped, into load_errors (INSERT … VALUES), the \
+                 load failing when more than --max-errors in all:\n{}",
+                skipped_query(*serverless)
+            ),
             Step::CopyIn { table } => copy_in_sql(table),
             Step::Reconcile => format!(
                 "-- fails the load unless each count equals the run's:\n{}",
@@ -276,11 +309,17 @@ pub fn load_plan(
                 (&STAGING_EVENTS, expected.events),
                 (&STAGING_SONGS, expected.songs),
             ] {
+                let skipped =
+                    (matches!(c.copy_from, CopyFrom::Json) && c.max_errors > 0).then(|| Skipped {
+                        max_errors: c.max_errors,
+                        stamp: closing.map_or_else(RunStamp::now, |cl| cl.run.stamp.clone()),
+                    });
                 steps.push(Step::CopyS3 {
                     table,
                     sql: sql(table),
                     expected,
                     serverless: c.serverless,
+                    skipped,
                 });
             }
         }
@@ -381,12 +420,13 @@ pub fn copy_events_sql(c: &RedshiftCopy) -> String {
         .map(|c| c.name)
         .collect();
     format!(
-        "COPY staging_events ({}) FROM {}\nIAM_ROLE {}\nREGION {}\nFORMAT AS JSON {}\nTIMEFORMAT 'epochmillisecs'\nCOMPUPDATE OFF STATUPDATE OFF",
+        "COPY staging_events ({}) FROM {}\nIAM_ROLE {}\nREGION {}\nFORMAT AS JSON {}\nTIMEFORMAT 'epochmillisecs'{}\nCOMPUPDATE OFF STATUPDATE OFF",
         columns.join(", "),
         literal(&c.events, &d),
         literal(&c.iam_role, &d),
         literal(&c.region, &d),
         literal(&c.jsonpaths, &d),
+        max_error(c),
     )
 }
 
@@ -394,11 +434,61 @@ pub fn copy_events_sql(c: &RedshiftCopy) -> String {
 pub fn copy_songs_sql(c: &RedshiftCopy) -> String {
     let d = redshift(c);
     format!(
-        "COPY staging_songs FROM {}\nIAM_ROLE {}\nREGION {}\nFORMAT AS JSON 'auto'\nCOMPUPDATE OFF STATUPDATE OFF",
+        "COPY staging_songs FROM {}\nIAM_ROLE {}\nREGION {}\nFORMAT AS JSON 'auto'{}\nCOMPUPDATE OFF STATUPDATE OFF",
         literal(&c.songs, &d),
         literal(&c.iam_role, &d),
         literal(&c.region, &d),
+        max_error(c),
     )
+}
+
+/// The most `MAXERROR` Redshift takes.
+pub const MAXERROR_LIMIT: u64 = 100_000;
+
+/// `\nMAXERROR n` when the run allows bad records (each COPY may skip up to all of them; the
+/// load counts them over both), else nothing: Redshift's default, 0.
+fn max_error(c: &RedshiftCopy) -> String {
+    match c.max_errors {
+        0 => String::new(),
+        n => format!("\nMAXERROR {}", n.min(MAXERROR_LIMIT)),
+    }
+}
+
+/// The records the last COPY skipped, from the load-error table Redshift keeps them in
+/// (`stl_load_errors`; Serverless: `sys_load_error_detail`): file, line, column, reason
+/// and the record's text (Serverless keeps the field's value only).
+pub fn skipped_query(serverless: bool) -> &'static str {
+    match serverless {
+        false => {
+            "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line)\n\
+                  FROM stl_load_errors\n\
+                  WHERE query = pg_last_copy_id()\n\
+                  ORDER BY filename, line_number"
+        }
+        true => {
+            "SELECT TRIM(file_name), line_number, TRIM(column_name), TRIM(error_message), TRIM(column_value)\n\
+                 FROM sys_load_error_detail\n\
+                 WHERE query_id = pg_last_copy_id()\n\
+                 ORDER BY file_name, line_number"
+        }
+    }
+}
+
+/// The rows of [`skipped_query`] as rejects.
+pub fn skipped_rejects(rows: &[Vec<Option<String>>]) -> Vec<sparkify_core::Reject> {
+    rows.iter()
+        .map(|r| {
+            let v = |i: usize| r.get(i).cloned().flatten();
+            sparkify_core::Reject {
+                source: v(0).unwrap_or_default().into(),
+                line: v(1).and_then(|l| l.trim().parse().ok()).unwrap_or(0),
+                byte_offset: 0,
+                column: v(2).filter(|c| !c.is_empty()),
+                reason: v(3).unwrap_or_default(),
+                raw: v(4).unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// A staging table from the Parquet parts its manifest names (columns in table order). COPY
@@ -476,6 +566,29 @@ pub(crate) fn insert_rows_sql(table: &TableDef, batch: &RecordBatch) -> Vec<Stri
 #[cfg(test)]
 mod widen_tests {
     use super::*;
+
+    #[test]
+    fn the_records_a_copy_skipped_become_rejects() {
+        let rows = vec![vec![
+            Some("s3://logs/2018-11-05-events.json".to_owned()),
+            Some("   7".to_owned()),
+            Some("ts".to_owned()),
+            Some("Invalid timestamp format or value".to_owned()),
+            Some("{\"ts\": \"yesterday\"}".to_owned()),
+        ]];
+        let rejects = skipped_rejects(&rows);
+        assert_eq!(rejects.len(), 1);
+        let r = &rejects[0];
+        assert_eq!(
+            (&*r.source, r.line, r.column.as_deref(), &r.raw[..]),
+            (
+                "s3://logs/2018-11-05-events.json",
+                7,
+                Some("ts"),
+                "{\"ts\": \"yesterday\"}"
+            )
+        );
+    }
 
     #[test]
     fn only_a_staging_column_narrower_than_the_runs_longest_value_is_widened() {

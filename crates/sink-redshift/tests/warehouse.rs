@@ -677,7 +677,7 @@ fn redshift_statements() -> Vec<(String, String)> {
             redshift_copy(),
             SongplaysMode::All,
         ),
-        ("Serverless", serverless, SongplaysMode::Matched),
+        ("Serverless", serverless.clone(), SongplaysMode::Matched),
         (
             "the Parquet upload",
             parquet.clone(),
@@ -695,6 +695,12 @@ fn redshift_statements() -> Vec<(String, String)> {
             sink.tables_sql(TablesAction::Create).unwrap(),
         );
         add("tables drop", sink.tables_sql(TablesAction::Drop).unwrap());
+    }
+    for (from, copy) in [
+        ("COPY from JSON, --max-errors 10 --check", redshift_copy()),
+        ("Serverless, --max-errors 10 --check", serverless),
+    ] {
+        add(from, closed_plan(copy, 10));
     }
     let dialect = Dialect::Redshift(RedshiftKeys::default());
     let increment = removing("s3://logs/a.json", "s3://songs/b.json");
@@ -787,13 +793,21 @@ fn without_comments(statement: &str) -> String {
 }
 
 /// Why Redshift's grammar (sqlparser's `RedshiftSqlDialect`) refuses `statement`, if it does.
-/// sqlparser lacks two forms Redshift documents and sparkify uses, `IDENTITY(seed, step)`
-/// on a column and the table attribute `ENCODE AUTO` after the keys: they are taken out
-/// before parsing, and only in those exact forms.
+/// sqlparser lacks three forms Redshift documents and sparkify uses, `IDENTITY(seed, step)`
+/// on a column, the table attribute `ENCODE AUTO` after the keys, and COPY's `MAXERROR n`
+/// on a line of its own: they are taken out before parsing, and only in those exact forms.
 fn refused(statement: &str) -> Option<String> {
     let sql = without_comments(statement)
         .replace("BIGINT IDENTITY(0,1)", "BIGINT")
         .replace(")\nENCODE AUTO", ")");
+    let sql: Vec<&str> = sql
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("MAXERROR ")
+                .is_none_or(|n| n.parse::<u32>().is_err())
+        })
+        .collect();
+    let sql = sql.join("\n");
     let dialect = sqlparser::dialect::RedshiftSqlDialect {};
     sqlparser::parser::Parser::parse_sql(&dialect, &sql)
         .err()
@@ -922,4 +936,69 @@ fn a_parquet_load_sizes_its_staging_columns_and_an_incremental_one_widens_them_f
     let steps = plan(Some(&increment));
     assert!(matches!(steps[0], Step::Widen(_)), "{:?}", steps[0]);
     assert!(matches!(&steps[1], Step::Sql(s) if s == "BEGIN"));
+}
+
+/// The plan of a Redshift load with `copy` as `sparkify etl --max-errors N --check` makes it.
+fn closed_plan(copy: CopySettings, max_errors: u64) -> Vec<String> {
+    use sparkify_core::Sink;
+    let mut sink = WarehouseSink::new(WarehouseConfig::redshift(
+        &RedshiftSection::default(),
+        copy,
+        SongplaysMode::Matched,
+    ));
+    sink.close_with(sparkify_core::sink::Closing {
+        run: sparkify_core::history::RunRecord {
+            stamp: sparkify_core::history::RunStamp::at(1_543_622_400_000),
+            command: "sparkify etl --sink redshift --max-errors 10 --check".into(),
+            sink: "redshift".into(),
+            incremental: false,
+            files: sparkify_core::history::FileCounts::default(),
+        },
+        checks: Some(sparkify_core::checks::CheckOptions::default()),
+        max_errors,
+        drift: Vec::new(),
+    });
+    sink.plan().unwrap()
+}
+
+#[test]
+fn max_errors_lets_copy_from_json_skip_bad_records_and_keeps_each_in_load_errors() {
+    let plan = closed_plan(redshift_copy(), 10).join(";\n\n");
+    assert!(
+        plan.contains("TIMEFORMAT 'epochmillisecs'\nMAXERROR 10\nCOMPUPDATE OFF"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("FORMAT AS JSON 'auto'\nMAXERROR 10\nCOMPUPDATE OFF"),
+        "{plan}"
+    );
+    // After each COPY, what it skipped, read back with the record's text.
+    assert_eq!(
+        plan.matches("FROM stl_load_errors\nWHERE query = pg_last_copy_id()")
+            .count(),
+        2,
+        "{plan}"
+    );
+    assert!(plan.contains("TRIM(raw_line)"), "{plan}");
+    let serverless = closed_plan(
+        CopySettings {
+            serverless: true,
+            ..redshift_copy()
+        },
+        10,
+    )
+    .join(";\n\n");
+    assert_eq!(serverless.matches("FROM sys_load_error_detail").count(), 2);
+    // None allowed: no MAXERROR (Redshift's default, 0), and nothing read back.
+    let strict = closed_plan(redshift_copy(), 0).join(";\n\n");
+    assert!(
+        !strict.contains("MAXERROR") && !strict.contains("stl_load_errors"),
+        "{strict}"
+    );
+    // Redshift's limit.
+    assert!(
+        closed_plan(redshift_copy(), 1_000_000)
+            .join("\n")
+            .contains("MAXERROR 100000")
+    );
 }

@@ -170,6 +170,7 @@ impl SinkError {
             return core_class(core);
         }
         match self {
+            SinkError::Warehouse(Warehouse::CopyRejected { .. }) => Class::TooManyRejects,
             SinkError::Warehouse(Warehouse::Config(_) | Warehouse::Dialect(_))
             | SinkError::Parquet(Parquet::NoSql(_) | Parquet::Incremental) => Class::Usage,
             _ => Class::Failed,
@@ -188,5 +189,33 @@ fn core_class(core: &sparkify_core::Error) -> Class {
         | Core::MixedInputs
         | Core::NewFields(_) => Class::Usage,
         _ => Class::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_that_skipped_too_many_records_is_too_many_rejects() {
+        let rejected = sparkify_sink_redshift::Error::CopyRejected {
+            table: "staging_events".into(),
+            rejected: 3,
+            max: 2,
+            details: "  a.json:1: column ts: bad".into(),
+        };
+        assert_eq!(
+            Error::sink("loading redshift".into(), rejected).class(),
+            Class::TooManyRejects
+        );
+        let failed = sparkify_sink_redshift::Error::CopyS3 {
+            table: "staging_events".into(),
+            reason: "S3 access denied".into(),
+            details: "  no rows in the load-error table for this COPY".into(),
+        };
+        assert_eq!(
+            Error::sink("loading redshift".into(), failed).class(),
+            Class::Failed
+        );
     }
 }

@@ -234,6 +234,7 @@ fn closing(
             files,
         },
         checks: options.checks,
+        max_errors: options.max_errors,
         drift,
     }
 }
@@ -575,8 +576,14 @@ fn in_warehouse(
     tell.start(Phase::Load);
     let loaded = sink.load(Load::InWarehouse);
     tell.finish();
+    // The warehouse's rows, its load_errors (the records COPY skipped) among them.
+    let rows = match loaded {
+        Ok(()) => sink_rows(sink)?,
+        Err(_) => Vec::new(),
+    };
     let summary = Summary {
         committed: loaded.is_ok(),
+        rows,
         sink: sink.describe(),
         run_id: Some(stamp.id.to_string()),
         checks: match loaded.is_ok() && checked {
