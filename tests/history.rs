@@ -721,3 +721,36 @@ fn a_new_field_is_reported_with_its_file_and_line_and_fail_commits_nothing() {
         "{said}"
     );
 }
+
+#[test]
+fn a_parquet_lake_is_checked_in_memory_and_keeps_no_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let logs = logs_of(d, "logs", &days());
+    let (code, _, said) = etl(d, "parquet:lake", &logs, &[]);
+    assert_eq!(code, 0, "{said}");
+    let out = sparkify(d, &["check", "--sink", "parquet:lake", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let outcomes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // Every check but row conservation: a lake keeps no etl_files.
+    assert_eq!(outcomes.len(), 14, "{outcomes:#?}");
+    assert!(
+        outcomes.iter().all(|o| o["result"] == "ok"),
+        "{outcomes:#?}"
+    );
+    std::fs::write(logs.join("premium.json"), premium_event()).unwrap();
+    let (code, _, said) = etl(d, "parquet:bad", &logs, &[]);
+    assert_eq!(code, 0, "{said}");
+    let out = sparkify(d, &["check", "--sink", "parquet:bad"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("error: parquet:bad: 1 of 14 checks failed: accepted_values:dm_users.level"),
+        "{}",
+        text(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("9999: premium"));
+    // --check before a lake is in place needs SQL the lake does not run.
+    let (code, _, said) = etl(d, "parquet:lake", &logs, &["--check"]);
+    assert_eq!(code, 2, "{said}");
+}

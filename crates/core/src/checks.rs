@@ -29,6 +29,10 @@ impl Default for CheckOptions {
     }
 }
 
+/// The name of the check that holds the staged rows to `etl_files` (a sink without a ledger,
+/// a Parquet lake, cannot run it).
+pub const ROW_CONSERVATION: &str = "row_conservation";
+
 /// Offending keys a failed check shows at most.
 pub const SHOWN_KEYS: usize = 5;
 
@@ -201,7 +205,7 @@ pub fn checks(options: &CheckOptions, dialect: &Dialect) -> Vec<Check> {
         )
     };
     out.push(check(
-        "row_conservation".into(),
+        ROW_CONSERVATION.into(),
         "rows staged = etl_files.rows_staged summed, per kind".into(),
         format!(
             "{} UNION ALL {}",

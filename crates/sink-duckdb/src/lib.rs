@@ -757,6 +757,34 @@ impl DuckDbSink {
     }
 }
 
+/// Runs `queries` over `tables` held here (a Parquet lake read back, say), in a DuckDB
+/// database of their own, in memory, that nothing else sees; each query's result, in order.
+/// `sparkify check` over a lake runs its SQL this way.
+pub fn query_in_memory(
+    tables: Vec<(&'static TableDef, RecordBatch)>,
+    queries: &[String],
+) -> Result<Vec<QueryResult>> {
+    let sink = DuckDbSink::new(":memory:");
+    let conn = Connection::open_in_memory().map_err(|source| Error::Open {
+        path: ":memory:".into(),
+        source,
+    })?;
+    conn.register_table_function::<scan::BatchScan>(scan::FUNCTION)
+        .map_err(sink.sql_error("registering the batch scan"))?;
+    for (table, batch) in tables {
+        let ddl = sql::create_table_unkeyed(table, &Dialect::DuckDb);
+        conn.execute_batch(&ddl)
+            .map_err(sink.sql_error(ddl.clone()))?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let registered = scan::Registration::new(vec![sparkify_core::time::to_micros(&batch)?]);
+        conn.execute(&insert(table), [registered.0])
+            .map_err(sink.sql_error(format!("appending to {}", table.name)))?;
+    }
+    queries.iter().map(|q| sink.query_on(&conn, q)).collect()
+}
+
 /// The keys a full load adds once its rows are in (its tables are created without them): the
 /// ones DuckDB declares ([`Dialect::declares_key`]).
 fn keys_to_add() -> Vec<String> {

@@ -3,8 +3,10 @@
 //! created or dropped ([`tables`]).
 
 use sparkify_core::analytics::{Answer, QUESTIONS, REJECTS_BY_REASON, answers};
-use sparkify_core::checks::{CheckOptions, Outcome};
+use sparkify_core::checks::{Check, CheckOptions, Outcome, ROW_CONSERVATION};
 use sparkify_core::sink::{QueryResult, TablesAction};
+use sparkify_core::source::Location;
+use sparkify_core::sql::Dialect;
 use sparkify_core::table::{
     ETL_FILES, ETL_RUNS, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES,
 };
@@ -44,6 +46,9 @@ pub fn runs(config: SinkConfig) -> Result<QueryResult> {
 /// Runs every check ([`sparkify_core::checks`]) on the sink; the outcomes in order, each
 /// with its first offending keys. A sink without the star schema is a usage error.
 pub fn check(config: SinkConfig, options: &CheckOptions) -> Result<Checked> {
+    if let SinkConfig::Parquet(lake) = &config {
+        return check_lake(lake, options);
+    }
     let mut sink = config.build();
     let Some(dialect) = sink.dialect() else {
         return Err(Error::Usage(format!(
@@ -69,6 +74,46 @@ pub fn check(config: SinkConfig, options: &CheckOptions) -> Result<Checked> {
     let outcomes = sparkify_core::checks::run(&checks, |sql| sink.query(sql).map(|r| r.rows))?;
     Ok(Checked {
         sink: sink.describe(),
+        outcomes,
+    })
+}
+
+/// [`check`] over a Parquet lake in a folder: its star tables read back and checked in a
+/// DuckDB of their own, in memory. A lake keeps no `etl_files`, so row conservation is not
+/// checked there.
+fn check_lake(lake: &crate::sink::ParquetConfig, options: &CheckOptions) -> Result<Checked> {
+    let name = SinkConfig::Parquet(lake.clone()).describe();
+    let Location::Path(dir) = &lake.location else {
+        return Err(Error::Usage(format!(
+            "check reads a Parquet lake from a folder; {name} is in S3 (copy it to a folder first)"
+        )));
+    };
+    let mut tables = Vec::new();
+    for table in STAR_TABLES {
+        match sparkify_parquet::read_table(dir, table)? {
+            Some(batch) => tables.push((table, batch)),
+            None => {
+                return Err(Error::Usage(format!(
+                    "{name} has no {}: load it first",
+                    table.name
+                )));
+            }
+        }
+    }
+    let checks: Vec<Check> = sparkify_core::checks::checks(options, &Dialect::DuckDb)
+        .into_iter()
+        .filter(|c| c.name != ROW_CONSERVATION)
+        .collect();
+    let queries: Vec<String> = checks.iter().map(|c| c.sql.clone()).collect();
+    let results = sparkify_sink_duckdb::query_in_memory(tables, &queries)
+        .map_err(|e| Error::sink(format!("checking {name}"), e))?;
+    let outcomes = checks
+        .iter()
+        .zip(&results)
+        .map(|(c, r)| sparkify_core::checks::outcome(c, &r.rows))
+        .collect();
+    Ok(Checked {
+        sink: name,
         outcomes,
     })
 }
