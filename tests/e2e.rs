@@ -8,7 +8,7 @@ use duckdb::Connection;
 use serde_json::json;
 use sparkify_core::model::SongplaysMode;
 use sparkify_sink_redshift::{WarehouseConfig, WarehouseSink};
-use sparkify_test_support::cli::{self, assert_summary_valid, text};
+use sparkify_test_support::cli::{self, assert_summary_valid, etl_args, text};
 use sparkify_test_support::fixtures::repo;
 use sparkify_test_support::{moto, pg};
 
@@ -1864,26 +1864,6 @@ fn etl_summary(
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     summary["stderr"] = String::from_utf8_lossy(&out.stderr).into_owned().into();
     summary
-}
-
-/// `etl` of `songs` and `events` into `sink`, with `extra` flags.
-fn etl_args<'a>(
-    songs: &'a Path,
-    events: &'a Path,
-    sink: &'a str,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut args = vec![
-        "etl",
-        "--songs",
-        songs.to_str().unwrap(),
-        "--events",
-        events.to_str().unwrap(),
-        "--sink",
-        sink,
-    ];
-    args.extend_from_slice(extra);
-    args
 }
 
 /// `verify` of `a` against `b`: whether every table agrees.

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use sparkify_test_support::cli::{self, text};
+use sparkify_test_support::cli::{self, etl_args, text};
 use sparkify_test_support::fixtures::repo;
 use sparkify_test_support::pg;
 
@@ -47,17 +47,12 @@ fn etl(dir: &Path, sink: &str, logs: &Path, extra: &[&str]) -> (i32, serde_json:
     let json = dir.join("summary.json");
     let _ = std::fs::remove_file(&json);
     let songs = songs();
-    let mut args = vec![
-        "etl",
-        "--songs",
-        songs.to_str().unwrap(),
-        "--events",
-        logs.to_str().unwrap(),
-        "--sink",
+    let mut args = etl_args(
+        &songs,
+        logs,
         sink,
-        "--summary-json",
-        json.to_str().unwrap(),
-    ];
+        &["--summary-json", json.to_str().unwrap()],
+    );
     args.extend_from_slice(extra);
     let out = sparkify(dir, &args);
     let summary = std::fs::read_to_string(&json)

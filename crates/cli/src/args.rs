@@ -325,15 +325,9 @@ pub struct RunOptions {
 /// A size in bytes: `65536`, `64KiB`, `64MiB`, `1GiB` (or KB, MB, GB, also in powers of
 /// two).
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size: expected a number, as in 64MiB"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+    let (number, unit) = sparkify_core::text::number_and_unit(text)
+        .ok_or_else(|| format!("{text:?} is not a size: expected a number, as in 64MiB"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
         "m" | "mb" | "mib" => 20,

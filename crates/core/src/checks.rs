@@ -299,15 +299,10 @@ pub fn passed(outcomes: Vec<Outcome>) -> crate::Result<()> {
 /// A duration as `--max-age` takes it: a number and a unit, `s`, `m`, `h` or `d` (`26h`,
 /// `2d`, `90m`).
 pub fn parse_age(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not an age: expected a number and a unit, as in 26h"))?;
-    let seconds = match unit.trim() {
+    let (number, unit) = crate::text::number_and_unit(text).ok_or_else(|| {
+        format!("{text:?} is not an age: expected a number and a unit, as in 26h")
+    })?;
+    let seconds = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3_600,

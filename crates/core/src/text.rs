@@ -1,5 +1,6 @@
 //! Values as text, the way PostgreSQL and DuckDB print them, so that tables from different
-//! sinks (and the in-memory model) can be compared row by row.
+//! sinks (and the in-memory model) can be compared row by row; and numbers with a unit, as
+//! flags take them.
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
@@ -77,6 +78,17 @@ pub fn double(v: f64) -> String {
         "{sign}{first}{point}{rest}e{exp_sign}{:02}",
         exponent.unsigned_abs()
     )
+}
+
+/// A number and its unit as a flag takes them (`64MiB`, `26h`): the leading digits and the
+/// rest, trimmed; `None` without a leading number.
+pub fn number_and_unit(text: &str) -> Option<(u64, &str)> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    Some((number.parse().ok()?, unit.trim()))
 }
 
 #[cfg(test)]

@@ -66,6 +66,27 @@ pub fn assert_summary_valid(path: &Path) {
     );
 }
 
+/// `etl` of `songs` and `events` into `sink`, with `extra` flags: the arguments.
+pub fn etl_args<'a>(
+    songs: &'a Path,
+    events: &'a Path,
+    sink: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let text = |p: &'a Path| p.to_str().expect("a path in UTF-8");
+    let mut args = vec![
+        "etl",
+        "--songs",
+        text(songs),
+        "--events",
+        text(events),
+        "--sink",
+        sink,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// The exit status, stdout and stderr, for an assertion message.
 pub fn text(out: &Output) -> String {
     format!(
