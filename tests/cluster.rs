@@ -1,13 +1,13 @@
 //! The operating half: `sparkify cluster create|status|delete` against moto (checked through
-//! the AWS SDK itself, not through sparkify), `init`, `config show`, `~/.pgpass` and
-//! `--iam-auth`.
+//! the AWS SDK itself, not through sparkify), the same for Redshift Serverless against moto
+//! and the strict Serverless stub, `init`, `config show`, `~/.pgpass` and `--iam-auth`.
 #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
 
 use std::path::Path;
 use std::process::Output;
 
 use sparkify_test_support::cli::{self, text};
-use sparkify_test_support::{moto, pg};
+use sparkify_test_support::{moto, pg, serverless};
 
 fn sparkify(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     cli::run(env!("CARGO_BIN_EXE_sparkify"), dir, args, env)
@@ -236,6 +236,220 @@ fn cluster_create_status_and_delete_against_moto() {
 }
 
 #[test]
+fn serverless_create_status_iam_auth_and_delete_against_moto_and_the_stub() {
+    let moto = moto::Moto::shared();
+    let stub = serverless::ServerlessStub::start();
+    let aws = Aws::new(moto);
+    let mut env = moto.env();
+    env.push(stub.env());
+    env.push(("PGPASSWORD", String::new()));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sparkify.toml");
+    let group = aws.security_group("sparkify-sl");
+    // A workgroup named is Serverless: no --serverless needed.
+    std::fs::write(
+        &config,
+        format!(
+            "# our warehouse\n[redshift]\nworkgroup = \"sparkify-wg\" # the compute\n\
+             namespace = \"sparkify-ns\"\n\n[cluster]\nbase_capacity = 16\n\
+             allow_cidr = \"203.0.113.9/32\"\nsecurity_group_id = \"{group}\"\n\n\
+             [iam]\nrole_name = \"sparkify-sl-role\"\n"
+        ),
+    )
+    .unwrap();
+    let create = || sparkify(dir.path(), &["cluster", "create", "--poll", "1"], &env);
+
+    let out = create();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(stub.refused(), Vec::<String>::new(), "{}", text(&out));
+    let (arn, trust, policies) = aws.role("sparkify-sl-role").expect("the role exists");
+    let trust = trust.replace("%3A", ":").replace("%22", "\"");
+    assert!(
+        trust.contains("redshift-serverless.amazonaws.com"),
+        "{trust}"
+    );
+    assert_eq!(policies, ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]);
+    // What was asked of the service, field by field.
+    assert_eq!(
+        stub.last_input("CreateNamespace").unwrap(),
+        serde_json::json!({
+            "namespaceName": "sparkify-ns",
+            "dbName": "sparkify",
+            "adminUsername": "sparkify",
+            "defaultIamRoleArn": arn,
+            "iamRoles": [arn],
+            "manageAdminPassword": true,
+        })
+    );
+    assert_eq!(
+        stub.last_input("CreateWorkgroup").unwrap(),
+        serde_json::json!({
+            "workgroupName": "sparkify-wg",
+            "namespaceName": "sparkify-ns",
+            "baseCapacity": 16,
+            "port": 5439,
+            "publiclyAccessible": true,
+            "securityGroupIds": [group],
+        })
+    );
+    // It waited: the workgroup was looked at until it was AVAILABLE.
+    let ops = stub.operations();
+    let created = ops.iter().position(|o| o == "CreateWorkgroup").unwrap();
+    assert!(
+        ops[created..]
+            .iter()
+            .filter(|o| *o == "GetWorkgroup")
+            .count()
+            >= 3,
+        "{ops:?}"
+    );
+    assert!(stdout(&out).contains("workgroup sparkify-wg: created (base capacity 16 RPUs"));
+    let workgroup = stub.workgroup("sparkify-wg").unwrap();
+    assert_eq!(workgroup["status"], "AVAILABLE");
+    assert_eq!(
+        aws.ingress(&group),
+        [(5439, 5439, "203.0.113.9/32".to_owned())]
+    );
+    let toml_text = std::fs::read_to_string(&config).unwrap();
+    let endpoint = workgroup["endpoint"]["address"].as_str().unwrap();
+    for want in [
+        "# our warehouse",
+        "# the compute",
+        "serverless = true",
+        &format!("host = \"{endpoint}\""),
+        &format!("role_arn = \"{arn}\""),
+    ] {
+        assert!(toml_text.contains(want), "{want} not in\n{toml_text}");
+    }
+
+    // Again: nothing new is made.
+    stub.clear_log();
+    let out = create();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        stdout(&out).matches("exists, reused").count(),
+        4,
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !stub.operations().iter().any(|o| o.starts_with("Create")),
+        "{:?}",
+        stub.operations()
+    );
+    assert_eq!(aws.ingress(&group).len(), 1);
+
+    // status: table and JSON.
+    let out = sparkify(dir.path(), &["cluster", "status"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for want in [
+        "sparkify-wg",
+        "sparkify-ns",
+        "AVAILABLE",
+        "16 RPUs",
+        endpoint,
+    ] {
+        assert!(stdout(&out).contains(want), "{want}: {}", text(&out));
+    }
+    let out = sparkify(dir.path(), &["cluster", "status", "--format", "json"], &env);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["status"], "AVAILABLE");
+    assert_eq!(json["base_capacity"], 16);
+    assert_eq!(json["roles"], serde_json::json!([arn]));
+
+    // --iam-auth: GetCredentials for the workgroup; the user is the caller's IAM identity,
+    // which this PostgreSQL server knows with the stub's temporary password.
+    let server = pg::PgServer::start();
+    server.add_password_user("IAM:testing", serverless::PASSWORD);
+    let host_line = toml_text.lines().find(|l| l.starts_with("host =")).unwrap();
+    std::fs::write(
+        &config,
+        toml_text
+            .replace(host_line, "host = \"127.0.0.1\"\ntls = false")
+            .replace("port = 5439", &format!("port = {}", server.port))
+            .replace("database = \"sparkify\"", "database = \"postgres\""),
+    )
+    .unwrap();
+    let out = sparkify(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT current_user AS who",
+            "--sink",
+            "redshift",
+            "--iam-auth",
+            "--format",
+            "csv",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(stdout(&out), "who\nIAM:testing\n");
+    assert!(!text(&out).contains(serverless::PASSWORD));
+    assert_eq!(
+        stub.last_input("GetCredentials").unwrap(),
+        serde_json::json!({
+            "workgroupName": "sparkify-wg",
+            "dbName": "postgres",
+            "durationSeconds": 900,
+        })
+    );
+    // A load's COPY errors come from Serverless' table.
+    let out = sparkify(
+        dir.path(),
+        &[
+            "etl",
+            "--sink",
+            "redshift",
+            "--events",
+            "s3://bucket/log_data",
+            "--songs",
+            "s3://bucket/song_data",
+            "--max-errors",
+            "5",
+            "--dry-run",
+        ],
+        &[
+            ("SPARKIFY_S3_JSONPATHS", "s3://bucket/paths.json".into()),
+            ("SPARKIFY_S3_REGION", "us-west-2".into()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("sys_load_error_detail"),
+        "{}",
+        text(&out)
+    );
+    assert!(!stdout(&out).contains("stl_load_errors"), "{}", text(&out));
+
+    // delete: the workgroup, then the namespace after a final snapshot, the rule, the role.
+    let out = sparkify(dir.path(), &["cluster", "delete", "--poll", "1"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(stub.refused(), Vec::<String>::new(), "{}", text(&out));
+    assert!(stub.workgroup("sparkify-wg").is_none());
+    assert!(stub.namespace("sparkify-ns").is_none());
+    let snapshot = stub.last_input("DeleteNamespace").unwrap()["finalSnapshotName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(snapshot.starts_with("sparkify-ns-final-"), "{snapshot}");
+    assert_eq!(aws.ingress(&group), []);
+    assert!(aws.role("sparkify-sl-role").is_none());
+    let out = sparkify(dir.path(), &["cluster", "delete", "--poll", "1"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        stdout(&out).matches("already gone").count(),
+        3,
+        "{}",
+        text(&out)
+    );
+    let out = sparkify(dir.path(), &["cluster", "status", "--format", "json"], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["status"], "absent");
+}
+
+#[test]
 fn delete_keeps_the_role_when_asked_and_takes_a_final_snapshot() {
     let moto = moto::Moto::shared();
     let aws = Aws::new(moto);
@@ -320,6 +534,28 @@ fn bad_settings_exit_2_naming_the_setting_before_any_aws_call() {
         (
             vec!["cluster", "create", "--cluster-id", "x"],
             "[cluster] allow_cidr is not set",
+        ),
+        (
+            vec!["cluster", "create", "--serverless", "--cidr", "10.0.0.0/8"],
+            "[redshift] workgroup is not set: set it with --workgroup, \
+             SPARKIFY_REDSHIFT_WORKGROUP, or workgroup in [redshift] of sparkify.toml",
+        ),
+        (
+            vec!["cluster", "status", "--workgroup", "Big_One"],
+            "[redshift] workgroup = \"Big_One\" (from flag --workgroup) holds 'B'",
+        ),
+        (
+            vec![
+                "cluster",
+                "create",
+                "--workgroup",
+                "wg1",
+                "--base-capacity",
+                "12",
+                "--cidr",
+                "10.0.0.0/8",
+            ],
+            "[cluster] base_capacity = \"12\" (from flag --base-capacity) is not a base capacity",
         ),
     ] {
         let out = sparkify(dir.path(), &args, &none);

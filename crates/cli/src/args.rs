@@ -152,6 +152,19 @@ pub struct ClusterArgs {
     /// The IPv4 CIDR let in to the cluster's port ([cluster] allow_cidr).
     #[arg(long)]
     pub cidr: Option<String>,
+    /// Redshift Serverless: a namespace and a workgroup instead of a cluster ([redshift]
+    /// serverless).
+    #[arg(long)]
+    pub serverless: bool,
+    /// The Serverless workgroup ([redshift] workgroup; implies --serverless).
+    #[arg(long)]
+    pub workgroup: Option<String>,
+    /// The Serverless namespace ([redshift] namespace; else the workgroup's name).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// The workgroup's base capacity in RPUs ([cluster] base_capacity).
+    #[arg(long)]
+    pub base_capacity: Option<u32>,
     /// The AWS region ([aws] region; else the AWS chain).
     #[arg(long)]
     pub region: Option<String>,
@@ -168,12 +181,14 @@ pub struct ClusterCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterAction {
-    /// The IAM role, the cluster, a wait until it is available, the ingress rule; the endpoint
-    /// and role written back to sparkify.toml. What exists is reused.
+    /// The IAM role, the cluster (--serverless: a namespace and a workgroup), a wait until it
+    /// is available, the ingress rule; the endpoint and role written back to sparkify.toml.
+    /// What exists is reused.
     Create(ClusterCreateArgs),
-    /// The cluster's state; exit 0 when it is available, 1 otherwise.
+    /// The cluster's (or workgroup's) state; exit 0 when it is available, 1 otherwise.
     Status(ClusterStatusArgs),
-    /// The cluster (after a final snapshot), its ingress rule and the role.
+    /// The cluster (or the workgroup and its namespace) after a final snapshot, its ingress
+    /// rule and the role.
     Delete(ClusterDeleteArgs),
 }
 

@@ -121,7 +121,21 @@ pub const KNOWN: &[Known] = &[
     )
     .default("sparkify"),
     known("cluster", "user", Text, "The cluster's admin user.").default("sparkify"),
-    known("cluster", "port", Int, "The cluster's port.").default("5439"),
+    known(
+        "cluster",
+        "port",
+        Int,
+        "The cluster's (or workgroup's) port.",
+    )
+    .default("5439"),
+    known(
+        "cluster",
+        "base_capacity",
+        Int,
+        "A Serverless workgroup's base capacity in RPUs: 4, or 8 to 1024 in steps of 8.",
+    )
+    .flag("--base-capacity")
+    .default("8"),
     known(
         "cluster",
         "allow_cidr",
@@ -184,7 +198,8 @@ pub const KNOWN: &[Known] = &[
         "redshift",
         "iam_auth",
         Bool,
-        "Temporary credentials from GetClusterCredentials: no password anywhere.",
+        "Temporary credentials from GetClusterCredentials (Serverless: GetCredentials): no \
+         password anywhere.",
     )
     .flag("--iam-auth")
     .example("true"),
@@ -199,9 +214,27 @@ pub const KNOWN: &[Known] = &[
         "redshift",
         "serverless",
         Bool,
-        "The endpoint is a Redshift Serverless workgroup's.",
+        "Redshift Serverless: `cluster` makes a namespace and workgroup, --iam-auth asks \
+         GetCredentials, load errors come from sys_load_error_detail (on when workgroup is set).",
     )
+    .flag("--serverless")
     .example("false"),
+    known(
+        "redshift",
+        "workgroup",
+        Text,
+        "The Redshift Serverless workgroup: the alternative to [cluster] identifier.",
+    )
+    .flag("--workgroup")
+    .example("sparkify"),
+    known(
+        "redshift",
+        "namespace",
+        Text,
+        "The Serverless namespace (else the workgroup's name).",
+    )
+    .flag("--namespace")
+    .example("sparkify"),
     known(
         "redshift",
         "copy_from",

@@ -315,7 +315,7 @@ impl SinkResolver<'_> {
             region: file.s3.region.clone().or_else(|| file.aws.region.clone()),
             upload_prefix: file.s3.upload_prefix.clone(),
             iam_role: file.iam.role_arn.clone(),
-            serverless: file.redshift.serverless,
+            serverless: file.redshift.is_serverless(),
         };
         let section = &file.redshift;
         let mut config = WarehouseConfig::redshift(section, copy, self.mode);
@@ -329,10 +329,16 @@ impl SinkResolver<'_> {
     }
 }
 
-/// `--iam-auth`: credentials from `GetClusterCredentials` for `[cluster] identifier`, the
-/// database and the user of `[redshift]` (else `[cluster]`), asked when a connection is made.
+/// `--iam-auth`: credentials asked when a connection is made: from `GetCredentials` for
+/// `[redshift] workgroup` and database on Serverless (the user is the caller's IAM
+/// identity), else from `GetClusterCredentials` for `[cluster] identifier` and the database
+/// and user of `[redshift]` (else `[cluster]`).
 fn iam_credentials(file: &File) -> CredentialSource {
     let cluster = file.cluster.identifier.clone();
+    let workgroup = file
+        .redshift
+        .is_serverless()
+        .then(|| file.redshift.workgroup.clone());
     let database = file
         .redshift
         .database
@@ -348,26 +354,45 @@ fn iam_credentials(file: &File) -> CredentialSource {
         let places = |section: &str, key: &str| {
             crate::layers::setting(section, key).map_or_else(String::new, |k| k.places())
         };
-        let cluster = cluster.clone().ok_or_else(|| {
-            format!(
-                "--iam-auth needs [cluster] identifier: set it with {}",
-                places("cluster", "identifier")
-            )
-        })?;
-        let (Some(database), Some(user)) = (database.clone(), user.clone()) else {
-            return Err(format!(
-                "--iam-auth needs the database and user: set them with {} and {}",
-                places("redshift", "database"),
-                places("redshift", "user")
-            ));
+        let ask: Box<dyn Fn(&Cloud) -> sparkify_cluster::Result<_> + Send + Sync> = match &workgroup
+        {
+            Some(workgroup) => {
+                let workgroup = workgroup.clone().ok_or_else(|| {
+                    format!(
+                        "--iam-auth on Redshift Serverless needs [redshift] workgroup: set it \
+                         with {}",
+                        places("redshift", "workgroup")
+                    )
+                })?;
+                let database = database.clone().ok_or_else(|| {
+                    format!(
+                        "--iam-auth needs the database: set it with {}",
+                        places("redshift", "database")
+                    )
+                })?;
+                Box::new(move |cloud| cloud.serverless_credentials(&workgroup, &database))
+            }
+            None => {
+                let cluster = cluster.clone().ok_or_else(|| {
+                    format!(
+                        "--iam-auth needs [cluster] identifier: set it with {}",
+                        places("cluster", "identifier")
+                    )
+                })?;
+                let (Some(database), Some(user)) = (database.clone(), user.clone()) else {
+                    return Err(format!(
+                        "--iam-auth needs the database and user: set them with {} and {}",
+                        places("redshift", "database"),
+                        places("redshift", "user")
+                    ));
+                };
+                Box::new(move |cloud| cloud.credentials(&cluster, &database, &user))
+            }
         };
         // Asked from inside the sink's runtime: the AWS clients get a thread of their own.
-        let got = std::thread::scope(|s| {
-            s.spawn(|| Cloud::connect(&aws)?.credentials(&cluster, &database, &user))
-                .join()
-        })
-        .map_err(|_| "the credentials request panicked".to_owned())?
-        .map_err(|e| sparkify_core::error::chain(&e))?;
+        let got = std::thread::scope(|s| s.spawn(|| ask(&Cloud::connect(&aws)?)).join())
+            .map_err(|_| "the credentials request panicked".to_owned())?
+            .map_err(|e| sparkify_core::error::chain(&e))?;
         Ok((got.user, got.password))
     })
 }

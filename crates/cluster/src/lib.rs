@@ -7,7 +7,13 @@
 //! is not an error. The clients share `sparkify-s3`'s AWS configuration loader (region,
 //! profile, endpoint, the standard credential chain).
 //!
+//! Redshift Serverless takes the same steps with a namespace (the database, its admin user
+//! and roles) and a workgroup (the compute and its endpoint) in place of the cluster
+//! ([`serverless`]); `GetCredentials` gives its temporary database credentials.
+//!
 //! The API calls, in order, are listed in `docs/warehouse.md` ("Cluster life cycle").
+
+pub mod serverless;
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +24,8 @@ use sparkify_s3::S3Options;
 /// The policy the role gets: read-only S3, as the seed's.
 pub const S3_READ_ONLY: &str = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
 
-/// Who may assume the role: Redshift.
-pub const TRUST_REDSHIFT: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"redshift.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+/// Who may assume the role: Redshift, provisioned and Serverless.
+pub const TRUST_REDSHIFT: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":["redshift.amazonaws.com","redshift-serverless.amazonaws.com"]},"Action":"sts:AssumeRole"}]}"#;
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
@@ -31,11 +37,13 @@ pub enum Error {
     /// An AWS call failed; `call` names it (`redshift:CreateCluster`).
     #[error("{call}: {message}")]
     Aws { call: &'static str, message: String },
+    /// `what` (`cluster sparkify`, `workgroup sparkify`) did not reach `wanted` in time.
     #[error(
-        "cluster {id} is not available after {seconds} s (status {status}); see `sparkify cluster status`"
+        "{what} is not {wanted} after {seconds} s (status {status}); see `sparkify cluster status`"
     )]
     Timeout {
-        id: String,
+        what: String,
+        wanted: &'static str,
         seconds: u64,
         status: String,
     },
@@ -45,6 +53,8 @@ pub enum Error {
     NoDefaultVpc,
     #[error("cluster {0} does not exist; create it with `sparkify cluster create`")]
     NoCluster(String),
+    #[error("workgroup {0} does not exist; create it with `sparkify cluster create --serverless`")]
+    NoWorkgroup(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -83,6 +93,8 @@ pub struct ClusterSection {
     /// The CIDR let in to the cluster's port.
     pub allow_cidr: Option<String>,
     pub security_group_id: Option<String>,
+    /// A Serverless workgroup's base capacity in RPUs.
+    pub base_capacity: Option<u32>,
 }
 
 /// Redshift's node types (provisioned clusters).
@@ -185,8 +197,19 @@ pub struct Cloud {
     rt: tokio::runtime::Runtime,
     iam: aws_sdk_iam::Client,
     redshift: aws_sdk_redshift::Client,
+    serverless: aws_sdk_redshiftserverless::Client,
     ec2: aws_sdk_ec2::Client,
 }
+
+/// How often and how long to look at a resource that is changing state.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    pub timeout: Duration,
+    pub every: Duration,
+}
+
+/// The variable naming Redshift Serverless' endpoint, over `AWS_ENDPOINT_URL`.
+pub const SERVERLESS_ENDPOINT_VARIABLE: &str = "AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS";
 
 /// The description sparkify gives the ingress rules it adds, to find them again.
 fn rule_description(cluster: &str) -> String {
@@ -194,7 +217,9 @@ fn rule_description(cluster: &str) -> String {
 }
 
 impl Cloud {
-    /// The clients, configured as S3's are (credentials are resolved on the first call).
+    /// The clients, configured as S3's are (credentials are resolved on the first call);
+    /// Redshift Serverless' endpoint is `AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS` when that is set,
+    /// as the AWS SDKs' service-specific endpoint variable.
     pub fn connect(opts: &S3Options) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -204,6 +229,15 @@ impl Cloud {
         Ok(Cloud {
             iam: aws_sdk_iam::Client::new(&shared),
             redshift: aws_sdk_redshift::Client::new(&shared),
+            serverless: {
+                let mut config = aws_sdk_redshiftserverless::config::Builder::from(&shared);
+                if let Some(url) =
+                    sparkify_s3::endpoint_url(&S3Options::default(), SERVERLESS_ENDPOINT_VARIABLE)
+                {
+                    config = config.endpoint_url(url);
+                }
+                aws_sdk_redshiftserverless::Client::from_conf(config.build())
+            },
             ec2: aws_sdk_ec2::Client::new(&shared),
             rt,
         })
@@ -287,10 +321,11 @@ impl Cloud {
         }))
     }
 
-    /// The security group a new cluster goes in: `spec`'s, else the default VPC's `default`.
-    async fn security_group(&self, spec: &ClusterSpec) -> Result<String> {
-        if let Some(sg) = &spec.security_group_id {
-            return Ok(sg.clone());
+    /// The security group a new cluster or workgroup goes in: `configured`, else the default
+    /// VPC's `default`.
+    async fn security_group(&self, configured: Option<&str>) -> Result<String> {
+        if let Some(sg) = configured {
+            return Ok(sg.to_owned());
         }
         let vpcs = self
             .ec2
@@ -332,7 +367,9 @@ impl Cloud {
             if self.describe_async(&spec.identifier).await?.is_some() {
                 return Ok(Outcome::Existed);
             }
-            let sg = self.security_group(spec).await?;
+            let sg = self
+                .security_group(spec.security_group_id.as_deref())
+                .await?;
             let mut create = self
                 .redshift
                 .create_cluster()
@@ -367,28 +404,21 @@ impl Cloud {
     pub fn wait_available(
         &self,
         id: &str,
-        timeout: Duration,
-        every: Duration,
+        patience: Patience,
         progress: &mut dyn FnMut(&str),
     ) -> Result<ClusterInfo> {
-        let started = Instant::now();
-        loop {
-            let info = self
-                .describe(id)?
-                .ok_or_else(|| Error::NoCluster(id.to_owned()))?;
-            progress(&info.status);
-            if info.is_available() {
-                return Ok(info);
-            }
-            if started.elapsed() >= timeout {
-                return Err(Error::Timeout {
-                    id: id.to_owned(),
-                    seconds: timeout.as_secs(),
-                    status: info.status,
-                });
-            }
-            std::thread::sleep(every);
-        }
+        wait_for(
+            &format!("cluster {id}"),
+            "available",
+            patience,
+            progress,
+            || {
+                let info = self
+                    .describe(id)?
+                    .ok_or_else(|| Error::NoCluster(id.to_owned()))?;
+                Ok((info.status.clone(), info.is_available().then_some(info)))
+            },
+        )
     }
 
     fn permission(port: u16, cidr: &str, cluster: &str) -> IpPermission {
@@ -508,23 +538,15 @@ impl Cloud {
     pub fn wait_gone(
         &self,
         id: &str,
-        timeout: Duration,
-        every: Duration,
+        patience: Patience,
         progress: &mut dyn FnMut(&str),
     ) -> Result<()> {
-        let started = Instant::now();
-        while let Some(info) = self.describe(id)? {
-            progress(&info.status);
-            if started.elapsed() >= timeout {
-                return Err(Error::Timeout {
-                    id: id.to_owned(),
-                    seconds: timeout.as_secs(),
-                    status: info.status,
-                });
-            }
-            std::thread::sleep(every);
-        }
-        Ok(())
+        wait_for(&format!("cluster {id}"), "gone", patience, progress, || {
+            Ok(match self.describe(id)? {
+                Some(info) => (info.status, None),
+                None => ("gone".to_owned(), Some(())),
+            })
+        })
     }
 
     /// Detaches every policy from role `name` and deletes it; `false` when it did not exist.
@@ -579,5 +601,33 @@ impl Cloud {
                 password: got.db_password().unwrap_or_default().to_owned(),
             })
         })
+    }
+}
+
+/// Looks with `look` until it says done (`Some`), calling `progress` with each status, at
+/// most `patience.timeout` long; `what` did not become `wanted` otherwise.
+fn wait_for<T>(
+    what: &str,
+    wanted: &'static str,
+    patience: Patience,
+    progress: &mut dyn FnMut(&str),
+    mut look: impl FnMut() -> Result<(String, Option<T>)>,
+) -> Result<T> {
+    let started = Instant::now();
+    loop {
+        let (status, done) = look()?;
+        progress(&status);
+        if let Some(done) = done {
+            return Ok(done);
+        }
+        if started.elapsed() >= patience.timeout {
+            return Err(Error::Timeout {
+                what: what.to_owned(),
+                wanted,
+                seconds: patience.timeout.as_secs(),
+                status,
+            });
+        }
+        std::thread::sleep(patience.every);
     }
 }

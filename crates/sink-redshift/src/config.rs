@@ -25,9 +25,14 @@ pub struct RedshiftSection {
     pub user: Option<String>,
     /// Works, but `PGPASSWORD` is the better place; never printed.
     pub password: Option<String>,
-    /// Redshift Serverless (load errors in `sys_load_error_detail`).
+    /// Redshift Serverless (load errors in `sys_load_error_detail`); also when `workgroup`
+    /// is set ([`RedshiftSection::is_serverless`]).
     #[serde(default)]
     pub serverless: bool,
+    /// The Serverless workgroup (`sparkify cluster`, `--iam-auth`).
+    pub workgroup: Option<String>,
+    /// The Serverless namespace; the workgroup's name when unset.
+    pub namespace: Option<String>,
     /// TLS, on unless turned off here.
     pub tls: Option<bool>,
     /// What COPY reads: `json` (the input where it lies in S3) or `parquet` (the parsed
@@ -50,11 +55,25 @@ impl fmt::Debug for RedshiftSection {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<secret>"))
             .field("serverless", &self.serverless)
+            .field("workgroup", &self.workgroup)
+            .field("namespace", &self.namespace)
             .field("tls", &self.tls)
             .field("copy_from", &self.copy_from)
             .field("slices", &self.slices)
             .field("iam_auth", &self.iam_auth)
             .finish()
+    }
+}
+
+impl RedshiftSection {
+    /// Redshift Serverless: said so, or a workgroup named.
+    pub fn is_serverless(&self) -> bool {
+        self.serverless || self.workgroup.is_some()
+    }
+
+    /// The Serverless namespace: `namespace`, else the workgroup's name.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref().or(self.workgroup.as_deref())
     }
 }
 

@@ -717,6 +717,18 @@ fn redshift_statements() -> Vec<(String, String)> {
         "an incremental load",
         steps.iter().map(|s| s.text()).collect(),
     );
+    // The widening before it: what it reads, and what it runs for a column too narrow.
+    let mut widths = sparkify_core::sql::Widths::default();
+    widths.note("staging_events", "firstName", 1000);
+    add(
+        "the widening",
+        std::iter::once(sparkify_sink_redshift::plan::WIDTHS_HELD.to_owned())
+            .chain(sparkify_sink_redshift::plan::widen_sql(
+                &[("staging_events".into(), "firstname".into(), 256)],
+                &widths,
+            ))
+            .collect(),
+    );
     add(
         "analytics",
         QUESTIONS.iter().map(|q| q.sql.to_owned()).collect(),

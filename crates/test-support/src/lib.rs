@@ -20,5 +20,6 @@ pub mod fixtures;
 pub mod moto;
 pub mod pg;
 pub mod ports;
+pub mod serverless;
 pub mod stall;
 pub mod tables;

@@ -1,13 +1,18 @@
-//! `sparkify cluster create|status|delete`: the seed's `cluster_create.py`,
+//! `sparkify cluster create|status|delete`: the Udacity project's `cluster_create.py`,
 //! `cluster_status.py` and `cluster_delete.py`, each step idempotent
-//! ([`sparkify_cluster::Cloud`]). Every setting is checked before the first AWS call.
+//! ([`sparkify_cluster::Cloud`]), for a provisioned cluster or, with `--serverless` (or
+//! `[redshift] workgroup`), a Redshift Serverless namespace and workgroup. Every setting is
+//! checked before the first AWS call.
 
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sparkify_cluster::{Cloud, ClusterInfo, ClusterSpec, NODE_TYPES, Outcome, check_cidr};
+use sparkify_cluster::serverless::{self, ServerlessSpec, WorkgroupInfo};
+use sparkify_cluster::{
+    Cloud, ClusterInfo, ClusterSpec, NODE_TYPES, Outcome, Patience, check_cidr,
+};
 use sparkify_core::sink::QueryResult;
 use sparkify_s3::S3Options;
 
@@ -52,6 +57,49 @@ impl Resolved {
 
     fn role_name(&self) -> Result<String, Failure> {
         self.layers.require("iam", "role_name")
+    }
+
+    fn serverless(&self) -> bool {
+        self.file.redshift.is_serverless()
+    }
+
+    fn workgroup(&self) -> Result<String, Failure> {
+        let name = self.layers.require("redshift", "workgroup")?;
+        serverless::check_name(&name)
+            .map_err(|why| self.layers.bad("redshift", "workgroup", &why))?;
+        Ok(name)
+    }
+
+    fn namespace(&self) -> Result<String, Failure> {
+        match self.layers.get("redshift", "namespace") {
+            Some((name, _)) => {
+                serverless::check_name(&name)
+                    .map_err(|why| self.layers.bad("redshift", "namespace", &why))?;
+                Ok(name)
+            }
+            None => self.workgroup(),
+        }
+    }
+
+    /// What `create --serverless` makes, every setting checked.
+    fn serverless_spec(&self) -> Result<ServerlessSpec, Failure> {
+        let c = &self.file.cluster;
+        let base_capacity = c.base_capacity.unwrap_or(8);
+        serverless::check_base_capacity(base_capacity)
+            .map_err(|why| self.layers.bad("cluster", "base_capacity", &why))?;
+        let port = c.port.unwrap_or(5439);
+        serverless::check_port(port).map_err(|why| self.layers.bad("cluster", "port", &why))?;
+        Ok(ServerlessSpec {
+            workgroup: self.workgroup()?,
+            namespace: self.namespace()?,
+            database: self.layers.require("cluster", "database")?,
+            user: self.layers.require("cluster", "user")?,
+            port,
+            base_capacity,
+            // As the cluster's: PGPASSWORD, else Secrets Manager and --iam-auth.
+            password: sparkify_sink_redshift::env_password(),
+            security_group_id: c.security_group_id.clone(),
+        })
     }
 
     /// What `create` makes, every setting checked.
@@ -147,8 +195,30 @@ fn waiting(what: &str) -> (ProgressBar, impl FnMut(&str) + use<>) {
     (bar, progress)
 }
 
+/// `--timeout` and `--poll` as the waits take them.
+fn patience(timeout: u64, poll: u64) -> Patience {
+    Patience {
+        timeout: Duration::from_secs(timeout),
+        every: Duration::from_secs(poll.max(1)),
+    }
+}
+
+/// `wait` with a spinner (or status lines) saying how `what` is.
+fn waited<T>(
+    what: &str,
+    wait: impl FnOnce(&mut dyn FnMut(&str)) -> sparkify_cluster::Result<T>,
+) -> sparkify_cluster::Result<T> {
+    let (bar, mut progress) = waiting(what);
+    let done = wait(&mut progress);
+    bar.finish_and_clear();
+    done
+}
+
 fn create(args: ClusterCreateArgs) -> anyhow::Result<()> {
     let r = Resolved::load(&args.config, &args.cluster)?;
+    if r.serverless() {
+        return create_serverless(&args, &r);
+    }
     let spec = r.spec()?;
     let cidr = r.cidr(args.allow_anywhere)?;
     let role_name = r.role_name()?;
@@ -167,15 +237,13 @@ fn create(args: ClusterCreateArgs) -> anyhow::Result<()> {
         spec.nodes,
         spec.node_type
     );
-    let (bar, mut progress) = waiting(&format!("cluster {}", spec.identifier));
-    let info = cloud.wait_available(
-        &spec.identifier,
-        Duration::from_secs(args.timeout),
-        Duration::from_secs(args.poll.max(1)),
-        &mut progress,
-    );
-    bar.finish_and_clear();
-    let info = info?;
+    let info = waited(&format!("cluster {}", spec.identifier), |progress| {
+        cloud.wait_available(
+            &spec.identifier,
+            patience(args.timeout, args.poll),
+            progress,
+        )
+    })?;
     let sg = info
         .security_groups
         .first()
@@ -189,7 +257,18 @@ fn create(args: ClusterCreateArgs) -> anyhow::Result<()> {
         said(made, "added")
     );
     let host = info.endpoint.clone().unwrap_or_default();
-    write_back(&r.layers.path, &spec, &host, port, &role_name, &role_arn)?;
+    write_back(
+        &r.layers.path,
+        &[
+            ("cluster", "identifier", spec.identifier.as_str().into()),
+            ("iam", "role_name", role_name.as_str().into()),
+            ("iam", "role_arn", role_arn.as_str().into()),
+            ("redshift", "host", host.as_str().into()),
+            ("redshift", "port", i64::from(port).into()),
+            ("redshift", "database", spec.database.as_str().into()),
+            ("redshift", "user", spec.user.as_str().into()),
+        ],
+    )?;
     println!(
         "{}: [redshift] host = {host:?}, port = {port}, database = {:?}, user = {:?}; \
          [iam] role_arn = {role_arn:?}",
@@ -200,16 +279,85 @@ fn create(args: ClusterCreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The endpoint, the role and the cluster's identity written into the config file, every
-/// other line of it (comments included) kept as it was.
-fn write_back(
-    path: &Path,
-    spec: &ClusterSpec,
-    host: &str,
-    port: u16,
-    role_name: &str,
-    role_arn: &str,
-) -> Result<(), Failure> {
+/// `create --serverless`: the role, the namespace (the role its default), the workgroup, a
+/// wait until both are available, the ingress rule on the workgroup's port.
+fn create_serverless(args: &ClusterCreateArgs, r: &Resolved) -> anyhow::Result<()> {
+    let spec = r.serverless_spec()?;
+    let cidr = r.cidr(args.allow_anywhere)?;
+    let role_name = r.role_name()?;
+    let cloud = Cloud::connect(&r.aws())?;
+    let wait = patience(args.timeout, args.poll);
+
+    let (role_arn, made) = cloud.ensure_role(&role_name)?;
+    println!(
+        "role {role_name}: {} ({role_arn}; trusts redshift.amazonaws.com and \
+         redshift-serverless.amazonaws.com, AmazonS3ReadOnlyAccess)",
+        said(made, "created")
+    );
+    let made = cloud.create_namespace(&spec, &role_arn)?;
+    println!(
+        "namespace {}: {} (database {}, admin {}, default role {role_name})",
+        spec.namespace,
+        said(made, "created"),
+        spec.database,
+        spec.user
+    );
+    waited(&format!("namespace {}", spec.namespace), |progress| {
+        cloud.wait_namespace_available(&spec.namespace, wait, progress)
+    })?;
+    let made = cloud.create_workgroup(&spec)?;
+    println!(
+        "workgroup {}: {} (base capacity {} RPUs, port {})",
+        spec.workgroup,
+        said(made, "created"),
+        spec.base_capacity,
+        spec.port
+    );
+    let info = waited(&format!("workgroup {}", spec.workgroup), |progress| {
+        cloud.wait_workgroup_available(&spec.workgroup, wait, progress)
+    })?;
+    let sg = info
+        .security_groups
+        .first()
+        .cloned()
+        .or_else(|| spec.security_group_id.clone())
+        .ok_or_else(|| sparkify_cluster::Error::NoSecurityGroup(spec.workgroup.clone()))?;
+    let port = info.port.unwrap_or(spec.port);
+    let made = cloud.authorize_ingress(&sg, port, &cidr, &spec.workgroup)?;
+    println!(
+        "ingress {cidr} to port {port} on {sg}: {}",
+        said(made, "added")
+    );
+    let host = info.endpoint.clone().unwrap_or_default();
+    write_back(
+        &r.layers.path,
+        &[
+            ("iam", "role_name", role_name.as_str().into()),
+            ("iam", "role_arn", role_arn.as_str().into()),
+            ("redshift", "serverless", true.into()),
+            ("redshift", "workgroup", spec.workgroup.as_str().into()),
+            ("redshift", "namespace", spec.namespace.as_str().into()),
+            ("redshift", "host", host.as_str().into()),
+            ("redshift", "port", i64::from(port).into()),
+            ("redshift", "database", spec.database.as_str().into()),
+            ("redshift", "user", spec.user.as_str().into()),
+        ],
+    )?;
+    println!(
+        "{}: [redshift] serverless = true, workgroup = {:?}, namespace = {:?}, host = {host:?}, \
+         port = {port}, database = {:?}, user = {:?}; [iam] role_arn = {role_arn:?}",
+        r.layers.path.display(),
+        spec.workgroup,
+        spec.namespace,
+        spec.database,
+        spec.user
+    );
+    Ok(())
+}
+
+/// `settings` (section, key, value) written into the config file, every other line of it
+/// (comments included) kept as it was.
+fn write_back(path: &Path, settings: &[(&str, &str, toml_edit::Value)]) -> Result<(), Failure> {
     let bad = |e: &dyn std::fmt::Display| Failure::Usage(format!("{}: {e}", path.display()));
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -231,53 +379,77 @@ fn write_back(
             _ => t[key] = toml_edit::Item::Value(v),
         }
     };
-    set("cluster", "identifier", spec.identifier.as_str().into());
-    set("iam", "role_name", role_name.into());
-    set("iam", "role_arn", role_arn.into());
-    set("redshift", "host", host.into());
-    set("redshift", "port", i64::from(port).into());
-    set("redshift", "database", spec.database.as_str().into());
-    set("redshift", "user", spec.user.as_str().into());
+    for (table, key, value) in settings {
+        set(table, key, value.clone());
+    }
     let tmp = path.with_extension("toml.tmp");
     std::fs::write(&tmp, doc.to_string()).map_err(|e| bad(&e))?;
     std::fs::rename(&tmp, path).map_err(|e| bad(&e))
 }
 
+/// What `status` shows of a cluster or a workgroup.
+struct Shown {
+    json: serde_json::Value,
+    table: QueryResult,
+    status: String,
+    available: bool,
+}
+
 fn status(args: ClusterStatusArgs) -> anyhow::Result<()> {
     let r = Resolved::load(&args.config, &args.cluster)?;
-    let id = r.identifier()?;
+    let (kind, key, name) = if r.serverless() {
+        ("workgroup", "workgroup", r.workgroup()?)
+    } else {
+        ("cluster", "identifier", r.identifier()?)
+    };
     let cloud = Cloud::connect(&r.aws())?;
-    let Some(info) = cloud.describe(&id)? else {
+    let shown = if r.serverless() {
+        cloud.workgroup(&name)?.map(|info| Shown {
+            json: serde_json::to_value(&info).unwrap_or_default(),
+            table: workgroup_table(&info),
+            status: info.status.clone(),
+            available: info.is_available(),
+        })
+    } else {
+        cloud.describe(&name)?.map(|info| Shown {
+            json: serde_json::to_value(&info).unwrap_or_default(),
+            table: status_table(&info),
+            status: info.status.clone(),
+            available: info.is_available(),
+        })
+    };
+    let Some(shown) = shown else {
         if args.format == Format::Json {
-            println!(
-                "{}",
-                serde_json::json!({ "identifier": id, "status": "absent" })
-            );
+            println!("{}", serde_json::json!({ key: name, "status": "absent" }));
         } else {
-            println!("cluster {id}: does not exist");
+            println!("{kind} {name}: does not exist");
         }
-        return Err(Failure::Differs(format!("cluster {id} does not exist")).into());
+        return Err(Failure::Differs(format!("{kind} {name} does not exist")).into());
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&shown.json)?),
         format => println!(
             "{}",
-            output::result(&status_table(&info), format).trim_end_matches('\n')
+            output::result(&shown.table, format).trim_end_matches('\n')
         ),
     }
-    if info.is_available() {
+    if shown.available {
         Ok(())
     } else {
-        Err(Failure::Differs(format!("cluster {id} is {}, not available", info.status)).into())
+        Err(Failure::Differs(format!("{kind} {name} is {}, not available", shown.status)).into())
+    }
+}
+
+/// `host:port`, or what there is of it.
+fn endpoint(host: Option<&String>, port: Option<u16>) -> Option<String> {
+    match (host, port) {
+        (Some(host), Some(port)) => Some(format!("{host}:{port}")),
+        (Some(host), None) => Some(host.clone()),
+        _ => None,
     }
 }
 
 fn status_table(info: &ClusterInfo) -> QueryResult {
-    let endpoint = match (&info.endpoint, info.port) {
-        (Some(host), Some(port)) => Some(format!("{host}:{port}")),
-        (Some(host), None) => Some(host.clone()),
-        _ => None,
-    };
     QueryResult {
         columns: [
             "identifier",
@@ -295,45 +467,107 @@ fn status_table(info: &ClusterInfo) -> QueryResult {
             Some(info.status.clone()),
             Some(info.node_type.clone()),
             Some(info.nodes.to_string()),
-            endpoint,
+            endpoint(info.endpoint.as_ref(), info.port),
             info.vpc.clone(),
             Some(info.roles.join(", ")),
         ]],
     }
 }
 
+fn workgroup_table(info: &WorkgroupInfo) -> QueryResult {
+    QueryResult {
+        columns: [
+            "workgroup",
+            "namespace",
+            "status",
+            "base capacity",
+            "endpoint",
+            "database",
+            "role",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows: vec![vec![
+            Some(info.workgroup.clone()),
+            Some(info.namespace.clone()),
+            Some(info.status.clone()),
+            info.base_capacity.map(|c| format!("{c} RPUs")),
+            endpoint(info.endpoint.as_ref(), info.port),
+            info.database.clone(),
+            Some(info.roles.join(", ")),
+        ]],
+    }
+}
+
+/// `ID-final-YYYYMMDDHHMMSS`, unless `--skip-final-snapshot`.
+fn final_snapshot(args: &ClusterDeleteArgs, id: &str) -> Option<String> {
+    (!args.skip_final_snapshot)
+        .then(|| format!("{id}-final-{}", chrono::Utc::now().format("%Y%m%d%H%M%S")))
+}
+
+/// Says that `what` is deleting and waits until it is gone; or says it was gone already.
+fn deleted(
+    what: &str,
+    deleting: bool,
+    snapshot: Option<&str>,
+    wait: impl FnOnce(&mut dyn FnMut(&str)) -> sparkify_cluster::Result<()>,
+) -> anyhow::Result<()> {
+    if !deleting {
+        println!("{what}: already gone");
+        return Ok(());
+    }
+    match snapshot {
+        Some(s) => println!("{what}: deleting, final snapshot {s}"),
+        None => println!("{what}: deleting, no final snapshot"),
+    }
+    waited(what, wait)?;
+    println!("{what}: gone");
+    Ok(())
+}
+
 fn delete(args: ClusterDeleteArgs) -> anyhow::Result<()> {
     let r = Resolved::load(&args.config, &args.cluster)?;
-    let id = r.identifier()?;
     let role_name = r.role_name()?;
-    let cloud = Cloud::connect(&r.aws())?;
-    let info = cloud.describe(&id)?;
-    let snapshot = (!args.skip_final_snapshot)
-        .then(|| format!("{id}-final-{}", chrono::Utc::now().format("%Y%m%d%H%M%S")));
-    if cloud.delete_cluster(&id, snapshot.as_deref())? {
-        match &snapshot {
-            Some(s) => println!("cluster {id}: deleting, final snapshot {s}"),
-            None => println!("cluster {id}: deleting, no final snapshot"),
-        }
-        let (bar, mut progress) = waiting(&format!("cluster {id}"));
-        let gone = cloud.wait_gone(
-            &id,
-            Duration::from_secs(args.timeout),
-            Duration::from_secs(args.poll.max(1)),
-            &mut progress,
-        );
-        bar.finish_and_clear();
-        gone?;
-        println!("cluster {id}: gone");
+    let wait = patience(args.timeout, args.poll);
+    let (name, groups, cloud) = if r.serverless() {
+        let workgroup = r.workgroup()?;
+        let namespace = r.namespace()?;
+        let cloud = Cloud::connect(&r.aws())?;
+        let info = cloud.workgroup(&workgroup)?;
+        let deleting = cloud.delete_workgroup(&workgroup)?;
+        deleted(&format!("workgroup {workgroup}"), deleting, None, |p| {
+            cloud.wait_workgroup_gone(&workgroup, wait, p)
+        })?;
+        // The snapshot is the namespace's: it holds the data.
+        let snapshot = final_snapshot(&args, &namespace);
+        let deleting = cloud.delete_namespace(&namespace, snapshot.as_deref())?;
+        deleted(
+            &format!("namespace {namespace}"),
+            deleting,
+            snapshot.as_deref(),
+            |p| cloud.wait_namespace_gone(&namespace, wait, p),
+        )?;
+        (workgroup, info.map(|i| i.security_groups), cloud)
     } else {
-        println!("cluster {id}: already gone");
-    }
-    // The rules sparkify added, on the groups the cluster was in (or the configured one).
-    let mut groups = info.map(|i| i.security_groups).unwrap_or_default();
+        let id = r.identifier()?;
+        let cloud = Cloud::connect(&r.aws())?;
+        let info = cloud.describe(&id)?;
+        let snapshot = final_snapshot(&args, &id);
+        let deleting = cloud.delete_cluster(&id, snapshot.as_deref())?;
+        deleted(
+            &format!("cluster {id}"),
+            deleting,
+            snapshot.as_deref(),
+            |p| cloud.wait_gone(&id, wait, p),
+        )?;
+        (id, info.map(|i| i.security_groups), cloud)
+    };
+    // The rules sparkify added, on the groups it was in (or the configured one).
+    let mut groups = groups.unwrap_or_default();
     groups.extend(r.file.cluster.security_group_id.clone());
     groups.dedup();
     for sg in groups {
-        let n = cloud.revoke_ingress(&sg, &id)?;
+        let n = cloud.revoke_ingress(&sg, &name)?;
         println!("ingress on {sg}: {n} rule(s) revoked");
     }
     if args.keep_role {

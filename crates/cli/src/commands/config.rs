@@ -52,6 +52,18 @@ pub fn cluster_flag_values(c: &ClusterArgs) -> Vec<FlagValue> {
             c.nodes.map(|n| toml::Value::Integer(i64::from(n))),
         ),
         ("cluster", "allow_cidr", text(&c.cidr)),
+        (
+            "cluster",
+            "base_capacity",
+            c.base_capacity.map(|n| toml::Value::Integer(i64::from(n))),
+        ),
+        (
+            "redshift",
+            "serverless",
+            c.serverless.then_some(toml::Value::Boolean(true)),
+        ),
+        ("redshift", "workgroup", text(&c.workgroup)),
+        ("redshift", "namespace", text(&c.namespace)),
         ("aws", "region", text(&c.region)),
         ("aws", "profile", text(&c.profile)),
     ]
