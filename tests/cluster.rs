@@ -787,3 +787,80 @@ fn pgpass_is_honoured_and_iam_auth_asks_get_cluster_credentials() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+#[test]
+fn the_redshift_smoke_script_says_what_it_costs_and_deletes_what_it_made() {
+    let script = sparkify_test_support::fixtures::repo().join("scripts/redshift-smoke.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let bash = |args: &[&str], env: &[(&str, String)]| {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("TMPDIR", dir.path())
+            .output()
+            .unwrap()
+    };
+    // Without --yes: what it would do and cost, and exit 2 before anything is called (there
+    // is no binary and no endpoint to call).
+    let out = bash(
+        &["--base-capacity", "16", "--price", "0.5"],
+        &[
+            ("SPARKIFY", "/nonexistent/sparkify".into()),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".into()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    for want in [
+        "sparkify cluster create --workgroup sparkify-smoke --base-capacity 16",
+        "sparkify verify --sink duckdb:local.duckdb --sink redshift",
+        "sparkify cluster delete --skip-final-snapshot",
+        "At 16 RPUs and $0.5 per RPU-hour",
+        "cost $4.00",
+    ] {
+        assert!(stdout(&out).contains(want), "{want}: {}", text(&out));
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Nothing was created"));
+
+    // With --yes, against moto and the Serverless stub: the workgroup is made, the load cannot
+    // reach its endpoint (no such host here), and what the script made is deleted on the way
+    // out, its generated admin password never shown.
+    let moto = moto::Moto::shared();
+    let stub = serverless::ServerlessStub::start();
+    let mut env = moto.env();
+    env.push(stub.env());
+    env.push(("SPARKIFY", env!("CARGO_BIN_EXE_sparkify").into()));
+    let out = bash(
+        &[
+            "--yes",
+            "--workgroup",
+            "smoke-it",
+            "--cidr",
+            "192.0.2.7/32",
+            "--poll",
+            "1",
+        ],
+        &env,
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(stub.refused(), Vec::<String>::new(), "{}", text(&out));
+    let made = stub
+        .last_input("CreateWorkgroup")
+        .expect("a workgroup was made");
+    assert_eq!(made["workgroupName"], "smoke-it");
+    let password = stub.last_input("CreateNamespace").unwrap()["adminUserPassword"]
+        .as_str()
+        .expect("a generated admin password")
+        .to_owned();
+    assert!(!text(&out).contains(&password), "{}", text(&out));
+    for want in [
+        "workgroup smoke-it: created",
+        "workgroup smoke-it: gone",
+        "namespace smoke-it: gone",
+    ] {
+        assert!(text(&out).contains(want), "{want}: {}", text(&out));
+    }
+    assert!(stub.workgroup("smoke-it").is_none());
+    assert!(stub.namespace("smoke-it").is_none());
+    assert!(Aws::new(moto).role("smoke-it-s3-read").is_none());
+}
