@@ -2007,6 +2007,142 @@ fn incremental_loads_equal_a_full_load_and_replace_a_changed_files_rows() {
     }
 }
 
+#[test]
+fn incremental_maintenance_moves_a_plays_song_and_removes_a_user_and_time_no_play_needs() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fx = repo().join("fixtures/sparkify");
+    let url = server.url();
+    for (i, sink) in ["duckdb:maint.duckdb", url.as_str()]
+        .into_iter()
+        .enumerate()
+    {
+        let songs = d.join(format!("songs{i}"));
+        let logs = d.join(format!("logs{i}"));
+        copy_tree(&fx.join("song_data"), &songs);
+        copy_tree(&fx.join("log_data"), &logs);
+        let reference = |name: &str| {
+            let reference = format!("duckdb:{name}{i}.duckdb");
+            stdout_of(d, &etl_args(&songs, &logs, &reference, &[]));
+            agree(d, &reference, sink).unwrap_or_else(|e| panic!("{sink} after {name}: {e}"));
+        };
+        incremental(d, sink, &songs, &logs, &[]);
+        let ask = |sql: &str| {
+            stdout_of(d, &["sql", sql, "--sink", sink, "--format", "csv"])
+                .lines()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        // A matched play: its song, artist and length, its key and its song now.
+        let play = ask(
+            "SELECT e.song, e.artist, e.length, e.sessionId, e.itemInSession, f.song_id \
+             FROM staging_events AS e JOIN ft_songplays AS f \
+             ON f.session_id = e.sessionId AND f.item_in_session = e.itemInSession \
+             ORDER BY e.ts, e.sessionId, e.itemInSession LIMIT 1",
+        );
+        let mut reader = csv_fields(&play);
+        let (title, artist, length) = (reader.remove(0), reader.remove(0), reader.remove(0));
+        let (session, item, before) = (reader.remove(0), reader.remove(0), reader.remove(0));
+        let song_of_play = || {
+            ask(&format!(
+                "SELECT song_id FROM ft_songplays WHERE session_id = {session} \
+                 AND item_in_session = {item}"
+            ))
+        };
+        // A new song file of that title and artist, as long as the play: the match moves.
+        let closer = songs.join("A/Z/Z/TR0000000000000001.json");
+        std::fs::write(
+            &closer,
+            serde_json::json!({
+                "artist_id": "AR0000000000000001", "artist_latitude": null,
+                "artist_location": "", "artist_longitude": null, "artist_name": artist,
+                "duration": length.parse::<f64>().unwrap(), "num_songs": 1,
+                "song_id": "SO0000000000000001", "title": title, "year": 2001
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let s = incremental(d, sink, &songs, &logs, &[]);
+        assert_eq!(s["files_read"], 1, "{s}");
+        assert_eq!(
+            song_of_play(),
+            "SO0000000000000001",
+            "{sink}: the play moved"
+        );
+        assert_eq!(
+            ask("SELECT COUNT(*) FROM dm_artists WHERE artist_id = 'AR0000000000000001'"),
+            "1"
+        );
+        reference("moved");
+        // The song file gone (--prune): the play is back on its song, the artist gone.
+        std::fs::remove_file(&closer).unwrap();
+        incremental(d, sink, &songs, &logs, &["--prune"]);
+        assert_eq!(song_of_play(), before, "{sink}: the play moved back");
+        assert_eq!(
+            ask("SELECT COUNT(*) FROM dm_artists WHERE artist_id = 'AR0000000000000001'"),
+            "0"
+        );
+        reference("moved-back");
+
+        // A day with one play of a new user at a new time, then that day removed: the user
+        // and the time go with it.
+        let day = logs.join("2018/11/2018-12-01-events.json");
+        let first = std::fs::read_to_string(logs.join("2018/11/2018-11-05-events.json")).unwrap();
+        let mut event: serde_json::Value =
+            serde_json::from_str(first.lines().next().unwrap()).unwrap();
+        event["userId"] = "9999".into();
+        event["sessionId"] = 99_999.into();
+        event["ts"] = 1_543_622_400_000_i64.into();
+        std::fs::write(&day, format!("{event}\n")).unwrap();
+        incremental(d, sink, &songs, &logs, &[]);
+        let user = "SELECT COUNT(*) FROM dm_users WHERE user_id = 9999";
+        let time =
+            "SELECT COUNT(*) FROM dm_time WHERE start_time = TIMESTAMP '2018-12-01 00:00:00'";
+        assert_eq!((ask(user), ask(time)), ("1".into(), "1".into()), "{sink}");
+        reference("added-user");
+        std::fs::remove_file(&day).unwrap();
+        incremental(d, sink, &songs, &logs, &["--prune"]);
+        assert_eq!((ask(user), ask(time)), ("0".into(), "0".into()), "{sink}");
+        reference("removed-user");
+        // --rebuild gives the same tables.
+        incremental(d, sink, &songs, &logs, &["--rebuild"]);
+        std::fs::write(&day, format!("{event}\n")).unwrap();
+        incremental(d, sink, &songs, &logs, &["--rebuild"]);
+        reference("rebuilt");
+    }
+}
+
+/// The fields of one CSV line (quoted fields unquoted).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = String::new();
+    let (mut quoted, mut chars) = (false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    out.push(field);
+    out
+}
+
+/// `from` copied into `to`, folders and all.
+fn copy_tree(from: &Path, to: &Path) {
+    for f in walk(from) {
+        let target = to.join(f.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &target).unwrap();
+    }
+}
+
 /// Every file under `dir`.
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

@@ -316,14 +316,18 @@ pub struct RunOptions {
     pub lock_timeout: u64,
     /// Parse only the input files that are new or changed since the last load into this sink
     /// (by the sink's etl_files: path, size, mtime or ETag), replace a changed file's rows,
-    /// and rebuild the star schema over everything staged. DuckDB, PostgreSQL, Redshift
-    /// with Parquet staging.
+    /// and update the star schema's rows of the users, songs, artists, times and sessions
+    /// they touch. DuckDB, PostgreSQL, Redshift with Parquet staging.
     #[arg(long)]
     pub incremental: bool,
     /// With --incremental: remove the rows of files loaded before that are no longer in the
     /// input (without it they stay, and are reported).
     #[arg(long, requires = "incremental")]
     pub prune: bool,
+    /// With --incremental: drop the star schema and build it again over everything staged,
+    /// as a full load does, instead of updating the rows of what changed.
+    #[arg(long, requires = "incremental")]
+    pub rebuild: bool,
     /// What a load does with a field of the input that the staging tables do not have:
     /// load the rest and warn, commit nothing (exit 2), or load the rest and say nothing
     /// (every one is still recorded in the sink's schema_drift table).

@@ -153,6 +153,7 @@ impl LoadSettings {
                 in_flight: args.run.in_flight,
                 incremental: args.run.incremental,
                 prune: args.run.prune,
+                rebuild: args.run.rebuild,
                 s3: s3_options(&args.s3, &file),
                 s3_concurrency: args.s3.s3_concurrency.max(1),
                 checks: args.run.check.then_some(CheckOptions {

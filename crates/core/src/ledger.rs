@@ -207,13 +207,19 @@ pub struct Increment {
     /// Rows `staging_events`, `staging_songs`, `load_errors` and `etl_files` hold for the
     /// ledger's entries that stay.
     pub kept: Vec<(&'static TableDef, u64)>,
-    /// How the star schema is rebuilt over every staged row.
+    /// Which plays the star schema keeps.
     pub mode: SongplaysMode,
+    /// The first `file_id` of the run's files ([`Ledger::next_id`]): the staged rows from it
+    /// on are the ones the run added.
+    pub first_new_id: i32,
+    /// The star tables dropped and built again over every staged row (`--rebuild`), instead
+    /// of the rows of what changed maintained ([`crate::sql::maintain_star`]).
+    pub rebuild: bool,
 }
 
 impl Increment {
     /// The increment of a run against `ledger` that removes `remove`.
-    pub fn new(ledger: &Ledger, remove: Vec<Entry>, mode: SongplaysMode) -> Self {
+    pub fn new(ledger: &Ledger, remove: Vec<Entry>, mode: SongplaysMode, rebuild: bool) -> Self {
         let removed: HashSet<i32> = remove.iter().map(|e| e.file_id).collect();
         let kept: Vec<&Entry> = ledger
             .entries
@@ -237,6 +243,8 @@ impl Increment {
             digest: ledger.digest,
             kept,
             mode,
+            first_new_id: ledger.next_id(),
+            rebuild,
         }
     }
 
@@ -272,7 +280,11 @@ pub fn increment_sql(increment: &Increment, dialect: &Dialect) -> Vec<String> {
         .iter()
         .map(|e| literal(&e.path, dialect))
         .collect();
-    let mut out = Vec::new();
+    // What the star's maintenance must revisit, noted before it is deleted.
+    let mut out = match increment.rebuild {
+        true => Vec::new(),
+        false => crate::sql::note_removed(&ids(Some(Kind::Events)), &ids(Some(Kind::Songs))),
+    };
     for kind in [Kind::Events, Kind::Songs] {
         out.extend(delete_in(
             kind.table().name,
@@ -448,7 +460,7 @@ mod tests {
         let pruned = split(&ledger, Kind::Events, &now, true);
         assert_eq!(ids(&pruned.remove), [2, 3, 4]);
 
-        let inc = Increment::new(&ledger, pruned.remove, SongplaysMode::Matched);
+        let inc = Increment::new(&ledger, pruned.remove, SongplaysMode::Matched, true);
         let counts = |run: &[(&'static TableDef, u64)]| -> Vec<u64> {
             inc.expected(run).iter().map(|(_, n)| *n).collect()
         };

@@ -49,6 +49,8 @@ pub struct Options {
 pub struct Against {
     pub ledger: Ledger,
     pub remove: Vec<Entry>,
+    /// The star rebuilt over every staged row rather than maintained (`--rebuild`).
+    pub rebuild: bool,
 }
 
 /// The star schema's running state, as builders the workers push parts into side by side:
@@ -153,7 +155,7 @@ impl Pipeline {
         against: Option<Against>,
         opts: Options,
     ) -> Self {
-        let increment = against.map(|a| Increment::new(&a.ledger, a.remove, opts.mode));
+        let increment = against.map(|a| Increment::new(&a.ledger, a.remove, opts.mode, a.rebuild));
         let rejects = RejectLog::new(opts.stamp.clone(), opts.rejects_held);
         Pipeline {
             opts,

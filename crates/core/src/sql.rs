@@ -6,8 +6,8 @@
 
 use crate::model::SongplaysMode;
 use crate::table::{
-    Column, DM_TIME, ETL_FILES, ETL_RUNS, FT_SONGPLAYS, LOAD_ERRORS, SCHEMA_DRIFT, SINK_TABLES,
-    STAR_TABLES, SqlType, TableDef,
+    Column, DM_ARTISTS, DM_SONGS, DM_TIME, DM_USERS, ETL_FILES, ETL_RUNS, FT_SONGPLAYS,
+    LOAD_ERRORS, SCHEMA_DRIFT, SINK_TABLES, STAR_TABLES, SqlType, TableDef,
 };
 
 /// `sparkify tables create` (drop, then create, every table) or `drop`.
@@ -445,12 +445,35 @@ pub fn tables_sql(action: TablesAction, dialect: &Dialect) -> Vec<String> {
 }
 
 /// An incremental load's tables: the staging tables, `load_errors` and `etl_files` created
-/// if missing (rows are appended to them), the star tables dropped and created (they are
-/// rebuilt over every staged row).
-pub fn prepare_increment(dialect: &Dialect) -> Vec<String> {
+/// if missing (rows are appended to them), the star tables created if missing (maintained)
+/// or dropped and created (`rebuild`: built again over every staged row).
+pub fn prepare_increment(dialect: &Dialect, rebuild: bool) -> Vec<String> {
     let mut out = prepare_appended(dialect, &Widths::default());
-    out.extend(recreate_star(dialect, &Widths::default()));
+    out.extend(star_tables(dialect, &Widths::default(), !rebuild));
     out
+}
+
+/// The star tables created if missing (`keep`: an incremental load maintains them), else
+/// dropped and created; text columns sized by `widths` ([`star_widths`]).
+pub fn star_tables(dialect: &Dialect, widths: &Widths, keep: bool) -> Vec<String> {
+    match keep {
+        true => create_star_if_missing(dialect, widths),
+        false => recreate_star(dialect, widths),
+    }
+}
+
+/// The star statements of a load once its rows are staged: every row made ([`transforms`];
+/// a full load, or an incremental one with `rebuild`), or an incremental load's changes
+/// maintained ([`maintain_star`]).
+pub fn star_sql(
+    dialect: &Dialect,
+    mode: SongplaysMode,
+    increment: Option<&crate::ledger::Increment>,
+) -> Vec<String> {
+    match increment {
+        Some(inc) if !inc.rebuild => maintain_star(dialect, inc.mode, inc.first_new_id),
+        _ => transforms(dialect, mode),
+    }
 }
 
 /// The tables an incremental load appends to (every one but the star schema's) created if
@@ -521,7 +544,54 @@ const PLAYS: &str =
 /// The statements that fill the star schema from `staging_events` and `staging_songs`; the
 /// star tables must exist and be empty.
 pub fn transforms(dialect: &Dialect, mode: SongplaysMode) -> Vec<String> {
+    star_inserts(dialect, mode, Scope::All)
+}
+
+/// Which rows of the star the inserts make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every row: the tables are empty.
+    All,
+    /// The rows of the keys an incremental load changed ([`CHANGED_EVENTS`],
+    /// [`CHANGED_SONGS`], [`CHANGED_SESSIONS`]), whose old rows are gone; every row of a
+    /// table that is empty (one created by this load, or one every row of which changed).
+    Changed,
+}
+
+/// The staging rows an incremental load removed or added: their users, sessions and times
+/// (a temporary table, gone at the end of the load).
+pub const CHANGED_EVENTS: &str = "changed_events";
+/// The staging songs an incremental load removed or added: their ids, titles and artists.
+pub const CHANGED_SONGS: &str = "changed_songs";
+/// The sessions whose plays an incremental load rebuilds: those of the changed events, and
+/// those holding a play whose song match a changed song may move.
+pub const CHANGED_SESSIONS: &str = "changed_sessions";
+
+/// `key` is a changed one, or `table` is empty ([`Scope::Changed`]); nothing for
+/// [`Scope::All`].
+fn changed(scope: Scope, key: &str, column: &str, from: &str, table: &TableDef) -> String {
+    match scope {
+        Scope::All => String::new(),
+        Scope::Changed => format!(
+            " AND ({key} IN (SELECT {column} FROM {from}) OR NOT EXISTS (SELECT 1 FROM {}))",
+            table.name
+        ),
+    }
+}
+
+fn star_inserts(dialect: &Dialect, mode: SongplaysMode, scope: Scope) -> Vec<String> {
     let c = dialect.collate();
+    let users_changed = changed(scope, "userId", "userId", CHANGED_EVENTS, &DM_USERS);
+    let songs_changed = changed(scope, "song_id", "song_id", CHANGED_SONGS, &DM_SONGS);
+    let artists_changed = changed(scope, "artist_id", "artist_id", CHANGED_SONGS, &DM_ARTISTS);
+    let time_changed = changed(scope, "ts", "ts", CHANGED_EVENTS, &DM_TIME);
+    let plays_changed = changed(
+        scope,
+        "sessionId",
+        "sessionId",
+        CHANGED_SESSIONS,
+        &FT_SONGPLAYS,
+    );
     let users = format!(
         "INSERT INTO dm_users (user_id, first_name, last_name, gender, level)
 SELECT userId, firstName, lastName, gender, level
@@ -534,7 +604,7 @@ FROM (
                         lastName{c} ASC NULLS LAST, gender{c} ASC NULLS LAST
            ) AS rn
     FROM staging_events
-    WHERE userId IS NOT NULL
+    WHERE userId IS NOT NULL{users_changed}
 ) AS latest
 WHERE rn = 1"
     );
@@ -550,7 +620,7 @@ FROM (
                         title{c} ASC NULLS LAST, year DESC NULLS LAST
            ) AS rn
     FROM staging_songs
-    WHERE song_id IS NOT NULL
+    WHERE song_id IS NOT NULL{songs_changed}
 ) AS best
 WHERE rn = 1"
     );
@@ -568,7 +638,7 @@ FROM (
                         artist_latitude ASC NULLS LAST, artist_longitude ASC NULLS LAST
            ) AS rn
     FROM staging_songs
-    WHERE artist_id IS NOT NULL
+    WHERE artist_id IS NOT NULL{artists_changed}
 ) AS best
 WHERE rn = 1"
     );
@@ -577,19 +647,26 @@ WHERE rn = 1"
         "INSERT INTO dm_time (start_time, hour, day, week, month, year, weekday)
 SELECT start_time, {}, {}, {}, {}, {},
        CAST(CASE EXTRACT(dow FROM start_time) WHEN 0 THEN 7 ELSE EXTRACT(dow FROM start_time) END AS INTEGER)
-FROM (SELECT DISTINCT ts AS start_time FROM staging_events WHERE {PLAYS}) AS plays",
+FROM (SELECT DISTINCT ts AS start_time FROM staging_events WHERE {PLAYS}{time_changed}) AS plays",
         part("hour"),
         part("day"),
         part("week"),
         part("month"),
         part("year"),
     );
+    // Numbered from 0, or on from the largest number kept when plays are added.
+    let first_id = match scope {
+        Scope::All => String::new(),
+        Scope::Changed => "(SELECT COALESCE(MAX(songplay_id) + 1, 0) FROM ft_songplays) + ".into(),
+    };
     let (id_col, id_val) = if dialect.identity_songplays() {
-        ("", "")
+        (String::new(), String::new())
     } else {
         (
-            "songplay_id, ",
-            "ROW_NUMBER() OVER (ORDER BY p.ts, p.sessionId, p.itemInSession) - 1,\n       ",
+            "songplay_id, ".to_owned(),
+            format!(
+                "{first_id}ROW_NUMBER() OVER (ORDER BY p.ts, p.sessionId, p.itemInSession) - 1,\n       "
+            ),
         )
     };
     let matched_only = match mode {
@@ -607,7 +684,7 @@ WITH plays AS (
                         artist{c} ASC NULLS LAST, length ASC NULLS LAST
            ) AS rn
     FROM staging_events
-    WHERE {PLAYS}
+    WHERE {PLAYS}{plays_changed}
 ),
 matched AS (
     SELECT p.sessionId, p.itemInSession, s.song_id, s.artist_id,
@@ -629,6 +706,92 @@ LEFT JOIN matched AS m ON m.sessionId = p.sessionId AND m.itemInSession = p.item
 WHERE p.rn = 1{matched_only}"
     );
     vec![songplays, users, songs, artists, time]
+}
+
+/// The star tables created if missing (an incremental load keeps them), text columns sized
+/// by `widths` ([`star_widths`]).
+pub fn create_star_if_missing(dialect: &Dialect, widths: &Widths) -> Vec<String> {
+    STAR_TABLES
+        .iter()
+        .map(|t| create_table_if_missing_sized(t, dialect, widths))
+        .collect()
+}
+
+/// The staged rows of the files an incremental load removes (`events` and `songs`: their
+/// `file_id`s), noted before they are deleted in [`CHANGED_EVENTS`] and [`CHANGED_SONGS`]:
+/// temporary tables of the load's own connection, which no other session sees and
+/// [`maintain_star`] drops before the COMMIT. At most 1,000 ids a statement.
+pub fn note_removed(events: &[String], songs: &[String]) -> Vec<String> {
+    let mut out = vec![
+        format!(
+            "CREATE TEMPORARY TABLE {CHANGED_EVENTS} AS SELECT {EVENT_KEYS} FROM staging_events \
+             WHERE 1 = 0"
+        ),
+        format!(
+            "CREATE TEMPORARY TABLE {CHANGED_SONGS} AS SELECT {SONG_KEYS} FROM staging_songs \
+             WHERE 1 = 0"
+        ),
+    ];
+    for (table, keys, from, ids) in [
+        (CHANGED_EVENTS, EVENT_KEYS, "staging_events", events),
+        (CHANGED_SONGS, SONG_KEYS, "staging_songs", songs),
+    ] {
+        out.extend(ids.chunks(1000).map(|chunk| {
+            format!(
+                "INSERT INTO {table} SELECT {keys} FROM {from} WHERE etl_file_id IN ({})",
+                chunk.join(", ")
+            )
+        }));
+    }
+    out
+}
+
+/// What the star's rows depend on in a staging event: its user, session and time.
+const EVENT_KEYS: &str = "userId, sessionId, ts";
+/// What the star's rows depend on in a staging song: its ids, title and artist's name.
+const SONG_KEYS: &str = "song_id, artist_id, title, artist_name";
+
+/// An incremental load's star maintenance, once its rows are staged: the rows of the files
+/// it added (`etl_file_id >= first_new_id`) noted beside those removed ([`note_removed`]),
+/// the sessions to rebuild found, then each star table's rows of the changed keys deleted
+/// and made again from every staged row of those keys, by the same orders as
+/// [`transforms`]; so the star equals a full load's of the same files (but for
+/// `songplay_id`, which numbers added plays on from the largest kept). The temporary tables
+/// are dropped at the end.
+pub fn maintain_star(dialect: &Dialect, mode: SongplaysMode, first_new_id: i32) -> Vec<String> {
+    let mut out = vec![
+        format!(
+            "INSERT INTO {CHANGED_EVENTS} SELECT {EVENT_KEYS} FROM staging_events \
+             WHERE etl_file_id >= {first_new_id}"
+        ),
+        format!(
+            "INSERT INTO {CHANGED_SONGS} SELECT {SONG_KEYS} FROM staging_songs \
+             WHERE etl_file_id >= {first_new_id}"
+        ),
+        // A play's song may move when a song of its title and artist came or went.
+        format!(
+            "CREATE TEMPORARY TABLE {CHANGED_SESSIONS} AS
+SELECT sessionId FROM {CHANGED_EVENTS} WHERE sessionId IS NOT NULL
+UNION
+SELECT e.sessionId FROM staging_events AS e
+JOIN {CHANGED_SONGS} AS s ON s.title = e.song AND s.artist_name = e.artist
+WHERE e.page = 'NextSong' AND e.sessionId IS NOT NULL"
+        ),
+        format!(
+            "DELETE FROM ft_songplays WHERE session_id IN (SELECT sessionId FROM {CHANGED_SESSIONS})"
+        ),
+        format!("DELETE FROM dm_users WHERE user_id IN (SELECT userId FROM {CHANGED_EVENTS})"),
+        format!("DELETE FROM dm_songs WHERE song_id IN (SELECT song_id FROM {CHANGED_SONGS})"),
+        format!(
+            "DELETE FROM dm_artists WHERE artist_id IN (SELECT artist_id FROM {CHANGED_SONGS})"
+        ),
+        format!("DELETE FROM dm_time WHERE start_time IN (SELECT ts FROM {CHANGED_EVENTS})"),
+    ];
+    out.extend(star_inserts(dialect, mode, Scope::Changed));
+    out.extend(
+        [CHANGED_SESSIONS, CHANGED_EVENTS, CHANGED_SONGS].map(|t| format!("DROP TABLE {t}")),
+    );
+    out
 }
 
 /// `s` as a SQL string literal: quotes doubled; on Redshift, which reads a backslash as an

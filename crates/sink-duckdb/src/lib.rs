@@ -18,7 +18,7 @@ mod scan;
 use arrow::array::RecordBatch;
 use duckdb::Connection;
 use sparkify_core::checks;
-use sparkify_core::ledger;
+use sparkify_core::ledger::{self, Increment};
 use sparkify_core::model::{Rows, SLICE_ROWS, SONGPLAYS_SLICE_ROWS, SongplaysMode};
 use sparkify_core::sink::{self, Closing, QueryResult, Staged, TablesAction};
 use sparkify_core::sql::{self, Dialect};
@@ -514,7 +514,7 @@ impl DuckDbSink {
         let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
         let setup = match staged.increment() {
             Some(increment) => {
-                for s in sql::prepare_increment(&Dialect::DuckDb) {
+                for s in sql::prepare_increment(&Dialect::DuckDb, increment.rebuild) {
                     self.run(&tx, &s)?;
                 }
                 self.check_ledger(&tx, increment.digest)?;
@@ -553,7 +553,8 @@ impl DuckDbSink {
         // A full load's star tables are the whole tables: the keys DuckDB does not declare
         // are checked on them here, in one pass when in order, instead of by a GROUP BY over
         // the stored rows (at 1000x: 0.8 s and +250 MB for dm_time's 6.4 M times).
-        let full = staged.increment().is_none();
+        let increment = staged.increment().cloned();
+        let full = increment.is_none();
         for (table, rows) in finished.tables() {
             if !appends(transform, table) {
                 continue;
@@ -572,7 +573,7 @@ impl DuckDbSink {
         finished.star = None;
         self.run(&tx, RESET_LIMIT)?;
         staged.phase("checking keys and committing");
-        self.complete(tx, transform, &finished.staged, full)
+        self.complete(tx, transform, &finished.staged, increment.as_ref())
     }
 
     /// Appends `first` and the parts of `staged` that follow it while they are
@@ -708,18 +709,19 @@ impl DuckDbSink {
         Ok(())
     }
 
-    /// The end of every load: the SQL transforms when DuckDB builds the star, the counts
-    /// against `expected`, every key checked, the keys a full load's tables were created
-    /// without added (on a `full` load), COMMIT.
+    /// The end of every load: the SQL transforms when DuckDB builds the star (an incremental
+    /// load's maintenance), the counts against `expected`, every key checked, the keys a full
+    /// load's tables were created without added, COMMIT.
     fn complete(
         &self,
         tx: duckdb::Transaction<'_>,
         transform: Transform,
         expected: &[(&'static TableDef, u64)],
-        full: bool,
+        increment: Option<&Increment>,
     ) -> Result<()> {
+        let full = increment.is_none();
         if let Transform::Sql(mode) = transform {
-            for statement in sql::transforms(&Dialect::DuckDb, mode) {
+            for statement in sql::star_sql(&Dialect::DuckDb, mode, increment) {
                 self.run(&tx, &statement)?;
             }
         }

@@ -284,7 +284,7 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
             }
             Ok(())
         }
-        Step::CreateStar { dialect } => {
+        Step::CreateStar { dialect, keep } => {
             let mut staging = Widths::default();
             let measured = STAGING_TABLES
                 .iter()
@@ -297,7 +297,7 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
                     staging.note(table.name, column, bytes);
                 }
             }
-            for s in sql::recreate_star(dialect, &sql::star_widths(&staging)) {
+            for s in sql::star_tables(dialect, &sql::star_widths(&staging), *keep) {
                 client.batch_execute(&s).await.map_err(sql_error(&s))?;
             }
             Ok(())

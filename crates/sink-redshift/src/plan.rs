@@ -126,10 +126,10 @@ pub enum Step {
     /// An incremental load goes on only if `etl_files` is still what the run read, `digest`
     /// ([`sparkify_core::ledger::digest`]).
     CheckLedger { digest: u64 },
-    /// The star tables dropped and created once the staging tables hold the load's rows,
-    /// their text columns sized from the staging tables' longest values
-    /// ([`sql::star_widths`]).
-    CreateStar { dialect: Dialect },
+    /// The star tables dropped and created (`keep`: created if missing, as an incremental
+    /// load keeps them) once the staging tables hold the load's rows, their text columns
+    /// sized from the staging tables' longest values ([`sql::star_widths`]).
+    CreateStar { dialect: Dialect, keep: bool },
     /// Before the load's transaction (Redshift will not alter a column's type inside one):
     /// every staging column narrower than the step above the run's longest value widened to
     /// it.
@@ -180,8 +180,8 @@ impl Step {
                 table.name,
                 column_list(table)
             ),
-            Step::CreateStar { dialect } => {
-                let star = sql::recreate_star(dialect, &Widths::default());
+            Step::CreateStar { dialect, keep } => {
+                let star = sql::star_tables(dialect, &Widths::default(), *keep);
                 if !sizes(dialect) {
                     return format!(
                         "-- the star tables, once the staging tables are filled:\n{}",
@@ -259,7 +259,10 @@ pub fn load_plan(
     let (expected, widths) = (known.counts, &known.widths);
     let mut steps = Vec::new();
     if increment.is_some() && sizes(dialect) && !widths.0.is_empty() {
-        steps.push(Step::Widen(widths.clone()));
+        // The star tables a maintained load keeps, too: each as wide as its source needs.
+        let mut all = widths.clone();
+        all.merge(&sql::star_widths(widths));
+        steps.push(Step::Widen(all));
     }
     steps.push(Step::Sql("BEGIN".into()));
     steps.extend(lock_sql(dialect, lock_timeout).into_iter().map(|s| {
@@ -326,8 +329,13 @@ pub fn load_plan(
     }
     steps.push(Step::CreateStar {
         dialect: dialect.clone(),
+        keep: increment.is_some_and(|i| !i.rebuild),
     });
-    steps.extend(sql::transforms(dialect, mode).into_iter().map(Step::Sql));
+    steps.extend(
+        sql::star_sql(dialect, mode, increment)
+            .into_iter()
+            .map(Step::Sql),
+    );
     for table in [&LOAD_ERRORS, &ETL_FILES] {
         steps.push(match copy {
             None => Step::CopyIn { table },
@@ -361,7 +369,8 @@ pub fn sizes(dialect: &Dialect) -> bool {
 /// The widths the staging columns have now, as [`Step::Widen`] reads them.
 pub const WIDTHS_HELD: &str = "SELECT table_name, column_name, character_maximum_length \
      FROM information_schema.columns WHERE table_schema = current_schema() \
-     AND table_name IN ('staging_events', 'staging_songs') \
+     AND table_name IN ('staging_events', 'staging_songs', 'ft_songplays', 'dm_users', \
+     'dm_songs', 'dm_artists', 'dm_time') \
      AND character_maximum_length IS NOT NULL";
 
 /// The statements that widen the staging columns `held` (`(table, column, width)`, as

@@ -608,6 +608,8 @@ fn removing(events: &str, songs: &str) -> sparkify_core::ledger::Increment {
         digest: 42,
         kept: vec![],
         mode: SongplaysMode::Matched,
+        first_new_id: 8,
+        rebuild: false,
     }
 }
 

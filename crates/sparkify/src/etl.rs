@@ -44,6 +44,9 @@ pub struct Options {
     pub incremental: bool,
     /// With `incremental`: remove the rows of files no longer in the input.
     pub prune: bool,
+    /// With `incremental`: drop the star tables and build them again over every staged row,
+    /// instead of maintaining the rows of what changed.
+    pub rebuild: bool,
     /// How `s3://` inputs are reached.
     pub s3: S3Options,
     /// S3 GETs at a time.
@@ -69,6 +72,7 @@ impl Default for Options {
             in_flight: sparkify_core::source::DEFAULT_IN_FLIGHT,
             incremental: false,
             prune: false,
+            rebuild: false,
             s3: S3Options::default(),
             s3_concurrency: sparkify_s3::DEFAULT_CONCURRENCY,
             checks: None,
@@ -163,6 +167,14 @@ impl Etl {
     pub fn incremental(mut self, prune: bool) -> Self {
         self.options.incremental = true;
         self.options.prune = prune;
+        self
+    }
+
+    /// With [`Etl::incremental`]: drop the star tables and build them again over every
+    /// staged row, as a full load does, instead of maintaining the rows of the keys that
+    /// changed (the default; the tables are the same either way, but for `songplay_id`).
+    pub fn rebuild(mut self) -> Self {
+        self.options.rebuild = true;
         self
     }
 
@@ -385,10 +397,14 @@ impl Etl {
             ..opts.clone()
         };
         let remote = found.remote();
-        let against = held.map(|ledger| Against { ledger, remove });
+        let against = held.map(|ledger| Against {
+            ledger,
+            remove,
+            rebuild: s.rebuild,
+        });
         let first_id = against.as_ref().map_or(1, |a| a.ledger.next_id());
-        // An incremental load's star schema is rebuilt in the sink, over every staged row,
-        // as is every load's by a sink that builds it in SQL.
+        // An incremental load's star schema is the sink's to maintain (or rebuild), as is
+        // every load's by a sink that builds it in SQL.
         let in_sink = against.is_some() || sink.builds_star();
         let (model, push): (_, source::OnPart) = match in_sink {
             false => {

@@ -104,6 +104,8 @@ impl Default for StaleIncrement {
                 digest: 0,
                 kept: vec![],
                 mode: SongplaysMode::Matched,
+                first_new_id: 1,
+                rebuild: false,
             },
         }
     }
