@@ -1463,6 +1463,29 @@ fn analytics_html_report_renders_in_chromium_with_the_numbers() {
     }
     let ratio = &answers["free_vs_paid"][0];
     assert!(dom.contains(&format!("<td class=\"n\">{}</td>", ratio["ratio"])));
+    // The level history's weeks: a bar of upgrades a week, and each week's paid share.
+    let changes = dom
+        .split("data-chart=\"level_changes_by_week\"")
+        .nth(1)
+        .unwrap()
+        .split("</svg>")
+        .next()
+        .unwrap();
+    for row in answers["level_changes_by_week"].as_array().unwrap() {
+        let bar = format!(
+            "data-label=\"{} week {}\" data-value=\"{}\"",
+            row["year"], row["week"], row["upgrades"]
+        );
+        assert!(changes.contains(&bar), "{bar}");
+    }
+    let shares = dom.split("id=\"paid_share_by_week\"").nth(1).unwrap();
+    for row in answers["paid_share_by_week"].as_array().unwrap() {
+        let cell = format!(
+            "<td class=\"n\">{:.2}</td>",
+            row["paid_share"].as_f64().unwrap()
+        );
+        assert!(shares.contains(&cell), "{cell}");
+    }
     // The run's row counts and its rejects (the bad fixtures: 11 rejected records).
     let counts = dom.split("id=\"row_counts\"").nth(1).unwrap();
     assert!(counts.contains("<td>dm_time</td>"), "{counts}");

@@ -81,6 +81,8 @@ fn bars(answer: &Answer) -> Vec<(String, u64)> {
     let col = |name: &str| answer.columns.iter().position(|c| c == name);
     let value_col = match answer.key {
         "users_by_level" => col("users"),
+        "level_changes_by_week" => col("upgrades"),
+        "paid_share_by_week" => col("paid_plays"),
         "free_vs_paid" => return Vec::new(),
         _ => col("plays"),
     };
@@ -102,6 +104,9 @@ fn bars(answer: &Answer) -> Vec<(String, u64)> {
                 "users_by_level" => get(row, "level"),
                 "plays_by_weekday" => weekday(&get(row, "weekday")),
                 "plays_by_hour" => get(row, "hour"),
+                "level_changes_by_week" | "paid_share_by_week" => {
+                    format!("{} week {}", get(row, "year"), get(row, "week"))
+                }
                 "top_users" => format!(
                     "{} {} ({})",
                     get(row, "first_name"),

@@ -21,7 +21,7 @@ pub struct Question {
 }
 
 /// Every question, in report order.
-pub const QUESTIONS: [Question; 6] = [
+pub const QUESTIONS: [Question; 8] = [
     Question {
         key: "top_songs",
         title: "Top 10 songs by plays",
@@ -79,6 +79,34 @@ GROUP BY u.user_id, u.first_name, u.last_name, u.level
 ORDER BY plays DESC, u.user_id
 LIMIT 10",
     },
+    Question {
+        key: "level_changes_by_week",
+        title: "Upgrades (free to paid) and downgrades (paid to free) per week",
+        sql: "SELECT CAST(EXTRACT(year FROM valid_from) AS INTEGER) AS year,
+       CAST(EXTRACT(week FROM valid_from) AS INTEGER) AS week,
+       COUNT(CASE WHEN level = 'paid' THEN 1 END) AS upgrades,
+       COUNT(CASE WHEN level = 'free' THEN 1 END) AS downgrades
+FROM (
+    SELECT level, valid_from,
+           ROW_NUMBER() OVER (
+               PARTITION BY user_id ORDER BY valid_from, valid_to NULLS LAST, level
+           ) AS run
+    FROM dm_users_history
+) AS runs
+WHERE run > 1
+GROUP BY CAST(EXTRACT(year FROM valid_from) AS INTEGER), CAST(EXTRACT(week FROM valid_from) AS INTEGER)
+ORDER BY year, week",
+    },
+    Question {
+        key: "paid_share_by_week",
+        title: "Plays by paid users per week",
+        sql: "SELECT t.year, t.week, COUNT(*) AS plays,
+       COUNT(CASE WHEN p.level = 'paid' THEN 1 END) AS paid_plays
+FROM ft_songplays AS p
+JOIN dm_time AS t ON t.start_time = p.start_time
+GROUP BY t.year, t.week
+ORDER BY t.year, t.week",
+    },
 ];
 
 /// The last load's rejects by reason, most first (for a sink that holds `load_errors`).
@@ -134,14 +162,19 @@ pub fn answers(results: Vec<QueryResult>) -> Vec<Answer> {
     let mut out = Vec::new();
     for (q, r) in QUESTIONS.iter().zip(results) {
         let ratio = (q.key == "users_by_level").then(|| free_vs_paid(&r.rows));
+        let mut columns = r.columns;
         let rows = match q.key {
             "plays_by_hour" => every_hour(r.rows),
+            "paid_share_by_week" => {
+                columns.push("paid_share".into());
+                with_share(r.rows)
+            }
             _ => r.rows,
         };
         out.push(Answer {
             key: q.key,
             title: q.title,
-            columns: r.columns,
+            columns,
             rows,
         });
         out.extend(ratio);
@@ -165,6 +198,24 @@ fn every_hour(rows: Vec<Vec<Option<String>>>) -> Vec<Vec<Option<String>>> {
                 .flatten()
                 .unwrap_or_else(|| "0".into());
             vec![Some(h.to_string()), Some(plays)]
+        })
+        .collect()
+}
+
+/// Each week's rows (year, week, plays, paid plays) with the paid plays' share of the plays,
+/// to two decimals (worked out here: the sinks divide and round numbers differently).
+fn with_share(rows: Vec<Vec<Option<String>>>) -> Vec<Vec<Option<String>>> {
+    rows.into_iter()
+        .map(|mut r| {
+            let n = |i: usize| r.get(i)?.as_deref()?.parse::<u64>().ok();
+            let share = match (n(2), n(3)) {
+                (Some(plays), Some(paid)) if plays > 0 => {
+                    Some(format!("{:.2}", paid as f64 / plays as f64))
+                }
+                _ => None,
+            };
+            r.push(share);
+            r
         })
         .collect()
 }
@@ -205,6 +256,10 @@ mod tests {
         let ratio = free_vs_paid(&text(&[&["free", "75"], &["paid", "22"]]));
         assert_eq!(ratio.rows, text(&[&["75", "22", "3.41"]]));
         assert_eq!(free_vs_paid(&text(&[&["free", "3"]])).rows[0][2], None);
+        assert_eq!(
+            with_share(text(&[&["2018", "45", "200", "150"]])),
+            text(&[&["2018", "45", "200", "150", "0.75"]])
+        );
         assert_eq!(json_value(Some("37")), serde_json::json!(37));
         assert_eq!(json_value(Some("3.41")), serde_json::json!(3.41));
         assert_eq!(json_value(Some("1:2")), serde_json::json!("1:2"));

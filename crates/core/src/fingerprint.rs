@@ -122,6 +122,8 @@ fn canonical_sql(dialect: &Dialect, column: &Column) -> String {
             format!("strftime({c}, '%Y-%m-%dT%H:%M:%S.%fZ')")
         }
         (_, SqlType::Timestamp) => format!("to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"),
+        // Spelled out: Redshift will not cast a BOOLEAN to text.
+        (_, SqlType::Boolean) => format!("CASE WHEN {c} THEN 'true' WHEN NOT {c} THEN 'false' END"),
     }
 }
 
@@ -244,6 +246,7 @@ fn canonical_value(array: &dyn Array, ty: SqlType, row: usize) -> Result<Option<
         (SqlType::Double, DataType::Float64) => {
             crate::text::double(array.as_primitive::<Float64Type>().value(row))
         }
+        (SqlType::Boolean, DataType::Boolean) => array.as_boolean().value(row).to_string(),
         (SqlType::Timestamp, DataType::Timestamp(..)) => crate::time::micros_at(array, row)
             .map(crate::time::iso_micros)
             .ok_or("a timestamp out of range")?,

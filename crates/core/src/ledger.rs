@@ -297,6 +297,20 @@ pub fn increment_sql(increment: &Increment, dialect: &Dialect) -> Vec<String> {
     out
 }
 
+/// The star statements of a load once its rows are staged: every row made ([`crate::sql::transforms`];
+/// a full load, or an incremental one with `rebuild`), or an incremental load's changes
+/// maintained ([`crate::sql::maintain_star`]).
+pub fn star_sql(
+    dialect: &Dialect,
+    mode: SongplaysMode,
+    increment: Option<&Increment>,
+) -> Vec<String> {
+    match increment {
+        Some(inc) if !inc.rebuild => crate::sql::maintain_star(dialect, inc.mode, inc.first_new_id),
+        _ => crate::sql::transforms(dialect, mode),
+    }
+}
+
 /// `DELETE FROM table WHERE column IN (…)` for `values` (SQL text already), at most 1,000 a
 /// statement; none for no values.
 fn delete_in(table: &str, column: &str, values: &[String]) -> Vec<String> {

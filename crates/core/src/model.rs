@@ -21,7 +21,8 @@ mod events;
 mod rows;
 
 use crate::table::{
-    DM_ARTISTS, DM_SONGS, DM_TIME, DM_USERS, FT_SONGPLAYS, STAGING_SONGS, TableDef,
+    DM_ARTISTS, DM_SONGS, DM_TIME, DM_USERS, DM_USERS_HISTORY, FT_SONGPLAYS, STAGING_SONGS,
+    TableDef,
 };
 pub use events::{Songplays, StarBuilder};
 pub use rows::{Kept, Rows, SLICE_ROWS, SONGPLAYS_SLICE_ROWS, Times};
@@ -36,7 +37,7 @@ pub enum SongplaysMode {
     All,
 }
 
-/// The five tables of the star schema.
+/// The six tables of the star schema.
 #[derive(Debug, Clone)]
 pub struct StarSchema {
     /// Made a slice at a time as a sink takes it.
@@ -46,17 +47,19 @@ pub struct StarSchema {
     pub dm_artists: RecordBatch,
     /// Made a slice at a time as a sink takes it.
     pub dm_time: Times,
+    pub dm_users_history: RecordBatch,
 }
 
 impl StarSchema {
     /// The tables with their definitions, fact first.
-    pub fn tables(&self) -> [(&'static TableDef, Rows<'_>); 5] {
+    pub fn tables(&self) -> [(&'static TableDef, Rows<'_>); 6] {
         [
             (&FT_SONGPLAYS, Rows::Songplays(&self.ft_songplays)),
             (&DM_USERS, Rows::Batch(&self.dm_users)),
             (&DM_SONGS, Rows::Batch(&self.dm_songs)),
             (&DM_ARTISTS, Rows::Batch(&self.dm_artists)),
             (&DM_TIME, Rows::Times(&self.dm_time)),
+            (&DM_USERS_HISTORY, Rows::Batch(&self.dm_users_history)),
         ]
     }
 

@@ -6,8 +6,8 @@
 
 use crate::model::SongplaysMode;
 use crate::table::{
-    Column, DM_ARTISTS, DM_SONGS, DM_TIME, DM_USERS, ETL_FILES, ETL_RUNS, FT_SONGPLAYS,
-    LOAD_ERRORS, SCHEMA_DRIFT, SINK_TABLES, STAR_TABLES, SqlType, TableDef,
+    Column, DM_TIME, ETL_FILES, ETL_RUNS, FT_SONGPLAYS, LOAD_ERRORS, SCHEMA_DRIFT, SINK_TABLES,
+    STAR_TABLES, SqlType, TableDef,
 };
 
 /// `sparkify tables create` (drop, then create, every table) or `drop`.
@@ -112,6 +112,7 @@ impl Dialect {
             (Dialect::DuckDb, SqlType::Double) => "DOUBLE",
             (_, SqlType::Double) => "DOUBLE PRECISION",
             (_, SqlType::Timestamp) => "TIMESTAMP",
+            (_, SqlType::Boolean) => "BOOLEAN",
         }
     }
 
@@ -213,7 +214,7 @@ impl Widths {
 /// Where each text column of the star schema takes its values from: `(star table, column,
 /// staging table, column)`. The transforms copy them or make them shorter (a user agent
 /// without its quotes), so a star column is never wider than its source.
-pub const STAR_TEXT_SOURCES: [(&str, &str, &str, &str); 15] = [
+pub const STAR_TEXT_SOURCES: [(&str, &str, &str, &str); 16] = [
     ("ft_songplays", "level", "staging_events", "level"),
     ("ft_songplays", "song_id", "staging_songs", "song_id"),
     ("ft_songplays", "artist_id", "staging_songs", "artist_id"),
@@ -229,6 +230,7 @@ pub const STAR_TEXT_SOURCES: [(&str, &str, &str, &str); 15] = [
     ("dm_artists", "artist_id", "staging_songs", "artist_id"),
     ("dm_artists", "name", "staging_songs", "artist_name"),
     ("dm_artists", "location", "staging_songs", "artist_location"),
+    ("dm_users_history", "level", "staging_events", "level"),
 ];
 
 /// The star tables' widths from the staging tables' ([`STAR_TEXT_SOURCES`]). A column whose
@@ -462,20 +464,6 @@ pub fn star_tables(dialect: &Dialect, widths: &Widths, keep: bool) -> Vec<String
     }
 }
 
-/// The star statements of a load once its rows are staged: every row made ([`transforms`];
-/// a full load, or an incremental one with `rebuild`), or an incremental load's changes
-/// maintained ([`maintain_star`]).
-pub fn star_sql(
-    dialect: &Dialect,
-    mode: SongplaysMode,
-    increment: Option<&crate::ledger::Increment>,
-) -> Vec<String> {
-    match increment {
-        Some(inc) if !inc.rebuild => maintain_star(dialect, inc.mode, inc.first_new_id),
-        _ => transforms(dialect, mode),
-    }
-}
-
 /// The tables an incremental load appends to (every one but the star schema's) created if
 /// missing, their text columns sized by `widths` (on Redshift), and given what a sink loaded
 /// before the run history lacks.
@@ -552,9 +540,8 @@ pub fn transforms(dialect: &Dialect, mode: SongplaysMode) -> Vec<String> {
 enum Scope {
     /// Every row: the tables are empty.
     All,
-    /// The rows of the keys an incremental load changed ([`CHANGED_EVENTS`],
-    /// [`CHANGED_SONGS`], [`CHANGED_SESSIONS`]), whose old rows are gone; every row of a
-    /// table that is empty (one created by this load, or one every row of which changed).
+    /// The rows of the keys an incremental load changed ([`CHANGED_KEYS`]), whose old rows
+    /// are gone.
     Changed,
 }
 
@@ -563,50 +550,114 @@ enum Scope {
 pub const CHANGED_EVENTS: &str = "changed_events";
 /// The staging songs an incremental load removed or added: their ids, titles and artists.
 pub const CHANGED_SONGS: &str = "changed_songs";
-/// The sessions whose plays an incremental load rebuilds: those of the changed events, and
-/// those holding a play whose song match a changed song may move.
-pub const CHANGED_SESSIONS: &str = "changed_sessions";
 
-/// `key` is a changed one, or `table` is empty ([`Scope::Changed`]); nothing for
-/// [`Scope::All`].
-fn changed(scope: Scope, key: &str, column: &str, from: &str, table: &TableDef) -> String {
+/// Per star table, the temporary table of the keys whose rows an incremental load makes
+/// again, its column, and the query that fills it: the keys of the changed rows, and every
+/// key when the star table is empty (one this load created, say). `ft_songplays` is made
+/// again by session: a play's song may move when a song of its title and artist came or
+/// went. (`dm_users_history` shares `dm_users`' users.)
+pub const CHANGED_KEYS: [(&str, &str, &str); 5] = [
+    (
+        "changed_users",
+        "userId",
+        "SELECT userId FROM changed_events WHERE userId IS NOT NULL
+UNION
+SELECT userId FROM staging_events WHERE userId IS NOT NULL
+AND (NOT EXISTS (SELECT 1 FROM dm_users) OR NOT EXISTS (SELECT 1 FROM dm_users_history))",
+    ),
+    (
+        "changed_times",
+        "ts",
+        "SELECT ts FROM changed_events WHERE ts IS NOT NULL
+UNION
+SELECT ts FROM staging_events WHERE ts IS NOT NULL AND NOT EXISTS (SELECT 1 FROM dm_time)",
+    ),
+    (
+        "changed_sessions",
+        "sessionId",
+        "SELECT sessionId FROM changed_events WHERE sessionId IS NOT NULL
+UNION
+SELECT e.sessionId FROM staging_events AS e
+JOIN changed_songs AS s ON s.title = e.song AND s.artist_name = e.artist
+WHERE e.page = 'NextSong' AND e.sessionId IS NOT NULL
+UNION
+SELECT sessionId FROM staging_events WHERE sessionId IS NOT NULL
+AND NOT EXISTS (SELECT 1 FROM ft_songplays)",
+    ),
+    (
+        "changed_song_ids",
+        "song_id",
+        "SELECT song_id FROM changed_songs WHERE song_id IS NOT NULL
+UNION
+SELECT song_id FROM staging_songs WHERE song_id IS NOT NULL
+AND NOT EXISTS (SELECT 1 FROM dm_songs)",
+    ),
+    (
+        "changed_artist_ids",
+        "artist_id",
+        "SELECT artist_id FROM changed_songs WHERE artist_id IS NOT NULL
+UNION
+SELECT artist_id FROM staging_songs WHERE artist_id IS NOT NULL
+AND NOT EXISTS (SELECT 1 FROM dm_artists)",
+    ),
+];
+
+/// `AND key IN (the changed keys)` ([`Scope::Changed`], the keys of `CHANGED_KEYS[at]`);
+/// nothing for [`Scope::All`].
+fn changed(scope: Scope, key: &str, at: usize) -> String {
     match scope {
         Scope::All => String::new(),
-        Scope::Changed => format!(
-            " AND ({key} IN (SELECT {column} FROM {from}) OR NOT EXISTS (SELECT 1 FROM {}))",
-            table.name
-        ),
+        Scope::Changed => {
+            let (table, column, _) = CHANGED_KEYS[at];
+            format!(" AND {key} IN (SELECT {column} FROM {table})")
+        }
     }
 }
 
 fn star_inserts(dialect: &Dialect, mode: SongplaysMode, scope: Scope) -> Vec<String> {
     let c = dialect.collate();
-    let users_changed = changed(scope, "userId", "userId", CHANGED_EVENTS, &DM_USERS);
-    let songs_changed = changed(scope, "song_id", "song_id", CHANGED_SONGS, &DM_SONGS);
-    let artists_changed = changed(scope, "artist_id", "artist_id", CHANGED_SONGS, &DM_ARTISTS);
-    let time_changed = changed(scope, "ts", "ts", CHANGED_EVENTS, &DM_TIME);
-    let plays_changed = changed(
-        scope,
-        "sessionId",
-        "sessionId",
-        CHANGED_SESSIONS,
-        &FT_SONGPLAYS,
-    );
+    let users_changed = changed(scope, "userId", 0);
+    let time_changed = changed(scope, "ts", 1);
+    let plays_changed = changed(scope, "sessionId", 2);
+    let songs_changed = changed(scope, "song_id", 3);
+    let artists_changed = changed(scope, "artist_id", 4);
+    // Only a user's events at their latest time can come first: those are ranked (a user
+    // with no time at all: every event, each NULL time matching the stand-in).
     let users = format!(
         "INSERT INTO dm_users (user_id, first_name, last_name, gender, level)
 SELECT userId, firstName, lastName, gender, level
 FROM (
-    SELECT userId, firstName, lastName, gender, level,
+    SELECT e.userId, e.firstName, e.lastName, e.gender, e.level,
            ROW_NUMBER() OVER (
-               PARTITION BY userId
-               ORDER BY ts DESC NULLS LAST, itemInSession DESC NULLS LAST, sessionId DESC NULLS LAST,
-                        level{c} ASC NULLS LAST, firstName{c} ASC NULLS LAST,
-                        lastName{c} ASC NULLS LAST, gender{c} ASC NULLS LAST
+               PARTITION BY e.userId
+               ORDER BY e.ts DESC NULLS LAST, e.itemInSession DESC NULLS LAST, e.sessionId DESC NULLS LAST,
+                        e.level{c} ASC NULLS LAST, e.firstName{c} ASC NULLS LAST,
+                        e.lastName{c} ASC NULLS LAST, e.gender{c} ASC NULLS LAST
            ) AS rn
-    FROM staging_events
-    WHERE userId IS NOT NULL{users_changed}
+    FROM staging_events AS e
+    JOIN (
+        SELECT userId, MAX(ts) AS ts
+        FROM staging_events
+        WHERE userId IS NOT NULL{users_changed}
+        GROUP BY userId
+    ) AS last ON last.userId = e.userId
+             AND COALESCE(e.ts, {NO_TIME}) = COALESCE(last.ts, {NO_TIME})
 ) AS latest
 WHERE rn = 1"
+    );
+    let history = format!(
+        "INSERT INTO dm_users_history (user_id, level, valid_from, valid_to, is_current)
+SELECT userId, level, ts,
+       LEAD(ts) OVER (PARTITION BY userId ORDER BY {HISTORY_ORDER}),
+       LEAD(ts) OVER (PARTITION BY userId ORDER BY {HISTORY_ORDER}) IS NULL
+FROM (
+    SELECT userId, level, ts, itemInSession, sessionId,
+           LAG(level) OVER (PARTITION BY userId ORDER BY {HISTORY_ORDER}) AS previous
+    FROM staging_events
+    WHERE userId IS NOT NULL AND level IS NOT NULL AND ts IS NOT NULL{users_changed}
+) AS ordered
+WHERE previous IS NULL OR previous <> level",
+        HISTORY_ORDER = history_order(c),
     );
     let songs = format!(
         "INSERT INTO dm_songs (song_id, title, artist_id, year, duration)
@@ -705,7 +756,19 @@ FROM plays AS p
 LEFT JOIN matched AS m ON m.sessionId = p.sessionId AND m.itemInSession = p.itemInSession AND m.rn = 1
 WHERE p.rn = 1{matched_only}"
     );
-    vec![songplays, users, songs, artists, time]
+    vec![songplays, users, songs, artists, time, history]
+}
+
+/// A time no event has, standing in for NULL where times are compared for equality.
+const NO_TIME: &str = "TIMESTAMP '0001-01-01 00:00:00'";
+
+/// SPEC's order of a user's events in the level history: ts, itemInSession, sessionId,
+/// ascending (NULLs last), then level by bytes, so that it is total.
+fn history_order(c: &str) -> String {
+    format!(
+        "ts ASC NULLS LAST, itemInSession ASC NULLS LAST, sessionId ASC NULLS LAST, \
+         level{c} ASC NULLS LAST"
+    )
 }
 
 /// The star tables created if missing (an incremental load keeps them), text columns sized
@@ -768,28 +831,30 @@ pub fn maintain_star(dialect: &Dialect, mode: SongplaysMode, first_new_id: i32) 
             "INSERT INTO {CHANGED_SONGS} SELECT {SONG_KEYS} FROM staging_songs \
              WHERE etl_file_id >= {first_new_id}"
         ),
-        // A play's song may move when a song of its title and artist came or went.
-        format!(
-            "CREATE TEMPORARY TABLE {CHANGED_SESSIONS} AS
-SELECT sessionId FROM {CHANGED_EVENTS} WHERE sessionId IS NOT NULL
-UNION
-SELECT e.sessionId FROM staging_events AS e
-JOIN {CHANGED_SONGS} AS s ON s.title = e.song AND s.artist_name = e.artist
-WHERE e.page = 'NextSong' AND e.sessionId IS NOT NULL"
-        ),
-        format!(
-            "DELETE FROM ft_songplays WHERE session_id IN (SELECT sessionId FROM {CHANGED_SESSIONS})"
-        ),
-        format!("DELETE FROM dm_users WHERE user_id IN (SELECT userId FROM {CHANGED_EVENTS})"),
-        format!("DELETE FROM dm_songs WHERE song_id IN (SELECT song_id FROM {CHANGED_SONGS})"),
-        format!(
-            "DELETE FROM dm_artists WHERE artist_id IN (SELECT artist_id FROM {CHANGED_SONGS})"
-        ),
-        format!("DELETE FROM dm_time WHERE start_time IN (SELECT ts FROM {CHANGED_EVENTS})"),
     ];
+    out.extend(
+        CHANGED_KEYS
+            .iter()
+            .map(|(table, _, fill)| format!("CREATE TEMPORARY TABLE {table} AS\n{fill}")),
+    );
+    out.extend(
+        [
+            "DELETE FROM ft_songplays WHERE session_id IN (SELECT sessionId FROM changed_sessions)",
+            "DELETE FROM dm_users WHERE user_id IN (SELECT userId FROM changed_users)",
+            "DELETE FROM dm_users_history WHERE user_id IN (SELECT userId FROM changed_users)",
+            "DELETE FROM dm_songs WHERE song_id IN (SELECT song_id FROM changed_song_ids)",
+            "DELETE FROM dm_artists WHERE artist_id IN (SELECT artist_id FROM changed_artist_ids)",
+            "DELETE FROM dm_time WHERE start_time IN (SELECT ts FROM changed_times)",
+        ]
+        .map(str::to_owned),
+    );
     out.extend(star_inserts(dialect, mode, Scope::Changed));
     out.extend(
-        [CHANGED_SESSIONS, CHANGED_EVENTS, CHANGED_SONGS].map(|t| format!("DROP TABLE {t}")),
+        CHANGED_KEYS
+            .iter()
+            .map(|(table, _, _)| *table)
+            .chain([CHANGED_EVENTS, CHANGED_SONGS])
+            .map(|t| format!("DROP TABLE {t}")),
     );
     out
 }

@@ -18,6 +18,8 @@ pub enum SqlType {
     Double,
     /// A timestamp without time zone, kept to the millisecond (UTC by convention).
     Timestamp,
+    /// True or false.
+    Boolean,
 }
 
 impl SqlType {
@@ -29,6 +31,7 @@ impl SqlType {
             SqlType::BigInt => DataType::Int64,
             SqlType::Double => DataType::Float64,
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
+            SqlType::Boolean => DataType::Boolean,
         }
     }
 }
@@ -155,7 +158,7 @@ pub const ETL_FILE_ID: Column = Column {
     width: None,
 };
 
-use SqlType::{BigInt, Double, Integer, Text, Timestamp};
+use SqlType::{BigInt, Boolean, Double, Integer, Text, Timestamp};
 
 /// Every valid event of every page, columns named as the JSON keys.
 pub const STAGING_EVENTS: TableDef = TableDef {
@@ -230,6 +233,22 @@ pub const DM_USERS: TableDef = TableDef {
         col("level", Text),
     ],
     primary_key: &["user_id"],
+};
+
+/// A user's level over event time, a type-2 slowly changing dimension: a row per run of
+/// consecutive events at one level (SPEC's order), from its first event to the next run's.
+pub const DM_USERS_HISTORY: TableDef = TableDef {
+    name: "dm_users_history",
+    columns: &[
+        req("user_id", Integer),
+        req("level", Text),
+        req("valid_from", Timestamp),
+        col("valid_to", Timestamp),
+        req("is_current", Boolean),
+    ],
+    // No key: two runs of a user may start at one time (events that share a `ts`, ordered
+    // by itemInSession), and such data must load.
+    primary_key: &[],
 };
 
 pub const DM_SONGS: TableDef = TableDef {
@@ -359,13 +378,19 @@ pub const ETL_RUNS: TableDef = TableDef {
 /// The staging tables: every valid input record, as read.
 pub const STAGING_TABLES: [&TableDef; 2] = [&STAGING_EVENTS, &STAGING_SONGS];
 
-/// The five tables of the star schema, fact first.
-pub const STAR_TABLES: [&TableDef; 5] =
-    [&FT_SONGPLAYS, &DM_USERS, &DM_SONGS, &DM_ARTISTS, &DM_TIME];
+/// The six tables of the star schema, fact first.
+pub const STAR_TABLES: [&TableDef; 6] = [
+    &FT_SONGPLAYS,
+    &DM_USERS,
+    &DM_SONGS,
+    &DM_ARTISTS,
+    &DM_TIME,
+    &DM_USERS_HISTORY,
+];
 
 /// Every table of the warehouse, in the order a run reports them: what `verify` compares and
 /// `analytics` counts.
-pub const ALL_TABLES: [&TableDef; 8] = [
+pub const ALL_TABLES: [&TableDef; 9] = [
     &STAGING_EVENTS,
     &STAGING_SONGS,
     &FT_SONGPLAYS,
@@ -373,12 +398,13 @@ pub const ALL_TABLES: [&TableDef; 8] = [
     &DM_SONGS,
     &DM_ARTISTS,
     &DM_TIME,
+    &DM_USERS_HISTORY,
     &LOAD_ERRORS,
 ];
 
 /// Every table a sink writes: [`ALL_TABLES`] and the ledger of input files, [`ETL_FILES`].
-pub const SINK_TABLES: [&TableDef; 9] = {
-    let mut out = [&ETL_FILES; 9];
+pub const SINK_TABLES: [&TableDef; 10] = {
+    let mut out = [&ETL_FILES; 10];
     let mut i = 0;
     while i < ALL_TABLES.len() {
         out[i] = ALL_TABLES[i];

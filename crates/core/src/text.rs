@@ -29,6 +29,11 @@ pub fn value(array: &dyn Array, row: usize) -> Option<String> {
         DataType::Int32 => array.as_primitive::<Int32Type>().value(row).to_string(),
         DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_string(),
         DataType::Float64 => double(array.as_primitive::<Float64Type>().value(row)),
+        // PostgreSQL's `t` and `f`.
+        DataType::Boolean => match array.as_boolean().value(row) {
+            true => "t".to_owned(),
+            false => "f".to_owned(),
+        },
         DataType::Timestamp(..) => match crate::time::micros_at(array, row) {
             Some(us) => crate::time::text_micros(us),
             None => "<out of range>".to_owned(),

@@ -68,7 +68,8 @@ fn real_data_gives_spec_counts() {
             ("dm_users", 97),
             ("dm_songs", 14896),
             ("dm_artists", 9553),
-            ("dm_time", 6813)
+            ("dm_time", 6813),
+            ("dm_users_history", 106)
         ]
     );
     let all = model::build(&r.events.batch, &r.songs.batch, SongplaysMode::All).unwrap();
@@ -911,5 +912,76 @@ fn every_invalid_case_of_json_test_suite_gives_a_reject() {
         "{} invalid cases gave no reject:\n{}",
         silent.len(),
         silent.join("\n")
+    );
+}
+
+/// `dm_users_history` of `lines` (NDJSON events), as `user,level,from,to,current` rows.
+fn history_of(lines: &[String]) -> Vec<String> {
+    let (events, rejects) = stream((lines.join("\n") + "\n").as_bytes(), 1 << 20, 2);
+    assert!(rejects.is_empty(), "{rejects:?}");
+    let songs = RecordBatch::new_empty(STAGING_SONGS.input_schema());
+    let star = model::build(&events, &songs, SongplaysMode::Matched).unwrap();
+    let h = &star.dm_users_history;
+    let ts = |c: usize, row: usize| {
+        let a = h
+            .column(c)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        if a.is_valid(row) {
+            a.value(row).to_string()
+        } else {
+            "NULL".into()
+        }
+    };
+    (0..h.num_rows())
+        .map(|r| {
+            format!(
+                "{},{},{},{},{}",
+                h.column(0).as_primitive::<Int32Type>().value(r),
+                h.column(1).as_string::<i32>().value(r),
+                ts(2, r),
+                ts(3, r),
+                h.column(4).as_boolean().value(r)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_users_level_history_is_a_row_per_run_of_one_level_in_any_order() {
+    let event = |user: u32, ts: i64, item: u32, level: &str| {
+        format!(
+            r#"{{"userId":"{user}","level":"{level}","ts":{ts},"itemInSession":{item},"sessionId":1,"page":"Home"}}"#
+        )
+    };
+    // Free, paid, free, paid: four runs. User 8 never changes; an event without a level
+    // does not end a run.
+    let lines = vec![
+        event(7, 1_000, 0, "free"),
+        event(7, 2_000, 1, "free"),
+        event(8, 2_500, 0, "paid"),
+        event(7, 3_000, 2, "paid"),
+        r#"{"userId":"7","ts":3500,"itemInSession":3,"sessionId":1,"page":"Home"}"#.to_owned(),
+        event(7, 4_000, 4, "free"),
+        event(7, 5_000, 5, "free"),
+        event(8, 9_000, 1, "paid"),
+        event(7, 6_000, 6, "paid"),
+    ];
+    // In column order: user, level, from.
+    let want = [
+        "7,free,1000,3000,false",
+        "7,free,4000,6000,false",
+        "7,paid,3000,4000,false",
+        "7,paid,6000,NULL,true",
+        "8,paid,2500,NULL,true",
+    ];
+    assert_eq!(history_of(&lines), want);
+    let mut reversed = lines.clone();
+    reversed.reverse();
+    assert_eq!(history_of(&reversed), want, "the same in reverse order");
+    // Two events at one time: itemInSession, then sessionId order them.
+    let tied = vec![event(9, 1_000, 2, "paid"), event(9, 1_000, 1, "free")];
+    assert_eq!(
+        history_of(&tied),
+        ["9,free,1000,1000,false", "9,paid,1000,NULL,true"]
     );
 }

@@ -721,7 +721,7 @@ impl DuckDbSink {
     ) -> Result<()> {
         let full = increment.is_none();
         if let Transform::Sql(mode) = transform {
-            for statement in sql::star_sql(&Dialect::DuckDb, mode, increment) {
+            for statement in ledger::star_sql(&Dialect::DuckDb, mode, increment) {
                 self.run(&tx, &statement)?;
             }
         }

@@ -23,6 +23,7 @@ enum Value<'a> {
     BigInt(Option<i64>),
     Double(Option<f64>),
     Timestamp(Option<NaiveDateTime>),
+    Bool(Option<bool>),
 }
 
 impl ToSql for Value<'_> {
@@ -37,6 +38,7 @@ impl ToSql for Value<'_> {
             Value::BigInt(v) => v.to_sql(ty, out),
             Value::Double(v) => v.to_sql(ty, out),
             Value::Timestamp(v) => v.to_sql(ty, out),
+            Value::Bool(v) => v.to_sql(ty, out),
         }
     }
 
@@ -47,6 +49,7 @@ impl ToSql for Value<'_> {
             Type::INT8,
             Type::FLOAT8,
             Type::TIMESTAMP,
+            Type::BOOL,
         ]
         .contains(ty)
     }
@@ -61,6 +64,7 @@ fn pg_type(ty: SqlType) -> Type {
         SqlType::BigInt => Type::INT8,
         SqlType::Double => Type::FLOAT8,
         SqlType::Timestamp => Type::TIMESTAMP,
+        SqlType::Boolean => Type::BOOL,
     }
 }
 
@@ -77,6 +81,7 @@ fn value<'a>(batch: &'a RecordBatch, col: usize, ty: SqlType, row: usize) -> Val
                 .then(|| a.as_primitive::<TimestampMillisecondType>().value(row))
                 .and_then(sparkify_core::time::naive),
         ),
+        SqlType::Boolean => Value::Bool(valid.then(|| a.as_boolean().value(row))),
     }
 }
 

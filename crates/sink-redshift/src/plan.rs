@@ -332,7 +332,7 @@ pub fn load_plan(
         keep: increment.is_some_and(|i| !i.rebuild),
     });
     steps.extend(
-        sql::star_sql(dialect, mode, increment)
+        ledger::star_sql(dialect, mode, increment)
             .into_iter()
             .map(Step::Sql),
     );
@@ -543,6 +543,7 @@ pub(crate) fn insert_rows_sql(table: &TableDef, batch: &RecordBatch) -> Vec<Stri
                     &d
                 )
             ),
+            SqlType::Boolean => c.as_boolean().value(row).to_string(),
             SqlType::Timestamp => format!(
                 "TIMESTAMP '{}'",
                 sparkify_core::time::text(c.as_primitive::<TimestampMillisecondType>().value(row))

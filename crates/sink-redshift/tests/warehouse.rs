@@ -25,11 +25,15 @@ fn sink(pg: &PgServer, mode: SongplaysMode) -> WarehouseSink {
     WarehouseSink::new(WarehouseConfig::postgres(&pg.url(), mode))
 }
 
-/// A table from the server, rows in key order (text keys by bytes).
+/// A table from the server, rows in key order (text keys by bytes); a table without a key
+/// by every column.
 fn server_rows(sink: &WarehouseSink, table: &TableDef) -> Vec<Vec<Option<String>>> {
     let cols: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
-    let order: Vec<String> = table
-        .primary_key
+    let key: &[&str] = match table.primary_key {
+        [] => &cols,
+        key => key,
+    };
+    let order: Vec<String> = key
         .iter()
         .map(|k| {
             let text = table

@@ -1,7 +1,8 @@
 //! The events' side of the star schema as a running state: batches of `staging_events` are
 //! pushed as they are decoded, in any order and of any size, and the state keeps only what
-//! the tables need: per user the preferred event so far, and per play its natural key, time,
-//! the columns its dedup order compares. Text is interned (each distinct string once), so a
+//! the tables need: per user the preferred event so far and each event's level and place (for
+//! the level history), and per play its natural key, time, the columns its dedup order
+//! compares. Text is interned (each distinct string once), so a
 //! play costs 56 bytes whatever its strings' lengths. The songs are the lookup side, given to
 //! [`StarBuilder::finish`]: only the plays kept are matched, and the songs can be read while
 //! the events are.
@@ -12,7 +13,9 @@ use std::cmp::Ordering;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
+};
 use arrow::datatypes::{Float64Type, Int32Type, TimestampMillisecondType};
 
 use super::{
@@ -20,7 +23,7 @@ use super::{
     strings, strip_quotes, timestamps,
 };
 use crate::error::Result;
-use crate::table::{DM_USERS, FT_SONGPLAYS, STAGING_EVENTS};
+use crate::table::{DM_USERS, DM_USERS_HISTORY, FT_SONGPLAYS, STAGING_EVENTS};
 
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -170,6 +173,16 @@ fn prefer_user(a: &UserView<'_>, b: &UserView<'_>) -> Ordering {
         })
 }
 
+/// An event's place in its user's level history: an event with a user, a level and a time.
+#[derive(Debug, Clone, Copy)]
+struct LevelEvent {
+    user: i32,
+    ts: i64,
+    item: Option<i32>,
+    session: Option<i32>,
+    level: u32,
+}
+
 /// One play (a `NextSong` event with ts, sessionId and itemInSession).
 #[derive(Debug, Clone, Copy)]
 struct Play {
@@ -218,6 +231,8 @@ pub struct StarBuilder {
     mode: SongplaysMode,
     interned: Strings,
     users: Map<i32, UserPick>,
+    /// Every event with a user, level and time, for `dm_users_history`.
+    levels: Vec<LevelEvent>,
     plays: Plays,
     events: u64,
 }
@@ -383,6 +398,7 @@ impl StarBuilder {
             mode,
             interned: Strings::default(),
             users: Map::default(),
+            levels: Vec::new(),
             plays: Plays::default(),
             events: 0,
         }
@@ -414,6 +430,7 @@ impl StarBuilder {
         let StarBuilder {
             interned,
             users,
+            levels,
             plays,
             ..
         } = self;
@@ -427,6 +444,15 @@ impl StarBuilder {
         };
         for i in 0..b.num_rows() {
             let Some(u) = opt(&user, i) else { continue };
+            if let (Some(t), Some(l)) = (opt(&ts, i), opt(&level, i)) {
+                levels.push(LevelEvent {
+                    user: u,
+                    ts: t,
+                    item: opt(&item, i),
+                    session: opt(&session, i),
+                    level: interned.id_after(Some(l), &mut last.level),
+                });
+            }
             let row = UserView {
                 ts: opt(&ts, i),
                 item: opt(&item, i),
@@ -526,6 +552,14 @@ impl StarBuilder {
                 (times, plays)
             }
         };
+        let mut levels: Vec<LevelEvent> =
+            Vec::with_capacity(builders.iter().map(|b| b.levels.len()).sum());
+        for (b, ids) in builders.iter().zip(&mut ids) {
+            levels.extend(b.levels.iter().map(|e| LevelEvent {
+                level: ids.map(&mut interned, e.level),
+                ..*e
+            }));
+        }
         let mut users: Map<i32, UserPick> = Map::default();
         for (b, ids) in builders.iter().zip(&mut ids) {
             for (&u, pick) in &b.users {
@@ -554,16 +588,21 @@ impl StarBuilder {
                 .cmp(&(b.session, b.item))
                 .then_with(|| prefer_play(&interned, a, b))
         });
-        let ((ft_songplays, dm_users), dm_time) = rayon::join(
+        let ((ft_songplays, (dm_users, dm_users_history)), dm_time) = rayon::join(
             || {
                 let dm_users = users_batch(&users, &interned);
-                (songplays(plays, interned, &so, &by_name, mode), dm_users)
+                let history = history_batch(levels, &interned);
+                (
+                    songplays(plays, interned, &so, &by_name, mode),
+                    (dm_users, history),
+                )
             },
             || time(times),
         );
         Ok(StarSchema {
             ft_songplays,
             dm_users: dm_users?,
+            dm_users_history: dm_users_history?,
             dm_songs: dim_songs(&so)?,
             dm_artists: artists(&so)?,
             dm_time,
@@ -856,6 +895,60 @@ fn users_batch(users: &Map<i32, UserPick>, interned: &Strings) -> Result<RecordB
             text(|u| u.last_name),
             text(|u| u.gender),
             text(|u| u.level),
+        ],
+    )?)
+}
+
+/// `dm_users_history`: each user's events in SPEC's order (ts, itemInSession, sessionId,
+/// ascending, NULLs last; then level, by bytes, so that the order is total), a row per run of
+/// consecutive events at one level, valid from its first event's time to the next run's.
+fn history_batch(mut events: Vec<LevelEvent>, interned: &Strings) -> Result<RecordBatch> {
+    events.par_sort_unstable_by(|a, b| {
+        (a.user, a.ts)
+            .cmp(&(b.user, b.ts))
+            .then_with(|| asc(a.item, b.item))
+            .then_with(|| asc(a.session, b.session))
+            .then_with(|| interned.text(a.level).cmp(interned.text(b.level)))
+    });
+    // (user, level, valid from) of each run's first event.
+    let mut runs: Vec<(i32, u32, i64)> = Vec::new();
+    for e in &events {
+        if runs
+            .last()
+            .is_none_or(|&(u, l, _)| (u, l) != (e.user, e.level))
+        {
+            runs.push((e.user, e.level, e.ts));
+        }
+    }
+    // (user, level, from, to): each run until the next of its user.
+    let mut rows: Vec<(i32, u32, i64, Option<i64>)> = (0..runs.len())
+        .map(|i| {
+            let (user, level, from) = runs[i];
+            let to = runs.get(i + 1).filter(|n| n.0 == user).map(|n| n.2);
+            (user, level, from, to)
+        })
+        .collect();
+    // Written in column order, as a table without a key is compared (NULL last).
+    rows.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| interned.text(a.1).cmp(interned.text(b.1)))
+            .then_with(|| a.2.cmp(&b.2))
+            .then_with(|| asc(a.3, b.3))
+    });
+    Ok(RecordBatch::try_new(
+        DM_USERS_HISTORY.schema(),
+        vec![
+            ints(rows.iter().map(|r| Some(r.0))),
+            strings(rows.iter().map(|r| interned.get(r.1))),
+            Arc::new(TimestampMillisecondArray::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampMillisecondArray::from(
+                rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+            )),
+            Arc::new(BooleanArray::from(
+                rows.iter().map(|r| r.3.is_none()).collect::<Vec<_>>(),
+            )),
         ],
     )?)
 }
