@@ -645,19 +645,20 @@ FROM (
 ) AS latest
 WHERE rn = 1"
     );
-    let history = format!(
-        "INSERT INTO dm_users_history (user_id, level, valid_from, valid_to, is_current)
-SELECT userId, level, ts,
-       LEAD(ts) OVER (PARTITION BY userId ORDER BY {HISTORY_ORDER}),
-       LEAD(ts) OVER (PARTITION BY userId ORDER BY {HISTORY_ORDER}) IS NULL
-FROM (
-    SELECT userId, level, ts, itemInSession, sessionId,
-           LAG(level) OVER (PARTITION BY userId ORDER BY {HISTORY_ORDER}) AS previous
-    FROM staging_events
-    WHERE userId IS NOT NULL AND level IS NOT NULL AND ts IS NOT NULL{users_changed}
-) AS ordered
-WHERE previous IS NULL OR previous <> level",
-        HISTORY_ORDER = history_order(c),
+    // Maintained, a user whose added events all come after their others only extends their
+    // history ([`maintain_star`]); the others' histories are made again.
+    let history_changed = match scope {
+        Scope::All => String::new(),
+        Scope::Changed => {
+            format!("{users_changed} AND userId NOT IN (SELECT userId FROM {APPENDED_USERS})")
+        }
+    };
+    let history = history_insert(
+        c,
+        &format!(
+            "(SELECT userId, level, ts, itemInSession, sessionId FROM staging_events
+      WHERE userId IS NOT NULL AND level IS NOT NULL AND ts IS NOT NULL{history_changed}) AS events"
+        ),
     );
     let songs = format!(
         "INSERT INTO dm_songs (song_id, title, artist_id, year, duration)
@@ -759,6 +760,30 @@ WHERE p.rn = 1{matched_only}"
     vec![songplays, users, songs, artists, time, history]
 }
 
+/// `dm_users_history`'s rows of `events` (a FROM item of a user's events with their
+/// `userId`, `level`, `ts`, `itemInSession` and `sessionId`): a run starts where the level
+/// differs from the previous event's, and lasts until the next run starts.
+fn history_insert(c: &str, events: &str) -> String {
+    format!(
+        "INSERT INTO dm_users_history (user_id, level, valid_from, valid_to, is_current)
+SELECT userId, level, ts,
+       LEAD(ts) OVER (PARTITION BY userId ORDER BY {order}),
+       LEAD(ts) OVER (PARTITION BY userId ORDER BY {order}) IS NULL
+FROM (
+    SELECT userId, level, ts, itemInSession, sessionId,
+           LAG(level) OVER (PARTITION BY userId ORDER BY {order}) AS previous
+    FROM {events}
+) AS ordered
+WHERE previous IS NULL OR previous <> level",
+        order = history_order(c),
+    )
+}
+
+/// The users whose history an incremental load extends rather than makes again: a history
+/// already, no event removed, and every added event (with a level and a time) later than
+/// every other; with their current run's level and start, where the extension begins.
+pub const APPENDED_USERS: &str = "appended_users";
+
 /// A time no event has, standing in for NULL where times are compared for equality.
 const NO_TIME: &str = "TIMESTAMP '0001-01-01 00:00:00'";
 
@@ -787,8 +812,8 @@ pub fn create_star_if_missing(dialect: &Dialect, widths: &Widths) -> Vec<String>
 pub fn note_removed(events: &[String], songs: &[String]) -> Vec<String> {
     let mut out = vec![
         format!(
-            "CREATE TEMPORARY TABLE {CHANGED_EVENTS} AS SELECT {EVENT_KEYS} FROM staging_events \
-             WHERE 1 = 0"
+            "CREATE TEMPORARY TABLE {CHANGED_EVENTS} AS SELECT {EVENT_KEYS}, TRUE AS removed \
+             FROM staging_events WHERE 1 = 0"
         ),
         format!(
             "CREATE TEMPORARY TABLE {CHANGED_SONGS} AS SELECT {SONG_KEYS} FROM staging_songs \
@@ -796,7 +821,7 @@ pub fn note_removed(events: &[String], songs: &[String]) -> Vec<String> {
         ),
     ];
     for (table, keys, from, ids) in [
-        (CHANGED_EVENTS, EVENT_KEYS, "staging_events", events),
+        (CHANGED_EVENTS, REMOVED_EVENT_KEYS, "staging_events", events),
         (CHANGED_SONGS, SONG_KEYS, "staging_songs", songs),
     ] {
         out.extend(ids.chunks(1000).map(|chunk| {
@@ -811,6 +836,8 @@ pub fn note_removed(events: &[String], songs: &[String]) -> Vec<String> {
 
 /// What the star's rows depend on in a staging event: its user, session and time.
 const EVENT_KEYS: &str = "userId, sessionId, ts";
+/// [`EVENT_KEYS`] of a removed event, marked so.
+const REMOVED_EVENT_KEYS: &str = "userId, sessionId, ts, TRUE";
 /// What the star's rows depend on in a staging song: its ids, title and artist's name.
 const SONG_KEYS: &str = "song_id, artist_id, title, artist_name";
 
@@ -824,7 +851,7 @@ const SONG_KEYS: &str = "song_id, artist_id, title, artist_name";
 pub fn maintain_star(dialect: &Dialect, mode: SongplaysMode, first_new_id: i32) -> Vec<String> {
     let mut out = vec![
         format!(
-            "INSERT INTO {CHANGED_EVENTS} SELECT {EVENT_KEYS} FROM staging_events \
+            "INSERT INTO {CHANGED_EVENTS} SELECT {EVENT_KEYS}, FALSE FROM staging_events \
              WHERE etl_file_id >= {first_new_id}"
         ),
         format!(
@@ -837,11 +864,31 @@ pub fn maintain_star(dialect: &Dialect, mode: SongplaysMode, first_new_id: i32) 
             .iter()
             .map(|(table, _, fill)| format!("CREATE TEMPORARY TABLE {table} AS\n{fill}")),
     );
+    // Read before their current rows go.
+    out.push(format!(
+        "CREATE TEMPORARY TABLE {APPENDED_USERS} AS
+SELECT h.user_id AS userId, h.level, h.valid_from
+FROM dm_users_history AS h
+JOIN (
+    SELECT userId, MIN(ts) AS first_ts FROM staging_events
+    WHERE etl_file_id >= {first_new_id} AND userId IS NOT NULL AND level IS NOT NULL AND ts IS NOT NULL
+    GROUP BY userId
+) AS added ON added.userId = h.user_id
+JOIN (
+    SELECT userId, MAX(ts) AS last_ts FROM staging_events
+    WHERE etl_file_id < {first_new_id} AND userId IN (SELECT userId FROM changed_users)
+      AND level IS NOT NULL AND ts IS NOT NULL
+    GROUP BY userId
+) AS kept ON kept.userId = h.user_id
+WHERE h.is_current AND added.first_ts > kept.last_ts
+  AND h.user_id NOT IN (SELECT userId FROM {CHANGED_EVENTS} WHERE removed AND userId IS NOT NULL)"
+    ));
     out.extend(
         [
             "DELETE FROM ft_songplays WHERE session_id IN (SELECT sessionId FROM changed_sessions)",
             "DELETE FROM dm_users WHERE user_id IN (SELECT userId FROM changed_users)",
-            "DELETE FROM dm_users_history WHERE user_id IN (SELECT userId FROM changed_users)",
+            "DELETE FROM dm_users_history WHERE user_id IN (SELECT userId FROM changed_users) \
+             AND (is_current OR user_id NOT IN (SELECT userId FROM appended_users))",
             "DELETE FROM dm_songs WHERE song_id IN (SELECT song_id FROM changed_song_ids)",
             "DELETE FROM dm_artists WHERE artist_id IN (SELECT artist_id FROM changed_artist_ids)",
             "DELETE FROM dm_time WHERE start_time IN (SELECT ts FROM changed_times)",
@@ -849,11 +896,22 @@ pub fn maintain_star(dialect: &Dialect, mode: SongplaysMode, first_new_id: i32) 
         .map(str::to_owned),
     );
     out.extend(star_inserts(dialect, mode, Scope::Changed));
+    // The extended histories: each current run, then the added events.
+    out.push(history_insert(
+        dialect.collate(),
+        &format!(
+            "(SELECT userId, level, ts, itemInSession, sessionId FROM staging_events
+      WHERE etl_file_id >= {first_new_id} AND level IS NOT NULL AND ts IS NOT NULL
+        AND userId IN (SELECT userId FROM {APPENDED_USERS})
+      UNION ALL
+      SELECT userId, level, valid_from, NULL, NULL FROM {APPENDED_USERS}) AS events"
+        ),
+    ));
     out.extend(
         CHANGED_KEYS
             .iter()
             .map(|(table, _, _)| *table)
-            .chain([CHANGED_EVENTS, CHANGED_SONGS])
+            .chain([APPENDED_USERS, CHANGED_EVENTS, CHANGED_SONGS])
             .map(|t| format!("DROP TABLE {t}")),
     );
     out
