@@ -526,11 +526,11 @@ impl Cloud {
                 .cluster_identifier(id)
                 .skip_final_cluster_snapshot(snapshot.is_none())
                 .set_final_cluster_snapshot_identifier(snapshot.map(str::to_owned));
-            match delete.send().await {
-                Ok(_) => Ok(true),
-                Err(e) if code(&e) == Some("ClusterNotFound") => Ok(false),
-                Err(e) => Err(aws("redshift:DeleteCluster")(e)),
-            }
+            deleted(
+                delete.send().await,
+                "ClusterNotFound",
+                "redshift:DeleteCluster",
+            )
         })
     }
 
@@ -541,11 +541,8 @@ impl Cloud {
         patience: Patience,
         progress: &mut dyn FnMut(&str),
     ) -> Result<()> {
-        wait_for(&format!("cluster {id}"), "gone", patience, progress, || {
-            Ok(match self.describe(id)? {
-                Some(info) => (info.status, None),
-                None => ("gone".to_owned(), Some(())),
-            })
+        wait_gone_for(&format!("cluster {id}"), patience, progress, || {
+            Ok(self.describe(id)?.map(|info| info.status))
         })
     }
 
@@ -602,6 +599,34 @@ impl Cloud {
             })
         })
     }
+}
+
+/// Whether a delete deleted: `false` when the service said the thing was `absent` already.
+fn deleted<T, E: ProvideErrorMetadata + std::error::Error + 'static>(
+    sent: std::result::Result<T, aws_sdk_redshift::error::SdkError<E>>,
+    absent: &str,
+    call: &'static str,
+) -> Result<bool> {
+    match sent {
+        Ok(_) => Ok(true),
+        Err(e) if code(&e) == Some(absent) => Ok(false),
+        Err(e) => Err(aws(call)(e)),
+    }
+}
+
+/// Polls until `status` finds `what` no more (`None`), calling `progress` with each status.
+fn wait_gone_for(
+    what: &str,
+    patience: Patience,
+    progress: &mut dyn FnMut(&str),
+    mut status: impl FnMut() -> Result<Option<String>>,
+) -> Result<()> {
+    wait_for(what, "gone", patience, progress, || {
+        Ok(match status()? {
+            Some(status) => (status, None),
+            None => ("gone".to_owned(), Some(())),
+        })
+    })
 }
 
 /// Looks with `look` until it says done (`Some`), calling `progress` with each status, at

@@ -5,7 +5,10 @@
 
 use aws_sdk_redshiftserverless::types::{Namespace, Workgroup};
 
-use crate::{Cloud, DbCredentials, Error, Outcome, Patience, Result, aws, code, wait_for};
+use crate::{
+    Cloud, DbCredentials, Error, Outcome, Patience, Result, aws, code, deleted, wait_for,
+    wait_gone_for,
+};
 
 /// What a Serverless warehouse is to be.
 #[derive(Debug, Clone)]
@@ -251,17 +254,17 @@ impl Cloud {
     /// Deletes the workgroup; `false` when there was none.
     pub fn delete_workgroup(&self, name: &str) -> Result<bool> {
         self.rt.block_on(async {
-            match self
+            let sent = self
                 .serverless
                 .delete_workgroup()
                 .workgroup_name(name)
                 .send()
-                .await
-            {
-                Ok(_) => Ok(true),
-                Err(e) if code(&e) == Some("ResourceNotFoundException") => Ok(false),
-                Err(e) => Err(aws("redshift-serverless:DeleteWorkgroup")(e)),
-            }
+                .await;
+            deleted(
+                sent,
+                "ResourceNotFoundException",
+                "redshift-serverless:DeleteWorkgroup",
+            )
         })
     }
 
@@ -272,18 +275,9 @@ impl Cloud {
         patience: Patience,
         progress: &mut dyn FnMut(&str),
     ) -> Result<()> {
-        wait_for(
-            &format!("workgroup {name}"),
-            "gone",
-            patience,
-            progress,
-            || {
-                Ok(match self.workgroup(name)? {
-                    Some(info) => (info.status, None),
-                    None => ("gone".to_owned(), Some(())),
-                })
-            },
-        )
+        wait_gone_for(&format!("workgroup {name}"), patience, progress, || {
+            Ok(self.workgroup(name)?.map(|info| info.status))
+        })
     }
 
     /// Deletes the namespace, after a final snapshot named `snapshot` unless it is `None`;
@@ -295,11 +289,11 @@ impl Cloud {
                 .delete_namespace()
                 .namespace_name(name)
                 .set_final_snapshot_name(snapshot.map(str::to_owned));
-            match delete.send().await {
-                Ok(_) => Ok(true),
-                Err(e) if code(&e) == Some("ResourceNotFoundException") => Ok(false),
-                Err(e) => Err(aws("redshift-serverless:DeleteNamespace")(e)),
-            }
+            deleted(
+                delete.send().await,
+                "ResourceNotFoundException",
+                "redshift-serverless:DeleteNamespace",
+            )
         })
     }
 
@@ -310,18 +304,9 @@ impl Cloud {
         patience: Patience,
         progress: &mut dyn FnMut(&str),
     ) -> Result<()> {
-        wait_for(
-            &format!("namespace {name}"),
-            "gone",
-            patience,
-            progress,
-            || {
-                Ok(match self.namespace_status(name)? {
-                    Some(status) => (status, None),
-                    None => ("gone".to_owned(), Some(())),
-                })
-            },
-        )
+        wait_gone_for(&format!("namespace {name}"), patience, progress, || {
+            self.namespace_status(name)
+        })
     }
 
     /// Temporary credentials on `database` of the workgroup for the caller's IAM identity

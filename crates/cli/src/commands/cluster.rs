@@ -195,6 +195,40 @@ fn waiting(what: &str) -> (ProgressBar, impl FnMut(&str) + use<>) {
     (bar, progress)
 }
 
+/// The role Redshift reads S3 with, made or found; its ARN.
+fn role(cloud: &Cloud, name: &str) -> sparkify_cluster::Result<String> {
+    let (arn, made) = cloud.ensure_role(name)?;
+    println!(
+        "role {name}: {} ({arn}; trusts redshift.amazonaws.com and \
+         redshift-serverless.amazonaws.com, AmazonS3ReadOnlyAccess)",
+        said(made, "created")
+    );
+    Ok(arn)
+}
+
+/// Lets `cidr` reach `port` of `name` through the first of the groups it is in (`.0`), else
+/// the configured one (`.1`).
+fn ingress(
+    cloud: &Cloud,
+    groups: (&[String], Option<&String>),
+    port: u16,
+    cidr: &str,
+    name: &str,
+) -> sparkify_cluster::Result<()> {
+    let sg = groups
+        .0
+        .first()
+        .or(groups.1)
+        .cloned()
+        .ok_or_else(|| sparkify_cluster::Error::NoSecurityGroup(name.to_owned()))?;
+    let made = cloud.authorize_ingress(&sg, port, cidr, name)?;
+    println!(
+        "ingress {cidr} to port {port} on {sg}: {}",
+        said(made, "added")
+    );
+    Ok(())
+}
+
 /// `--timeout` and `--poll` as the waits take them.
 fn patience(timeout: u64, poll: u64) -> Patience {
     Patience {
@@ -224,11 +258,7 @@ fn create(args: ClusterCreateArgs) -> anyhow::Result<()> {
     let role_name = r.role_name()?;
     let cloud = Cloud::connect(&r.aws())?;
 
-    let (role_arn, made) = cloud.ensure_role(&role_name)?;
-    println!(
-        "role {role_name}: {} ({role_arn}; trusts redshift.amazonaws.com, AmazonS3ReadOnlyAccess)",
-        said(made, "created")
-    );
+    let role_arn = role(&cloud, &role_name)?;
     let made = cloud.create_cluster(&spec, &role_arn)?;
     println!(
         "cluster {}: {} ({} × {})",
@@ -244,18 +274,12 @@ fn create(args: ClusterCreateArgs) -> anyhow::Result<()> {
             progress,
         )
     })?;
-    let sg = info
-        .security_groups
-        .first()
-        .cloned()
-        .or_else(|| spec.security_group_id.clone())
-        .ok_or_else(|| sparkify_cluster::Error::NoSecurityGroup(spec.identifier.clone()))?;
     let port = info.port.unwrap_or(spec.port);
-    let made = cloud.authorize_ingress(&sg, port, &cidr, &spec.identifier)?;
-    println!(
-        "ingress {cidr} to port {port} on {sg}: {}",
-        said(made, "added")
+    let groups = (
+        info.security_groups.as_slice(),
+        spec.security_group_id.as_ref(),
     );
+    ingress(&cloud, groups, port, &cidr, &spec.identifier)?;
     let host = info.endpoint.clone().unwrap_or_default();
     write_back(
         &r.layers.path,
@@ -288,12 +312,7 @@ fn create_serverless(args: &ClusterCreateArgs, r: &Resolved) -> anyhow::Result<(
     let cloud = Cloud::connect(&r.aws())?;
     let wait = patience(args.timeout, args.poll);
 
-    let (role_arn, made) = cloud.ensure_role(&role_name)?;
-    println!(
-        "role {role_name}: {} ({role_arn}; trusts redshift.amazonaws.com and \
-         redshift-serverless.amazonaws.com, AmazonS3ReadOnlyAccess)",
-        said(made, "created")
-    );
+    let role_arn = role(&cloud, &role_name)?;
     let made = cloud.create_namespace(&spec, &role_arn)?;
     println!(
         "namespace {}: {} (database {}, admin {}, default role {role_name})",
@@ -316,18 +335,12 @@ fn create_serverless(args: &ClusterCreateArgs, r: &Resolved) -> anyhow::Result<(
     let info = waited(&format!("workgroup {}", spec.workgroup), |progress| {
         cloud.wait_workgroup_available(&spec.workgroup, wait, progress)
     })?;
-    let sg = info
-        .security_groups
-        .first()
-        .cloned()
-        .or_else(|| spec.security_group_id.clone())
-        .ok_or_else(|| sparkify_cluster::Error::NoSecurityGroup(spec.workgroup.clone()))?;
     let port = info.port.unwrap_or(spec.port);
-    let made = cloud.authorize_ingress(&sg, port, &cidr, &spec.workgroup)?;
-    println!(
-        "ingress {cidr} to port {port} on {sg}: {}",
-        said(made, "added")
+    let groups = (
+        info.security_groups.as_slice(),
+        spec.security_group_id.as_ref(),
     );
+    ingress(&cloud, groups, port, &cidr, &spec.workgroup)?;
     let host = info.endpoint.clone().unwrap_or_default();
     write_back(
         &r.layers.path,
