@@ -430,6 +430,72 @@ fn etl_into_postgres_and_into_duckdb_with_sql_transforms() {
     assert_eq!(pg_count(&url, "ft_songplays"), 0);
 }
 
+/// DuckDB's dry run prints the steps a load walks: the steps a load logs, in order, are the
+/// statements its dry run printed.
+#[test]
+fn a_duckdb_load_walks_the_steps_its_dry_run_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = repo().join("fixtures/sparkify");
+    let (songs, events) = (fx.join("song_data"), fx.join("log_data"));
+    let args = |extra: &'static str| -> Vec<&str> {
+        let mut out = vec![
+            "etl",
+            "--songs",
+            songs.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "--sink",
+            "duckdb:dw.duckdb",
+            "--check",
+        ];
+        out.extend(Some(extra).filter(|e| !e.is_empty()));
+        out
+    };
+    let plan = sparkify(dir.path(), &args("--dry-run"));
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let plan = String::from_utf8_lossy(&plan.stdout).into_owned();
+    let load = sparkify_env(
+        dir.path(),
+        &args(""),
+        &[("RUST_LOG", "sparkify_sink_duckdb=debug".to_owned())],
+    );
+    assert_eq!(load.status.code(), Some(0), "{}", text(&load));
+    let log = String::from_utf8_lossy(&load.stderr);
+    let walked: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once(" running step=").map(|(_, step)| step))
+        .collect();
+    // Every table dropped and created, the appends, the reset, the count, the keys, the
+    // checks and the run's row.
+    assert!(walked.len() > 30, "{walked:#?}");
+    let mut at = plan.find("BEGIN;").expect("BEGIN first");
+    for step in &walked {
+        let found = plan[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("{step} walked but not in the dry run after {at}:\n{plan}"));
+        at += found + step.len();
+    }
+    assert!(
+        plan[at..].trim_end().ends_with("COMMIT;"),
+        "{}",
+        &plan[at..]
+    );
+    for step in [
+        "-- INSERT INTO staging_events SELECT * FROM sparkify_stream(?)",
+        "-- INSERT INTO ft_songplays",
+        "RESET memory_limit",
+        "-- fails the load unless each count equals the run's:",
+        "-- check unique_key:dm_users",
+        "ALTER TABLE dm_users ADD PRIMARY KEY",
+    ] {
+        assert!(
+            walked.iter().any(|w| w.starts_with(step)),
+            "{step} not walked: {walked:#?}"
+        );
+    }
+    assert_eq!(count(&dir.path().join("dw.duckdb"), "ft_songplays"), 333);
+}
+
 #[test]
 fn dry_run_prints_every_statement_without_connecting() {
     let dir = tempfile::tempdir().unwrap();

@@ -44,6 +44,16 @@ pub struct Check {
     pub sql: String,
 }
 
+impl Check {
+    /// What `--dry-run` shows of the check: its name and its query.
+    pub fn text(&self) -> String {
+        format!(
+            "-- check {}: fails the load if it returns a row:\n{}",
+            self.name, self.sql
+        )
+    }
+}
+
 /// What a check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {

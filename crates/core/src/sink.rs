@@ -323,22 +323,6 @@ impl Closing {
         ));
         out
     }
-
-    /// What `--dry-run` shows for the closing steps: the checks' queries, then the row.
-    pub fn plan(&self, dialect: &Dialect) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .checks(dialect)
-            .into_iter()
-            .map(|c| {
-                format!(
-                    "-- check {}: fails the load if it returns a row:\n{}",
-                    c.name, c.sql
-                )
-            })
-            .collect();
-        out.extend(self.record(dialect));
-        out
-    }
 }
 
 /// A load or a query waits for another process: told once, when the wait begins, so that

@@ -13,20 +13,23 @@
 
 use std::path::{Path, PathBuf};
 
+mod plan;
 mod scan;
 
 use arrow::array::RecordBatch;
 use duckdb::Connection;
 use sparkify_core::checks;
-use sparkify_core::ledger::{self, Increment};
-use sparkify_core::model::{Rows, SLICE_ROWS, SONGPLAYS_SLICE_ROWS, SongplaysMode};
-use sparkify_core::sink::{self, Closing, QueryResult, Staged, TablesAction};
+use sparkify_core::ledger;
+use sparkify_core::model::{Rows, SLICE_ROWS, SongplaysMode};
+use sparkify_core::sink::{self, Closing, Finished, QueryResult, Staged, TablesAction};
+
 use sparkify_core::sql::{self, Dialect};
 use sparkify_core::table::{
-    DM_TIME, FT_SONGPLAYS, LOAD_ERRORS, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES,
-    TableDef,
+    DM_TIME, FT_SONGPLAYS, LOAD_ERRORS, SINK_TABLES, STAR_TABLES, TableDef,
 };
 use sparkify_core::{Load, Sink};
+
+use crate::plan::Step;
 
 /// What can go wrong loading DuckDB.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,9 @@ pub enum Error {
     /// The load brought no parsed tables: DuckDB cannot read the input itself.
     #[error("DuckDB {path}: a load needs the parsed tables")]
     NothingParsed { path: String },
+    /// The stream gave rows of a staging table after that table was appended.
+    #[error("DuckDB {path}: rows of {table} came after that table was appended")]
+    OutOfOrder { path: String, table: &'static str },
     /// Another load changed the file between this run's reading of `etl_files` and its load.
     #[error(
         "DuckDB {path}: another load changed etl_files since this incremental run read it; \
@@ -392,70 +398,13 @@ impl Sink for DuckDbSink {
         format!("duckdb:{}", self.path.display())
     }
 
-    /// Every statement a load runs, in order (appends shown as comments), for `--dry-run`.
+    /// Every step a load runs, in order (appends shown as comments), for `--dry-run`: the
+    /// steps a load walks ([`plan::steps`]).
     fn plan(&self) -> Result<Vec<String>> {
-        let mut out = vec!["BEGIN".to_owned()];
-        out.extend(replace_all());
-        out.push(limit_appends());
-        for table in SINK_TABLES.iter().filter(|t| appends(self.transform, t)) {
-            out.push(match table.name == STAGING_EVENTS.name {
-                true => format!(
-                    "-- {}: the run's events as they are read (parallel Arrow scan)",
-                    insert_fed(table)
-                ),
-                false if table.name == STAGING_SONGS.name && self.transform == Transform::Memory => {
-                    format!(
-                        "-- {}: the run's rows (parallel Arrow scan); then the star schema is \
-                         built, under memory_limit = '{IDLE_MEMORY_LIMIT}', and the cap is set again",
-                        insert(table)
-                    )
-                }
-                false if table.name == DM_TIME.name => format!(
-                    "-- {}: the run's times, the other columns made {SLICE_ROWS} rows at a time \
-                     as they are scanned (parallel Arrow scan)",
-                    insert_fed(table)
-                ),
-                false if table.name == FT_SONGPLAYS.name => format!(
-                    "-- {}: the run's plays kept, their columns made {SONGPLAYS_SLICE_ROWS} rows at a time \
-                     as they are scanned (parallel Arrow scan)",
-                    insert_fed(table)
-                ),
-                false if made(table) => format!(
-                    "-- {}: the run's rejects, {SLICE_ROWS} rows at a time as they are \
-                     scanned, read back from a temporary file when they outgrew a quarter of \
-                     --in-flight (parallel Arrow scan)",
-                    insert_fed(table)
-                ),
-                false => format!("-- {}: the run's rows (parallel Arrow scan)", insert(table)),
-            });
-        }
-        out.push(RESET_LIMIT.to_owned());
-        if let Transform::Sql(mode) = self.transform {
-            out.extend(sql::transforms(&Dialect::DuckDb, mode));
-        }
-        out.push(format!(
-            "-- fails the load unless each count equals the run's:\n{}",
-            sql::count_rows(&sink::COUNTED)
-        ));
-        let (on_batches, in_sql): (Vec<&TableDef>, Vec<&TableDef>) = SINK_TABLES
+        Ok(plan::steps(self.transform, None, self.closing.as_ref())
             .iter()
-            .partition(|t| checked_on_batches(self.transform, true, t));
-        if !on_batches.is_empty() {
-            let names: Vec<&str> = on_batches.iter().map(|t| t.name).collect();
-            out.push(format!(
-                "-- the keys of {} are checked on the run's rows before they are appended",
-                names.join(", ")
-            ));
-        }
-        if let Some(check) = sql::duplicate_keys(&in_sql) {
-            out.push(format!("-- fails the load if it returns a row:\n{check}"));
-        }
-        out.extend(keys_to_add());
-        if let Some(closing) = &self.closing {
-            out.extend(closing.plan(&Dialect::DuckDb));
-        }
-        out.push("COMMIT".to_owned());
-        Ok(out)
+            .map(Step::text)
+            .collect())
     }
 
     fn tables_sql(&self, action: TablesAction) -> Result<Vec<String>> {
@@ -502,114 +451,159 @@ impl Sink for DuckDbSink {
 }
 
 impl DuckDbSink {
-    /// A load as it is read: the staging rows appended part by part as the reader gives them
-    /// (an incremental load's replaced files removed first), then the rest; one transaction
-    /// throughout.
+    /// A load as it is read: the steps of [`plan::steps`] walked in one transaction, the
+    /// staging rows appended part by part as the reader gives them (an incremental load's
+    /// replaced files removed first), then what was built from them.
     fn load_stream(&self, staged: &mut (dyn Staged + Send)) -> Result<()> {
-        let transform = match staged.increment() {
+        let increment = staged.increment().cloned();
+        let transform = match &increment {
             Some(increment) => Transform::Sql(increment.mode),
             None => self.transform,
         };
+        let steps = plan::steps(transform, increment.as_ref(), self.closing.as_ref());
         let mut conn = self.open_for_inserts()?;
-        let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
-        let setup = match staged.increment() {
-            Some(increment) => {
-                for s in sql::prepare_increment(&Dialect::DuckDb, increment.rebuild) {
-                    self.run(&tx, &s)?;
-                }
-                self.check_ledger(&tx, increment.digest)?;
-                ledger::increment_sql(increment, &Dialect::DuckDb)
-            }
-            None => replace_all(),
+        let mut walk = Walk {
+            stream: Stream {
+                staged,
+                pending: None,
+            },
+            finished: None,
         };
-        for s in setup.into_iter().chain([limit_appends()]) {
-            self.run(&tx, &s)?;
+        let (Some((Step::Begin, steps)), true) = (
+            steps.split_first(),
+            matches!(steps.last(), Some(Step::Commit)),
+        ) else {
+            unreachable!("a load's plan begins with BEGIN and ends with COMMIT")
+        };
+        let tx = conn.transaction().map_err(self.sql_error("BEGIN"))?;
+        for step in &steps[..steps.len() - 1] {
+            tracing::debug!(step = %step.text().lines().next().unwrap_or(""), "running");
+            // On a failure the transaction is dropped without its COMMIT: everything rolls
+            // back.
+            self.run_step(&tx, step, &mut walk)?;
         }
-        // The events go in by one INSERT that scans them as the reader gives them; any other
-        // staging table (the songs) is appended whole.
-        let mut next = staged.next();
-        while let Some(item) = next {
-            let (table, batches) = item?;
-            next = match table.name == STAGING_EVENTS.name {
-                true => self.append_stream(&tx, batches, staged)?,
-                false => {
-                    self.append(&tx, table, batches)?;
-                    staged.next()
-                }
-            };
-        }
-        // While the star schema is built, DuckDB need not keep the blocks it has written
-        // cached: a lower cap evicts them (they are on disk), and the cap comes back for the
-        // star tables' appends.
-        self.run(&tx, &format!("SET memory_limit = '{IDLE_MEMORY_LIMIT}'"))?;
-        let mut finished = staged.finish()?;
-        self.run(&tx, &limit_appends())?;
-        staged.phase("loading the star schema");
-        if transform == Transform::Memory && finished.star.is_none() {
-            return Err(Error::NothingParsed {
-                path: self.path.display().to_string(),
-            });
-        }
-        // A full load's star tables are the whole tables: the keys DuckDB does not declare
-        // are checked on them here, in one pass when in order, instead of by a GROUP BY over
-        // the stored rows (at 1000x: 0.8 s and +250 MB for dm_time's 6.4 M times).
-        let increment = staged.increment().cloned();
-        let full = increment.is_none();
-        for (table, rows) in finished.tables() {
-            if !appends(transform, table) {
-                continue;
-            }
-            if checked_on_batches(transform, full, table)
-                && let Some((value, count)) = sql::duplicate_key_in(table, rows)?
-            {
-                return Err(self.duplicate(table, value, count as i64));
-            }
-            match made(table) {
-                true => self.append_made(&tx, table, rows)?,
-                false => self.append(&tx, table, vec![rows.to_batch()?])?,
-            }
-        }
-        // DuckDB holds the star now; its keys and COMMIT need the memory more.
-        finished.star = None;
-        self.run(&tx, RESET_LIMIT)?;
-        staged.phase("checking keys and committing");
-        self.complete(tx, transform, &finished.staged, increment.as_ref())
+        let committing = std::time::Instant::now();
+        tx.commit().map_err(self.sql_error("COMMIT"))?;
+        tracing::debug!(seconds = committing.elapsed().as_secs_f64(), "commit");
+        tracing::info!(path = %self.path.display(), "committed");
+        Ok(())
     }
 
-    /// Appends `first` and the parts of `staged` that follow it while they are
-    /// `staging_events`, in one parallel insert that scans them as they come ([`Self::feed`]);
-    /// returns what `staged` gave after them.
-    fn append_stream(
+    /// Runs one step of a load in `tx`.
+    fn run_step(
         &self,
         tx: &duckdb::Transaction<'_>,
-        first: Vec<RecordBatch>,
-        staged: &mut (dyn Staged + Send),
-    ) -> Result<Option<Part>> {
+        step: &Step<'_>,
+        walk: &mut Walk<'_>,
+    ) -> Result<()> {
+        match step {
+            // The walk opens and commits the transaction; the keys were checked on the rows.
+            Step::Begin | Step::Commit | Step::KeysChecked(_) => Ok(()),
+            Step::Sql(s) => self.run(tx, s),
+            Step::CheckLedger { digest } => self.check_ledger(tx, *digest),
+            Step::AppendRead(table) => self.append_read(tx, table, &mut walk.stream),
+            Step::AppendStaged { table, star } => {
+                while let Some(batches) = walk.stream.next_of(table)? {
+                    self.append(tx, table, batches)?;
+                }
+                if let Some(Ok((late, _))) = walk.stream.take() {
+                    return Err(Error::OutOfOrder {
+                        path: self.path.display().to_string(),
+                        table: late.name,
+                    });
+                }
+                // While the star schema is built, DuckDB need not keep the blocks it has
+                // written cached: a lower cap evicts them (they are on disk), and the cap
+                // comes back for the appends that follow.
+                self.run(tx, &format!("SET memory_limit = '{IDLE_MEMORY_LIMIT}'"))?;
+                let finished = walk.stream.staged.finish()?;
+                self.run(tx, &limit_appends())?;
+                walk.stream.staged.phase("loading the star schema");
+                if *star && finished.star.is_none() {
+                    return Err(Error::NothingParsed {
+                        path: self.path.display().to_string(),
+                    });
+                }
+                walk.finished = Some(finished);
+                Ok(())
+            }
+            Step::AppendBuilt { table, check_key } => {
+                let Some(rows) = walk.finished()?.rows(table) else {
+                    return Ok(());
+                };
+                // A full load's tables are the whole tables: the keys DuckDB does not declare
+                // are checked on them here, in one pass when in order, instead of by a GROUP
+                // BY over the stored rows (at 1000x: 0.8 s and +250 MB for dm_time's 6.4 M
+                // times).
+                if *check_key && let Some((value, count)) = sql::duplicate_key_in(table, rows)? {
+                    return Err(self.duplicate(table, value, count as i64));
+                }
+                match made(table) {
+                    true => self.append_made(tx, table, rows),
+                    false => self.append(tx, table, vec![rows.to_batch()?]),
+                }
+            }
+            Step::ResetLimit => {
+                // DuckDB holds the star now; its keys and COMMIT need the memory more.
+                if let Some(finished) = &mut walk.finished {
+                    finished.star = None;
+                }
+                self.run(tx, RESET_LIMIT)?;
+                walk.stream.staged.phase("checking keys and committing");
+                Ok(())
+            }
+            Step::Reconcile => {
+                let expected = walk.finished()?.staged.clone();
+                self.reconcile(tx, &expected)
+            }
+            Step::CheckKeys(tables) => {
+                let keying = std::time::Instant::now();
+                self.check_keys(tx, tables)?;
+                tracing::debug!(seconds = keying.elapsed().as_secs_f64(), "keys checked");
+                Ok(())
+            }
+            Step::Checks(checks) => {
+                let outcomes = checks::run(checks, |sql| self.query_on(tx, sql).map(|r| r.rows))?;
+                Ok(checks::passed(outcomes)?)
+            }
+            Step::RecordRun(closing) => {
+                for statement in closing.record(&Dialect::DuckDb) {
+                    self.run(tx, &statement)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends the parts of `stream` that are `table`'s (`staging_events`) as they come, in
+    /// one parallel insert that scans them as they come ([`Self::feed`]).
+    fn append_read(
+        &self,
+        tx: &duckdb::Transaction<'_>,
+        table: &'static TableDef,
+        stream: &mut Stream<'_>,
+    ) -> Result<()> {
         let appending = std::time::Instant::now();
-        let context = "appending the events to staging_events as they are read";
-        let (rows, after) = self.feed(tx, &STAGING_EVENTS, context, |feed| {
+        let context = format!("appending the events to {} as they are read", table.name);
+        let rows = self.feed(tx, table, &context, |feed| {
             let mut rows = 0;
-            let mut batches = first;
-            loop {
+            while let Some(batches) = stream.next_of(table)? {
                 for batch in batches.iter().filter(|b| b.num_rows() > 0) {
                     rows += batch.num_rows() as u64;
                     if !feed.send(batch)? {
-                        return Ok((rows, None));
+                        return Ok(rows);
                     }
                 }
-                batches = match staged.next() {
-                    Some(Ok((table, b))) if table.name == STAGING_EVENTS.name => b,
-                    other => return Ok((rows, other)),
-                };
             }
+            Ok(rows)
         })?;
         tracing::debug!(
-            table = STAGING_EVENTS.name,
+            table = table.name,
             rows,
             seconds = appending.elapsed().as_secs_f64(),
             "appended as read"
         );
-        Ok(after)
+        Ok(())
     }
 
     /// Appends rows made or read back as they are asked for ([`made`]) [`SLICE_ROWS`] at a
@@ -708,55 +702,6 @@ impl DuckDbSink {
         );
         Ok(())
     }
-
-    /// The end of every load: the SQL transforms when DuckDB builds the star (an incremental
-    /// load's maintenance), the counts against `expected`, every key checked, the keys a full
-    /// load's tables were created without added, COMMIT.
-    fn complete(
-        &self,
-        tx: duckdb::Transaction<'_>,
-        transform: Transform,
-        expected: &[(&'static TableDef, u64)],
-        increment: Option<&Increment>,
-    ) -> Result<()> {
-        let full = increment.is_none();
-        if let Transform::Sql(mode) = transform {
-            for statement in ledger::star_sql(&Dialect::DuckDb, mode, increment) {
-                self.run(&tx, &statement)?;
-            }
-        }
-        self.reconcile(&tx, expected)?;
-        let keying = std::time::Instant::now();
-        let in_sql: Vec<&TableDef> = SINK_TABLES
-            .iter()
-            .copied()
-            .filter(|t| !checked_on_batches(transform, full, t))
-            .collect();
-        self.check_keys(&tx, &in_sql)?;
-        if full {
-            for add in keys_to_add() {
-                self.run(&tx, &add)?;
-            }
-        }
-        tracing::debug!(
-            seconds = keying.elapsed().as_secs_f64(),
-            "keys checked and added"
-        );
-        if let Some(closing) = &self.closing {
-            let checks = closing.checks(&Dialect::DuckDb);
-            let outcomes = checks::run(&checks, |sql| self.query_on(&tx, sql).map(|r| r.rows))?;
-            checks::passed(outcomes)?;
-            for statement in closing.record(&Dialect::DuckDb) {
-                self.run(&tx, &statement)?;
-            }
-        }
-        // Dropping the transaction without commit rolls everything back.
-        let committing = std::time::Instant::now();
-        tx.commit().map_err(self.sql_error("COMMIT"))?;
-        tracing::debug!(seconds = committing.elapsed().as_secs_f64(), "commit");
-        tracing::info!(path = %self.path.display(), "committed");
-        Ok(())
-    }
 }
 
 /// Runs `queries` over `tables` held here (a Parquet lake read back, say), in a DuckDB
@@ -811,6 +756,49 @@ fn replace_all() -> Vec<String> {
 
 /// What a streamed load gives at a time: a staging table's next rows.
 type Part = sparkify_core::Result<(&'static TableDef, Vec<RecordBatch>)>;
+
+/// The staging rows of a load as it walks its steps: the parts as the stream gives them, one
+/// taken for another table than the one asked for kept for the next.
+struct Stream<'s> {
+    staged: &'s mut (dyn Staged + Send),
+    pending: Option<Part>,
+}
+
+impl Stream<'_> {
+    /// The stream's next part, the one put back first.
+    fn take(&mut self) -> Option<Part> {
+        self.pending.take().or_else(|| self.staged.next())
+    }
+
+    /// The next rows of `table`; `None` once the stream has gone past it (blocks until the
+    /// reader has them).
+    fn next_of(&mut self, table: &TableDef) -> Result<Option<Vec<RecordBatch>>> {
+        match self.take() {
+            Some(Ok((t, batches))) if t.name == table.name => Ok(Some(batches)),
+            Some(Err(e)) => Err(e.into()),
+            other => {
+                self.pending = other;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Where a load's walk is: its stream, and what the reading built once it finished.
+struct Walk<'s> {
+    stream: Stream<'s>,
+    finished: Option<Finished>,
+}
+
+impl Walk<'_> {
+    fn finished(&self) -> Result<&Finished> {
+        self.finished.as_ref().ok_or_else(|| {
+            Error::Core(sparkify_core::Error::Schema(
+                "a load's plan appends what the reading built before the reading finished".into(),
+            ))
+        })
+    }
+}
 
 /// Whether a load checks `table`'s key on the rows it appends, not in SQL: a full load's table
 /// whose rows it appends (they are then the whole table) and whose key DuckDB does not declare.

@@ -208,12 +208,7 @@ impl Step {
             ),
             Step::Checks(checks) => checks
                 .iter()
-                .map(|c| {
-                    format!(
-                        "-- check {}: fails the load if it returns a row:\n{}",
-                        c.name, c.sql
-                    )
-                })
+                .map(Check::text)
                 .collect::<Vec<_>>()
                 .join(";\n\n"),
             Step::RecordRun { closing, dialect } => closing.record(dialect).join(";\n\n"),
