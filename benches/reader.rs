@@ -25,15 +25,18 @@ fn bench(c: &mut Criterion) {
     let song_bytes: u64 = songs.files.iter().map(|f| f.len).sum();
     let event_bytes: u64 = events.files.iter().map(|f| f.len).sum();
 
+    let pool = rayon::ThreadPoolBuilder::new().build().expect("threads");
     let mut g = c.benchmark_group("read");
     g.sample_size(20);
     g.throughput(Throughput::Bytes(song_bytes));
     g.bench_function("song files (14,896 files, from disk)", |b| {
         b.iter(|| {
-            source::read_files(
+            source::read(
                 black_box(&songs.files),
                 &STAGING_SONGS.input_schema(),
                 &opts,
+                &pool,
+                None,
             )
             .expect("read")
         })
@@ -41,10 +44,12 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(event_bytes));
     g.bench_function("event logs (30 files, from disk)", |b| {
         b.iter(|| {
-            source::read_files(
+            source::read(
                 black_box(&events.files),
                 &STAGING_EVENTS.input_schema(),
                 &opts,
+                &pool,
+                None,
             )
             .expect("read")
         })
@@ -71,8 +76,22 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let s = source::read_files(&songs.files, &STAGING_SONGS.input_schema(), &opts).expect("read");
-    let e = source::read_files(&events.files, &STAGING_EVENTS.input_schema(), &opts).expect("read");
+    let s = source::read(
+        &songs.files,
+        &STAGING_SONGS.input_schema(),
+        &opts,
+        &pool,
+        None,
+    )
+    .expect("read");
+    let e = source::read(
+        &events.files,
+        &STAGING_EVENTS.input_schema(),
+        &opts,
+        &pool,
+        None,
+    )
+    .expect("read");
     let mut g = c.benchmark_group("model");
     g.throughput(Throughput::Bytes(song_bytes + event_bytes));
     g.bench_function("star schema from staging", |b| {

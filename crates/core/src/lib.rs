@@ -8,10 +8,8 @@
 //! use sparkify_core::{model, source, table};
 //!
 //! let opts = source::ReadOptions::default();
-//! let songs = source::discover("fixtures/sparkify/song_data")?;
-//! let events = source::discover("fixtures/sparkify/log_data")?;
-//! let songs = source::read_files(&songs.files, &table::STAGING_SONGS.input_schema(), &opts)?;
-//! let events = source::read_files(&events.files, &table::STAGING_EVENTS.input_schema(), &opts)?;
+//! let songs = source::read_path("fixtures/sparkify/song_data", &table::STAGING_SONGS.input_schema(), &opts)?;
+//! let events = source::read_path("fixtures/sparkify/log_data", &table::STAGING_EVENTS.input_schema(), &opts)?;
 //! let star = model::build(&events.batch, &songs.batch, model::SongplaysMode::Matched)?;
 //! assert_eq!(star.ft_songplays.num_rows(), 333);
 //! # Ok::<(), sparkify_core::Error>(())

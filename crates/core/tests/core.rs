@@ -282,8 +282,9 @@ fn star_schema_is_the_same_whatever_the_file_order() {
         .files;
     events.reverse();
     songs.reverse();
-    let ev = source::read_files(&events, &STAGING_EVENTS.input_schema(), &opts).unwrap();
-    let so = source::read_files(&songs, &STAGING_SONGS.input_schema(), &opts).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().build().unwrap();
+    let ev = source::read(&events, &STAGING_EVENTS.input_schema(), &opts, &pool, None).unwrap();
+    let so = source::read(&songs, &STAGING_SONGS.input_schema(), &opts, &pool, None).unwrap();
     assert_ne!(
         ev.batch, reference.events.batch,
         "the staging order did change"
@@ -329,9 +330,12 @@ fn snapshot_of_each_table() {
 
 fn bad(name: &str, table: &TableDef) -> (RecordBatch, Vec<Reject>) {
     let path = fixtures().join("bad").join(name);
-    let found = source::discover(path.to_str().unwrap()).unwrap();
-    let out =
-        source::read_files(&found.files, &table.input_schema(), &ReadOptions::default()).unwrap();
+    let out = source::read_path(
+        path.to_str().unwrap(),
+        &table.input_schema(),
+        &ReadOptions::default(),
+    )
+    .unwrap();
     (out.batch, out.rejects)
 }
 
@@ -617,8 +621,33 @@ proptest! {
     }
 }
 
-/// What a network source would hand `read_stream`: each file's bytes as stored, in order;
+/// What a network source would hand the scheduler: each file's bytes as stored, in order;
 /// every other one still coming (as a large object read range by range is).
+/// `blobs` read whole through the scheduler, as fetched inputs.
+fn read_blobs(
+    blobs: Vec<Result<source::Blob, std::io::Error>>,
+    schema: &arrow::datatypes::SchemaRef,
+    opts: &ReadOptions,
+    pool: &rayon::ThreadPool,
+) -> sparkify_core::Result<source::ReadOutput> {
+    let inputs = blobs.into_iter().map(|b| {
+        b.map(source::StreamInput::Fetched)
+            .map_err(|e| sparkify_core::Error::Fetch(e.into()))
+    });
+    std::thread::scope(|scope| {
+        let parts = source::stream(
+            scope,
+            inputs,
+            schema.clone(),
+            opts.clone(),
+            source::DEFAULT_IN_FLIGHT,
+            pool,
+            std::sync::Arc::new(|_: &[RecordBatch]| Ok(())),
+        );
+        source::gather(parts, schema)
+    })
+}
+
 fn blobs(files: &[source::InputFile]) -> Vec<Result<source::Blob, std::io::Error>> {
     files
         .iter()
@@ -661,14 +690,8 @@ fn a_stream_of_inputs_reads_exactly_as_the_files_do() {
                 chunk_size,
                 ..ReadOptions::default()
             };
-            let want = source::read_files(&files, &table.input_schema(), &opts).unwrap();
-            let got = source::read_stream(
-                blobs(&files).into_iter(),
-                &table.input_schema(),
-                &opts,
-                &pool,
-            )
-            .unwrap();
+            let want = source::read(&files, &table.input_schema(), &opts, &pool, None).unwrap();
+            let got = read_blobs(blobs(&files), &table.input_schema(), &opts, &pool).unwrap();
             assert_eq!(got.batch, want.batch, "{sub} at {chunk_size}");
             assert_eq!(got.rejects, want.rejects, "{sub} at {chunk_size}");
             // Every record counted once, split in chunks or not, as a row or a reject.
@@ -696,8 +719,8 @@ fn a_failed_fetch_stops_the_stream_with_its_error() {
         .files;
     let mut inputs = blobs(&files);
     inputs.insert(3, Err(std::io::Error::other("GET s3://b/k failed: 503")));
-    let err = source::read_stream(
-        inputs.into_iter(),
+    let err = read_blobs(
+        inputs,
         &STAGING_EVENTS.input_schema(),
         &ReadOptions::default(),
         &pool,

@@ -250,11 +250,11 @@ fn event_logs_streamed_range_by_range_read_as_the_files_do() {
         chunk_size: 16 << 10,
         ..ReadOptions::default()
     };
-    let want = source::read_files(&local.files, &schema, &opts).unwrap();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
         .unwrap();
+    let want = source::read(&local.files, &schema, &opts, &pool, None).unwrap();
     let parts = std::thread::scope(|scope| {
         let inputs = sparkify_core::source::Remote::fetch(&source, &found.files).map(|b| {
             b.map(StreamInput::Fetched)
@@ -288,13 +288,7 @@ fn event_logs_streamed_range_by_range_read_as_the_files_do() {
 
     // Read whole, as the songs are: each object read before the next is asked for, while
     // the ones before it are decoded on the pool.
-    let whole = source::read_stream(
-        sparkify_core::source::Remote::fetch(&source, &found.files),
-        &schema,
-        &opts,
-        &pool,
-    )
-    .unwrap();
+    let whole = source::read(&found.files, &schema, &opts, &pool, Some(&source)).unwrap();
     assert_eq!(whole.batch, want.batch);
     assert_eq!(
         whole.files.iter().map(stored).collect::<Vec<_>>(),

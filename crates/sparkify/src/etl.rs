@@ -11,7 +11,7 @@ use sparkify_core::ledger::{self, Kind, Ledger, Split};
 use sparkify_core::model::SongplaysMode;
 use sparkify_core::pipeline::{self, Against, Pipeline};
 use sparkify_core::sink::Staging;
-use sparkify_core::source::{self, Discovery, FileRead, Input, ReadOptions, StreamInput};
+use sparkify_core::source::{self, Discovery, FileRead, Input, ReadOptions};
 use sparkify_core::sql::Dialect;
 use sparkify_core::table::{ETL_FILES, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS};
 use sparkify_s3::S3Options;
@@ -415,16 +415,7 @@ impl Etl {
             }
             true => (None, Arc::new(|_: &[RecordBatch]| Ok(()))),
         };
-        let event_inputs: Box<dyn Iterator<Item = sparkify_core::Result<StreamInput<'_>>> + Send> =
-            match remote {
-                Some(remote) if !found.events.is_local() => {
-                    Box::new(remote.fetch(events).map(|b| {
-                        b.map(StreamInput::Fetched)
-                            .map_err(sparkify_core::Error::Fetch)
-                    }))
-                }
-                _ => Box::new(events.iter().map(|f| Ok(StreamInput::File(f)))),
-            };
+        let event_inputs = source::inputs(events, remote)?;
         let options = pipeline::Options {
             mode: s.mode,
             max_errors: s.max_errors,

@@ -75,19 +75,23 @@ impl Inputs<'_> {
         };
         let (songs_schema, events_schema) =
             (STAGING_SONGS.input_schema(), STAGING_EVENTS.input_schema());
+        let remote = found.remote();
         let read = if found.songs.is_local() && found.events.is_local() {
             // Both tables at once: the pool shares its workers between them.
-            let (s, e) = pool.install(|| {
-                rayon::join(
-                    || source::read_files(songs, &songs_schema, &opts),
-                    || source::read_files(events, &events_schema, &opts),
+            let (s, e) = std::thread::scope(|scope| {
+                let songs = scope.spawn(|| source::read(songs, &songs_schema, &opts, pool, remote));
+                let events = source::read(events, &events_schema, &opts, pool, remote);
+                (
+                    songs
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                    events,
                 )
             });
             (s?, e?)
         } else {
             // One after the other, each at full concurrency; nothing more is fetched once one
             // fails.
-            let remote = found.remote();
             let s = source::read(songs, &songs_schema, &opts, pool, remote)?;
             let e = source::read(events, &events_schema, &opts, pool, remote)?;
             (s, e)

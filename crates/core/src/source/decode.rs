@@ -2,7 +2,6 @@
 //! split in chunks at line starts and decoded in parallel.
 
 use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -35,23 +34,6 @@ fn flatten(parts: Vec<Part>) -> Part {
         out.files.extend(part.files);
     }
     out
-}
-
-/// A large input decoded in chunks, then reported to `on_file`.
-pub(super) fn decode_big(
-    mut file: FileRead,
-    data: &[u8],
-    schema: &SchemaRef,
-    opts: &ReadOptions,
-) -> Result<Part> {
-    let mut out = decode_part(data, &file.name, schema, opts)?;
-    file.rows = out.batches.iter().map(|b| b.num_rows() as u64).sum();
-    file.rejects = out.rejects.len() as u64;
-    if let Some(cb) = &opts.on_file {
-        cb(file.size);
-    }
-    out.files = vec![file];
-    Ok(out)
 }
 
 /// Decodes small inputs (each file with its bytes) one after another with one decoder.
@@ -125,11 +107,6 @@ pub(super) fn finish(mut decoder: Decoder, mut batches: Vec<RecordBatch>) -> Res
         records: decoder.records(),
         files: Vec::new(),
     })
-}
-
-/// A file's bytes as stored.
-pub(super) fn load(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| super::discover::io_error(path, e))
 }
 
 /// `raw` decompressed when `name` ends `.gz`, else as it is.

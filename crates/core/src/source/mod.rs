@@ -1,17 +1,18 @@
 //! Finding input files (a folder, a file, a glob or an `s3://` prefix) and reading them in
-//! parallel into Arrow: [`discover`] says what the input is, `schedule` groups inputs and
-//! runs the decoding on rayon's workers, `decode` turns bytes into batches and rejects.
+//! parallel into Arrow: [`discover`] says what the input is; [`stream`], the one scheduler,
+//! groups small inputs and cuts large ones, decodes them on rayon's workers and gives the
+//! parts back in input order under a bound on the bytes in flight; [`read`] gathers a
+//! table's parts whole; `decode` turns bytes into batches and rejects.
 
 pub mod contract;
 mod decode;
 mod discover;
-mod schedule;
+mod gather;
 mod stream;
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 
 use crate::error::{Error, Result};
 use crate::reader::DEFAULT_BATCH_SIZE;
@@ -22,7 +23,7 @@ pub use discover::{
     Discovery, Input, InputFile, Listed, Location, Remote, S3Url, discover, discover_all,
     is_json_name,
 };
-pub use schedule::{read_files, read_stream};
+pub use gather::{gather, inputs, read, read_path};
 pub use stream::{DEFAULT_IN_FLIGHT, Flow, OnPart, Parts, StreamInput, StreamPart, stream};
 
 /// The error a [`Remote`] reports (the S3 crate's own, boxed so the core need not know it).
@@ -108,14 +109,6 @@ impl FileRead {
             rejects: 0,
         }
     }
-
-    /// A file whose bytes as stored are `stored`.
-    fn opened(name: String, size: u64, version: Option<String>, stored: &[u8]) -> Self {
-        FileRead {
-            checksum: twox_hash::XxHash64::oneshot(0, stored),
-            ..FileRead::unread(name, size, version)
-        }
-    }
 }
 
 impl ReadOutput {
@@ -198,29 +191,6 @@ impl BlobData {
             }
         }
     }
-}
-
-/// Reads `files` as [`discover_all`] found them: local files on `pool`'s workers; remote ones
-/// fetched through `remote` in order, each group decoded on `pool` while the next downloads.
-/// Call it from outside `pool`.
-pub fn read(
-    files: &[InputFile],
-    schema: &SchemaRef,
-    opts: &ReadOptions,
-    pool: &rayon::ThreadPool,
-    remote: Option<&dyn Remote>,
-) -> Result<ReadOutput> {
-    if files.iter().all(InputFile::is_local) {
-        return pool.install(|| read_files(files, schema, opts));
-    }
-    let remote = remote.ok_or(Error::NoRemote)?;
-    read_stream(remote.fetch(files), schema, opts, pool)
-}
-
-/// Discovers the files at `spec` (folder, file or glob) and reads them: [`discover`], then
-/// [`read_files`].
-pub fn read_path(spec: &str, schema: &SchemaRef, opts: &ReadOptions) -> Result<ReadOutput> {
-    read_files(&discover(spec)?.files, schema, opts)
 }
 
 #[cfg(test)]

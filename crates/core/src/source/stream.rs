@@ -743,7 +743,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
 
     use super::*;
-    use crate::source::{discover, read_files};
+    use crate::source::{discover, read};
     use crate::table::STAGING_EVENTS;
     use arrow::compute::concat_batches;
 
@@ -804,10 +804,14 @@ mod tests {
         })
     }
 
-    /// `files` read whole, by the reader that does not stream.
+    /// `files` read whole, gathered from the stream.
     fn read_whole(files: &[InputFile]) -> crate::source::ReadOutput {
         let schema = STAGING_EVENTS.input_schema();
-        read_files(files, &schema, &ReadOptions::default()).unwrap()
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        read(files, &schema, &ReadOptions::default(), &pool, None).unwrap()
     }
 
     fn log(dir: &std::path::Path, name: &str, lines: usize) {
