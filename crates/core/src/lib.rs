@@ -1,8 +1,18 @@
-//! sparkify-core: reads Sparkify's JSON (song files and event logs) into Arrow in parallel,
-//! builds the star schema in memory, and defines the [`Sink`] contract the sinks implement,
-//! the tables they write ([`table`]) and the SQL they share ([`sql`]). It knows no sink, no
-//! SQL driver and no async runtime: `s3://` inputs are listed and fetched through the
-//! [`source::Remote`] that `sparkify-s3` implements.
+//! sparkify-core: the [`Sink`] contract every sink implements ([`sink`]), the ledger of the
+//! input files a sink holds ([`ledger`]: what an incremental load parses and removes), and the
+//! streamed load ([`pipeline`]) that joins the reader, the model and a sink. The engine's
+//! other layers are crates of their own, each depending only on those below it, and are
+//! re-exported here so that a sink needs this one crate:
+//!
+//! - `sparkify-table`: the tables, their columns and types, values as text, the error type
+//!   ([`table`], [`time`], [`text`], [`error`]);
+//! - `sparkify-model`: the star schema in memory and in SQL, rejects, history, drift, checks,
+//!   fingerprints, analytics ([`model`], [`sql`], [`reject`], [`spill`], [`history`],
+//!   [`drift`], [`checks`], [`fingerprint`], [`analytics`]);
+//! - `sparkify-read`: JSON into Arrow through one scheduler ([`source`], [`reader`]).
+//!
+//! It knows no sink, no SQL driver and no async runtime: `s3://` inputs are listed and
+//! fetched through the [`source::Remote`] that `sparkify-s3` implements.
 //!
 //! ```no_run
 //! use sparkify_core::{model, source, table};
@@ -15,25 +25,13 @@
 //! # Ok::<(), sparkify_core::Error>(())
 //! ```
 
-pub mod analytics;
-pub mod checks;
-pub mod drift;
-pub mod error;
-pub mod fingerprint;
-pub mod history;
 pub mod ledger;
-pub mod model;
 pub mod pipeline;
-pub mod reader;
-pub mod reject;
 pub mod sink;
-pub mod source;
-pub mod spill;
-pub mod sql;
-pub mod table;
-pub mod text;
-pub mod time;
 
-pub use error::{Error, Result};
-pub use reject::Reject;
 pub use sink::{Load, Sink, Tables};
+pub use sparkify_model::{
+    Reject, analytics, checks, drift, fingerprint, history, model, reject, spill, sql,
+};
+pub use sparkify_read::{reader, source};
+pub use sparkify_table::{Error, Result, error, table, text, time};

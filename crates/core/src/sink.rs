@@ -263,26 +263,7 @@ pub fn run_id() -> String {
     format!("{}-{nanos}", std::process::id())
 }
 
-/// A query's result, every value as text the way the database prints it (`None` for NULL).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueryResult {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Option<String>>>,
-}
-
-impl QueryResult {
-    /// The rows of a `(name, count)` query ([`crate::sql::count_rows`]).
-    pub fn counts(&self) -> Vec<(String, u64)> {
-        self.rows
-            .iter()
-            .filter_map(|r| {
-                let name = r.first()?.clone()?;
-                let n = r.get(1)?.as_deref()?.parse().ok()?;
-                Some((name, n))
-            })
-            .collect()
-    }
-}
+pub use crate::text::QueryResult;
 
 /// What a load does last, inside its transaction before the COMMIT: the checks when asked
 /// (`etl --check`; a failed one means nothing is committed), then the run's row in

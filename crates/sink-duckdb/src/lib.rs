@@ -399,7 +399,7 @@ impl Sink for DuckDbSink {
     }
 
     /// Every step a load runs, in order (appends shown as comments), for `--dry-run`: the
-    /// steps a load walks ([`plan::steps`]).
+    /// steps a load walks (`plan::steps`).
     fn plan(&self) -> Result<Vec<String>> {
         Ok(plan::steps(self.transform, None, self.closing.as_ref())
             .iter()

@@ -30,11 +30,11 @@ use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use arrow::error::ArrowError;
 use md5::{Digest, Md5};
 
-use crate::sink::QueryResult;
 use crate::sql::Dialect;
 use crate::table::{
     Column, FT_SONGPLAYS, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, SqlType, TableDef,
 };
+use crate::text::QueryResult;
 
 /// A table's row count and the two sums of its rows' hashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -57,13 +57,13 @@ type Key = (String, &'static str, DriftKind);
 /// The drift a decoder found since it last handed it on: kept by the decoder, merged into the
 /// run's [`DriftLog`] when the decoder hands on its rejects.
 #[derive(Debug, Default)]
-pub(crate) struct Found {
+pub struct Found {
     seen: BTreeMap<Key, Seen>,
 }
 
 impl Found {
     /// `field` of JSON type `json_type`, as `kind`, in `source` at `line`.
-    pub(crate) fn note(
+    pub fn note(
         &mut self,
         field: &str,
         json_type: &'static str,
@@ -91,7 +91,7 @@ impl Found {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
 }
@@ -113,7 +113,7 @@ impl DriftLog {
     }
 
     /// Adds what a decoder found.
-    pub(crate) fn merge(&self, found: &mut Found) {
+    pub fn merge(&self, found: &mut Found) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         for (key, s) in std::mem::take(&mut found.seen) {
             match seen.get_mut(&key) {
@@ -186,7 +186,7 @@ pub fn located(d: &Drift) -> String {
 }
 
 /// The JSON type of a tape node, as `schema_drift` names it.
-pub(crate) fn json_type(node: &simd_json::Node<'_>) -> &'static str {
+pub fn json_type(node: &simd_json::Node<'_>) -> &'static str {
     use simd_json::{Node, StaticNode};
     match node {
         Node::String(_) => "string",

@@ -37,7 +37,9 @@ pub struct Reject {
 }
 
 impl Reject {
-    pub(crate) fn new(
+    /// A record of `source` at `line` (its first byte at `byte_offset`) refused for `reason`,
+    /// naming `column` when one field is at fault; `raw` kept as text, truncated.
+    pub fn new(
         source: &Arc<str>,
         line: u64,
         byte_offset: u64,

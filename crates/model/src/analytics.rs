@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::sink::QueryResult;
+use crate::text::QueryResult;
 
 /// One question: its key (in JSON), its title, and its query.
 #[derive(Debug, Clone, Copy)]

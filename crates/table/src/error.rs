@@ -1,8 +1,9 @@
-//! The core's one error type.
+//! The engine's one error type.
 
 use arrow::error::ArrowError;
 
-/// What can go wrong in the core. Bad records are not errors: they are [`crate::Reject`]s.
+/// What can go wrong reading, modelling or loading. Bad records are not errors: they are
+/// rejects (`Reject` of sparkify-model).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read.
@@ -50,8 +51,8 @@ pub enum Error {
     /// More rejects than `--max-errors`: the load stops and commits nothing.
     #[error("{rejected} rejects, more than --max-errors {max}; nothing was committed")]
     TooManyRejects { rejected: usize, max: u64 },
-    /// `etl --check`: a check failed before COMMIT ([`crate::checks::passed`] says which,
-    /// with their first keys); nothing was committed.
+    /// `etl --check`: a check failed before COMMIT (`checks::passed` of sparkify-model says
+    /// which, with their first keys); nothing was committed.
     #[error("{0}; nothing was committed")]
     ChecksFailed(String),
     /// `--on-new-field fail`: the input holds fields the staging schema lacks; nothing was

@@ -46,7 +46,7 @@ pub struct Column {
     pub lineage: bool,
     /// A text column of a fixed width: the most bytes its values take (Redshift's
     /// `VARCHAR(n)` counts bytes). `None`: sized from the data a load holds
-    /// ([`crate::sql::Widths`]).
+    /// (`sql::Widths` of sparkify-model).
     pub width: Option<u32>,
 }
 
@@ -144,7 +144,7 @@ pub const FIELD_BYTES: u32 = 1024;
 /// Bytes of the command line `etl_runs` keeps: a longer one (a shell's glob expanded to
 /// thousands of files) is cut.
 pub const COMMAND_BYTES: u32 = 8192;
-/// Bytes of a run id ([`crate::history::RunStamp`]): 25 and a process id.
+/// Bytes of a run id (`history::RunStamp` of sparkify-model): 25 and a process id.
 pub const RUN_ID_BYTES: u32 = 64;
 
 /// The column of a staging table that names the input file of each row: `etl_files.file_id`.
@@ -328,7 +328,7 @@ pub const ETL_FILES: TableDef = TableDef {
     primary_key: &["file_id"],
 };
 
-/// The fields of a run's input that drifted from the staging schema ([`crate::drift`]), a
+/// The fields of a run's input that drifted from the staging schema (`drift` of sparkify-model), a
 /// row per table, field, JSON type and kind; kept across loads like [`ETL_RUNS`].
 pub const SCHEMA_DRIFT: TableDef = TableDef {
     name: "schema_drift",
@@ -346,7 +346,7 @@ pub const SCHEMA_DRIFT: TableDef = TableDef {
 };
 
 /// One row per committed load, written in its transaction and never replaced by a later one
-/// (see [`crate::history`]): `etl_runs.run_id` is the `run_id` of the rows it wrote to
+/// (see `history` of sparkify-model): `etl_runs.run_id` is the `run_id` of the rows it wrote to
 /// `load_errors` and `etl_files`.
 pub const ETL_RUNS: TableDef = TableDef {
     name: "etl_runs",

@@ -96,6 +96,27 @@ pub fn number_and_unit(text: &str) -> Option<(u64, &str)> {
     Some((number.parse().ok()?, unit.trim()))
 }
 
+/// A query's result, every value as text the way the database prints it (`None` for NULL).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+impl QueryResult {
+    /// The rows of a `(name, count)` query (`sql::count_rows` of sparkify-model).
+    pub fn counts(&self) -> Vec<(String, u64)> {
+        self.rows
+            .iter()
+            .filter_map(|r| {
+                let name = r.first()?.clone()?;
+                let n = r.get(1)?.as_deref()?.parse().ok()?;
+                Some((name, n))
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
