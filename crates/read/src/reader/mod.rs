@@ -9,8 +9,8 @@
 //! reason; a bad record never stops the read and never takes a good one with it.
 //!
 //! ```
-//! use sparkify_core::reader::ReaderBuilder;
-//! use sparkify_core::table::STAGING_SONGS;
+//! use sparkify_read::reader::ReaderBuilder;
+//! use sparkify_read::table::STAGING_SONGS;
 //!
 //! let json = br#"{"song_id":"SOABC","title":4.6,"year":"2004","duration":null}"#;
 //! let mut reader = ReaderBuilder::new(STAGING_SONGS.input_schema()).build(&json[..]).unwrap();
