@@ -7,7 +7,7 @@
 use crate::model::SongplaysMode;
 use crate::table::{
     Column, DM_TIME, ETL_FILES, ETL_RUNS, FT_SONGPLAYS, LOAD_ERRORS, SCHEMA_DRIFT, SINK_TABLES,
-    STAR_TABLES, SqlType, TableDef,
+    STAGING_TABLES, STAR_TABLES, SqlType, TableDef,
 };
 
 /// `sparkify tables create` (drop, then create, every table) or `drop`.
@@ -474,7 +474,44 @@ pub fn prepare_appended(dialect: &Dialect, widths: &Widths) -> Vec<String> {
         .map(|t| create_table_if_missing_sized(t, dialect, widths))
         .collect();
     out.extend(upgrade(dialect));
+    out.extend(staging_indexes(dialect));
     out
+}
+
+/// On PostgreSQL, what lets an incremental load's maintenance read the staged rows it needs
+/// without reading every one, made by the first incremental load: each staging table's
+/// `etl_file_id` (the rows of the files it adds), and the events' users with their times, sessions
+/// and times (the rows of the changed keys); and the statistics that let the planner choose
+/// them (a load may follow the last before autovacuum has looked). DuckDB and Redshift skip
+/// blocks by their zone maps instead (rows are appended in file order), and build no index a
+/// load must keep.
+fn staging_indexes(dialect: &Dialect) -> Vec<String> {
+    match dialect {
+        Dialect::Postgres => STAGING_TABLES
+            .iter()
+            .map(|t| {
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {0}_etl_file_id ON {0} (etl_file_id)",
+                    t.name
+                )
+            })
+            .chain(
+                [
+                    ("user_ts", "userId, ts"),
+                    ("session", "sessionId"),
+                    ("ts", "ts"),
+                ]
+                .map(|(name, columns)| {
+                    format!(
+                        "CREATE INDEX IF NOT EXISTS staging_events_{name} ON staging_events \
+                             ({columns})"
+                    )
+                }),
+            )
+            .chain(["ANALYZE staging_events (etl_file_id, userId, ts, sessionId)".to_owned()])
+            .collect(),
+        Dialect::DuckDb | Dialect::Redshift(_) => Vec::new(),
+    }
 }
 
 /// Every table but the star schema's dropped and created, text columns sized by `widths`.
@@ -614,16 +651,13 @@ fn changed(scope: Scope, key: &str, at: usize) -> String {
     }
 }
 
-fn star_inserts(dialect: &Dialect, mode: SongplaysMode, scope: Scope) -> Vec<String> {
-    let c = dialect.collate();
-    let users_changed = changed(scope, "userId", 0);
-    let time_changed = changed(scope, "ts", 1);
-    let plays_changed = changed(scope, "sessionId", 2);
-    let songs_changed = changed(scope, "song_id", 3);
-    let artists_changed = changed(scope, "artist_id", 4);
-    // Only a user's events at their latest time can come first: those are ranked (a user
-    // with no time at all: every event, each NULL time matching the stand-in).
-    let users = format!(
+/// `dm_users`' insert: each user's first event at their latest time, for the users that
+/// `only` keeps (`AND …`, or nothing for every user), ranked over the events that `events`
+/// keeps (`\n    WHERE e.…`, or nothing for every one). Only a user's events at their latest
+/// time can come first: those are ranked (a user with no time at all: every event, each NULL
+/// time matching the stand-in).
+fn users_insert(c: &str, only: &str, events: &str) -> String {
+    format!(
         "INSERT INTO dm_users (user_id, first_name, last_name, gender, level)
 SELECT userId, firstName, lastName, gender, level
 FROM (
@@ -638,19 +672,36 @@ FROM (
     JOIN (
         SELECT userId, MAX(ts) AS ts
         FROM staging_events
-        WHERE userId IS NOT NULL{users_changed}
+        WHERE userId IS NOT NULL{only}
         GROUP BY userId
     ) AS last ON last.userId = e.userId
-             AND COALESCE(e.ts, {NO_TIME}) = COALESCE(last.ts, {NO_TIME})
+             AND COALESCE(e.ts, {NO_TIME}) = COALESCE(last.ts, {NO_TIME}){events}
 ) AS latest
 WHERE rn = 1"
-    );
+    )
+}
+
+fn star_inserts(dialect: &Dialect, mode: SongplaysMode, scope: Scope) -> Vec<String> {
+    let c = dialect.collate();
+    let time_changed = changed(scope, "ts", 1);
+    let plays_changed = changed(scope, "sessionId", 2);
+    let songs_changed = changed(scope, "song_id", 3);
+    let artists_changed = changed(scope, "artist_id", 4);
+    let users = match scope {
+        Scope::All => users_insert(c, "", ""),
+        // The appended users' rows are made from their added events ([`maintain_star`]).
+        Scope::Changed => users_insert(
+            c,
+            &format!(" AND userId IN (SELECT userId FROM {REBUILT_USERS})"),
+            "",
+        ),
+    };
     // Maintained, a user whose added events all come after their others only extends their
     // history ([`maintain_star`]); the others' histories are made again.
     let history_changed = match scope {
         Scope::All => String::new(),
         Scope::Changed => {
-            format!("{users_changed} AND userId NOT IN (SELECT userId FROM {APPENDED_USERS})")
+            format!(" AND userId IN (SELECT userId FROM {REBUILT_USERS})")
         }
     };
     let history = history_insert(
@@ -781,8 +832,13 @@ WHERE previous IS NULL OR previous <> level",
 
 /// The users whose history an incremental load extends rather than makes again: a history
 /// already, no event removed, and every added event (with a level and a time) later than
-/// every other; with their current run's level and start, where the extension begins.
+/// every other event's time: their latest events are added ones, and their history goes on
+/// from its current run. With that run's level and start, where the extension begins.
 pub const APPENDED_USERS: &str = "appended_users";
+
+/// The changed users not appended: their rows of `dm_users` and `dm_users_history` are made
+/// again from all their events (a temporary table, gone at the end of the load).
+pub const REBUILT_USERS: &str = "rebuilt_users";
 
 /// A time no event has, standing in for NULL where times are compared for equality.
 const NO_TIME: &str = "TIMESTAMP '0001-01-01 00:00:00'";
@@ -874,15 +930,21 @@ JOIN (
     WHERE etl_file_id >= {first_new_id} AND userId IS NOT NULL AND level IS NOT NULL AND ts IS NOT NULL
     GROUP BY userId
 ) AS added ON added.userId = h.user_id
-JOIN (
-    SELECT userId, MAX(ts) AS last_ts FROM staging_events
-    WHERE etl_file_id < {first_new_id} AND userId IN (SELECT userId FROM changed_users)
-      AND level IS NOT NULL AND ts IS NOT NULL
-    GROUP BY userId
-) AS kept ON kept.userId = h.user_id
-WHERE h.is_current AND added.first_ts > kept.last_ts
+WHERE h.is_current
+  AND NOT EXISTS (
+      SELECT 1 FROM staging_events AS kept
+      WHERE kept.userId = h.user_id AND kept.ts >= added.first_ts AND kept.etl_file_id < {first_new_id}
+  )
   AND h.user_id NOT IN (SELECT userId FROM {CHANGED_EVENTS} WHERE removed AND userId IS NOT NULL)"
     ));
+    out.push(format!(
+        "CREATE TEMPORARY TABLE {REBUILT_USERS} AS
+SELECT userId FROM changed_users WHERE userId NOT IN (SELECT userId FROM {APPENDED_USERS})"
+    ));
+    if *dialect == Dialect::Postgres {
+        // How few they are, for the planner to read their events by the index on users.
+        out.push(format!("ANALYZE {REBUILT_USERS}"));
+    }
     out.extend(
         [
             "DELETE FROM ft_songplays WHERE session_id IN (SELECT sessionId FROM changed_sessions)",
@@ -896,6 +958,14 @@ WHERE h.is_current AND added.first_ts > kept.last_ts
         .map(str::to_owned),
     );
     out.extend(star_inserts(dialect, mode, Scope::Changed));
+    // The appended users' rows: their latest events are among the added ones.
+    out.push(users_insert(
+        dialect.collate(),
+        &format!(
+            " AND etl_file_id >= {first_new_id} AND userId IN (SELECT userId FROM {APPENDED_USERS})"
+        ),
+        &format!("\n    WHERE e.etl_file_id >= {first_new_id}"),
+    ));
     // The extended histories: each current run, then the added events.
     out.push(history_insert(
         dialect.collate(),
@@ -911,7 +981,7 @@ WHERE h.is_current AND added.first_ts > kept.last_ts
         CHANGED_KEYS
             .iter()
             .map(|(table, _, _)| *table)
-            .chain([APPENDED_USERS, CHANGED_EVENTS, CHANGED_SONGS])
+            .chain([REBUILT_USERS, APPENDED_USERS, CHANGED_EVENTS, CHANGED_SONGS])
             .map(|t| format!("DROP TABLE {t}")),
     );
     out
