@@ -2096,6 +2096,56 @@ fn incremental_loads_equal_a_full_load_and_replace_a_changed_files_rows() {
     }
 }
 
+/// Days added between days already loaded: each user's history goes on from the run in
+/// effect at their first added event, with the later events already held, and every table
+/// still equals a full load of the same files (DuckDB and PostgreSQL).
+#[test]
+fn days_added_between_loaded_days_equal_a_full_load() {
+    let server = pg::PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fx = repo().join("fixtures/sparkify");
+    let songs = fx.join("song_data");
+    let mut days: Vec<_> = walk(&fx.join("log_data"));
+    days.sort();
+    let (even, odd): (Vec<_>, Vec<_>) = days.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let url = server.url();
+    for (i, sink) in ["duckdb:between.duckdb".to_owned(), url.clone()]
+        .iter()
+        .enumerate()
+    {
+        let logs = d.join(format!("between{i}"));
+        std::fs::create_dir(&logs).unwrap();
+        let add = |files: &[(usize, &std::path::PathBuf)]| {
+            for (_, f) in files {
+                std::fs::copy(f, logs.join(f.file_name().unwrap())).unwrap();
+            }
+        };
+        add(&even);
+        incremental(d, sink, &songs, &logs, &[]);
+        // The odd days in three loads, each between days already held.
+        for (step, files) in odd.chunks(5).enumerate() {
+            add(files);
+            let s = incremental(d, sink, &songs, &logs, &[]);
+            assert_eq!(s["files_read"], files.len(), "{s}");
+            let reference = format!("duckdb:between-full{i}-{step}.duckdb");
+            stdout_of(
+                d,
+                &[
+                    "etl",
+                    "--songs",
+                    songs.to_str().unwrap(),
+                    "--events",
+                    logs.to_str().unwrap(),
+                    "--sink",
+                    &reference,
+                ],
+            );
+            agree(d, &reference, sink).unwrap_or_else(|e| panic!("{sink}, step {step}: {e}"));
+        }
+    }
+}
+
 #[test]
 fn incremental_maintenance_moves_a_plays_song_and_removes_a_user_and_time_no_play_needs() {
     let server = pg::PgServer::start();

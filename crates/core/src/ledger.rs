@@ -305,9 +305,24 @@ pub fn star_sql(
     mode: SongplaysMode,
     increment: Option<&Increment>,
 ) -> Vec<String> {
+    let (mut out, done) = star_sql_parts(dialect, mode, increment);
+    out.extend(done);
+    out
+}
+
+/// [`star_sql`] in two: its statements, and what ends them (a maintenance's temporary tables
+/// dropped), for a sink that checks what the statements made in between.
+pub fn star_sql_parts(
+    dialect: &Dialect,
+    mode: SongplaysMode,
+    increment: Option<&Increment>,
+) -> (Vec<String>, Vec<String>) {
     match increment {
-        Some(inc) if !inc.rebuild => crate::sql::maintain_star(dialect, inc.mode, inc.first_new_id),
-        _ => crate::sql::transforms(dialect, mode),
+        Some(inc) if !inc.rebuild => (
+            crate::sql::maintain_star(dialect, inc.mode, inc.first_new_id),
+            crate::sql::drop_maintenance_tables(),
+        ),
+        _ => (crate::sql::transforms(dialect, mode), Vec::new()),
     }
 }
 

@@ -302,6 +302,30 @@ pub fn create_table_unkeyed(table: &TableDef, dialect: &Dialect) -> String {
 /// them, since each query has a fixed cost of a few milliseconds. `None` when no table has a
 /// key.
 pub fn duplicate_keys(tables: &[&TableDef]) -> Option<String> {
+    duplicate_keys_where(tables, |_| String::new())
+}
+
+/// [`duplicate_keys`] after an incremental load maintained the star ([`maintain_star`], its
+/// temporary tables still there): `ft_songplays` and `dm_time`, the two tables DuckDB holds
+/// without an index, checked only at the keys of the rows the load made (the plays of the
+/// changed sessions, the changed times), which a duplicate of theirs must hold; the other
+/// tables whole.
+pub fn duplicate_changed_keys(tables: &[&TableDef]) -> Option<String> {
+    duplicate_keys_where(tables, |t| match t.name {
+        n if n == FT_SONGPLAYS.name => {
+            " WHERE songplay_id IN (SELECT songplay_id FROM ft_songplays \
+             WHERE session_id IN (SELECT sessionId FROM changed_sessions))"
+                .to_owned()
+        }
+        n if n == DM_TIME.name => " WHERE start_time IN (SELECT ts FROM changed_times)".to_owned(),
+        _ => String::new(),
+    })
+}
+
+fn duplicate_keys_where(
+    tables: &[&TableDef],
+    filter: impl Fn(&TableDef) -> String,
+) -> Option<String> {
     let branches: Vec<String> = tables
         .iter()
         .filter(|t| !t.primary_key.is_empty())
@@ -314,9 +338,10 @@ pub fn duplicate_keys(tables: &[&TableDef]) -> Option<String> {
                 .collect::<Vec<_>>()
                 .join(" || ', ' || ");
             format!(
-                "(SELECT '{name}', {text}, count(*) FROM {name} GROUP BY {key} \
+                "(SELECT '{name}', {text}, count(*) FROM {name}{filter} GROUP BY {key} \
                  HAVING count(*) > 1 ORDER BY {key} LIMIT 1)",
-                name = t.name
+                name = t.name,
+                filter = filter(t),
             )
         })
         .collect();
@@ -508,7 +533,12 @@ fn staging_indexes(dialect: &Dialect) -> Vec<String> {
                     )
                 }),
             )
-            .chain(["ANALYZE staging_events (etl_file_id, userId, ts, sessionId)".to_owned()])
+            .chain([
+                "ANALYZE staging_events (etl_file_id, userId, ts, sessionId, itemInSession, page)"
+                    .to_owned(),
+                // Compiling a query costs more than the few rows a maintenance reads save.
+                "SET LOCAL jit = off".to_owned(),
+            ])
             .collect(),
         Dialect::DuckDb | Dialect::Redshift(_) => Vec::new(),
     }
@@ -616,7 +646,7 @@ SELECT ts FROM staging_events WHERE ts IS NOT NULL AND NOT EXISTS (SELECT 1 FROM
 UNION
 SELECT e.sessionId FROM staging_events AS e
 JOIN changed_songs AS s ON s.title = e.song AND s.artist_name = e.artist
-WHERE e.page = 'NextSong' AND e.sessionId IS NOT NULL
+WHERE e.page = 'NextSong' AND e.sessionId IS NOT NULL AND EXISTS (SELECT 1 FROM changed_songs)
 UNION
 SELECT sessionId FROM staging_events WHERE sessionId IS NOT NULL
 AND NOT EXISTS (SELECT 1 FROM ft_songplays)",
@@ -652,11 +682,15 @@ fn changed(scope: Scope, key: &str, at: usize) -> String {
 }
 
 /// `dm_users`' insert: each user's first event at their latest time, for the users that
-/// `only` keeps (`AND …`, or nothing for every user), ranked over the events that `events`
-/// keeps (`\n    WHERE e.…`, or nothing for every one). Only a user's events at their latest
-/// time can come first: those are ranked (a user with no time at all: every event, each NULL
-/// time matching the stand-in).
-fn users_insert(c: &str, only: &str, events: &str) -> String {
+/// `only` keeps (`AND …`, or nothing for every user), ranked over the staged events or, given
+/// `events` (a subquery of them in parentheses), over those. Only a user's events at their
+/// latest time can come first: those are ranked (a user with no time at all: every event,
+/// each NULL time matching the stand-in).
+fn users_insert(c: &str, only: &str, events: Option<&str>) -> String {
+    let (from, from_last) = match events {
+        None => ("staging_events".to_owned(), "staging_events".to_owned()),
+        Some(events) => (events.to_owned(), format!("{events} AS u")),
+    };
     format!(
         "INSERT INTO dm_users (user_id, first_name, last_name, gender, level)
 SELECT userId, firstName, lastName, gender, level
@@ -668,14 +702,14 @@ FROM (
                         e.level{c} ASC NULLS LAST, e.firstName{c} ASC NULLS LAST,
                         e.lastName{c} ASC NULLS LAST, e.gender{c} ASC NULLS LAST
            ) AS rn
-    FROM staging_events AS e
+    FROM {from} AS e
     JOIN (
         SELECT userId, MAX(ts) AS ts
-        FROM staging_events
+        FROM {from_last}
         WHERE userId IS NOT NULL{only}
         GROUP BY userId
     ) AS last ON last.userId = e.userId
-             AND COALESCE(e.ts, {NO_TIME}) = COALESCE(last.ts, {NO_TIME}){events}
+             AND COALESCE(e.ts, {NO_TIME}) = COALESCE(last.ts, {NO_TIME})
 ) AS latest
 WHERE rn = 1"
     )
@@ -688,12 +722,12 @@ fn star_inserts(dialect: &Dialect, mode: SongplaysMode, scope: Scope) -> Vec<Str
     let songs_changed = changed(scope, "song_id", 3);
     let artists_changed = changed(scope, "artist_id", 4);
     let users = match scope {
-        Scope::All => users_insert(c, "", ""),
+        Scope::All => users_insert(c, "", None),
         // The appended users' rows are made from their added events ([`maintain_star`]).
         Scope::Changed => users_insert(
             c,
             &format!(" AND userId IN (SELECT userId FROM {REBUILT_USERS})"),
-            "",
+            None,
         ),
     };
     // Maintained, a user whose added events all come after their others only extends their
@@ -830,10 +864,13 @@ WHERE previous IS NULL OR previous <> level",
     )
 }
 
-/// The users whose history an incremental load extends rather than makes again: a history
-/// already, no event removed, and every added event (with a level and a time) later than
-/// every other event's time: their latest events are added ones, and their history goes on
-/// from its current run. With that run's level and start, where the extension begins.
+/// The users whose history an incremental load goes on from a run rather than makes again:
+/// no event removed, and a run in their history that starts before their first added event
+/// (with a level and a time), the last such, at whose start no event has another level.
+/// Their runs before it stand; from it on, they are made from its level and start and their
+/// events from the first added one on (the run's own events before that one have its level,
+/// and no run starts among them); their latest events are among those too. With the run's
+/// level and start, and the first added event's time (`first_ts`).
 pub const APPENDED_USERS: &str = "appended_users";
 
 /// The changed users not appended: their rows of `dm_users` and `dm_users_history` are made
@@ -923,17 +960,22 @@ pub fn maintain_star(dialect: &Dialect, mode: SongplaysMode, first_new_id: i32) 
     // Read before their current rows go.
     out.push(format!(
         "CREATE TEMPORARY TABLE {APPENDED_USERS} AS
-SELECT h.user_id AS userId, h.level, h.valid_from
+SELECT h.user_id AS userId, h.level, h.valid_from, added.first_ts
 FROM dm_users_history AS h
 JOIN (
     SELECT userId, MIN(ts) AS first_ts FROM staging_events
     WHERE etl_file_id >= {first_new_id} AND userId IS NOT NULL AND level IS NOT NULL AND ts IS NOT NULL
     GROUP BY userId
 ) AS added ON added.userId = h.user_id
-WHERE h.is_current
+WHERE h.valid_from < added.first_ts
   AND NOT EXISTS (
-      SELECT 1 FROM staging_events AS kept
-      WHERE kept.userId = h.user_id AND kept.ts >= added.first_ts AND kept.etl_file_id < {first_new_id}
+      SELECT 1 FROM dm_users_history AS later
+      WHERE later.user_id = h.user_id AND later.valid_from > h.valid_from
+        AND later.valid_from < added.first_ts
+  )
+  AND NOT EXISTS (
+      SELECT 1 FROM staging_events AS tie
+      WHERE tie.userId = h.user_id AND tie.ts = h.valid_from AND tie.level <> h.level
   )
   AND h.user_id NOT IN (SELECT userId FROM {CHANGED_EVENTS} WHERE removed AND userId IS NOT NULL)"
     ));
@@ -942,15 +984,23 @@ WHERE h.is_current
 SELECT userId FROM changed_users WHERE userId NOT IN (SELECT userId FROM {APPENDED_USERS})"
     ));
     if *dialect == Dialect::Postgres {
-        // How few they are, for the planner to read their events by the index on users.
-        out.push(format!("ANALYZE {REBUILT_USERS}"));
+        // How many rows the load's keys are, for the planner to read the staged rows of few
+        // by the indexes ([`staging_indexes`]).
+        out.extend(
+            CHANGED_KEYS
+                .iter()
+                .map(|(table, _, _)| *table)
+                .chain([APPENDED_USERS, REBUILT_USERS])
+                .map(|t| format!("ANALYZE {t}")),
+        );
     }
     out.extend(
         [
             "DELETE FROM ft_songplays WHERE session_id IN (SELECT sessionId FROM changed_sessions)",
             "DELETE FROM dm_users WHERE user_id IN (SELECT userId FROM changed_users)",
-            "DELETE FROM dm_users_history WHERE user_id IN (SELECT userId FROM changed_users) \
-             AND (is_current OR user_id NOT IN (SELECT userId FROM appended_users))",
+            "DELETE FROM dm_users_history WHERE user_id IN (SELECT userId FROM rebuilt_users)",
+            "DELETE FROM dm_users_history USING appended_users AS a \
+             WHERE dm_users_history.user_id = a.userId AND dm_users_history.valid_from >= a.valid_from",
             "DELETE FROM dm_songs WHERE song_id IN (SELECT song_id FROM changed_song_ids)",
             "DELETE FROM dm_artists WHERE artist_id IN (SELECT artist_id FROM changed_artist_ids)",
             "DELETE FROM dm_time WHERE start_time IN (SELECT ts FROM changed_times)",
@@ -958,33 +1008,42 @@ SELECT userId FROM changed_users WHERE userId NOT IN (SELECT userId FROM {APPEND
         .map(str::to_owned),
     );
     out.extend(star_inserts(dialect, mode, Scope::Changed));
-    // The appended users' rows: their latest events are among the added ones.
+    // The appended users' rows: their latest events are at or after their first added one.
+    let from_first_added = format!(
+        "staging_events AS e
+      JOIN {APPENDED_USERS} AS a ON a.userId = e.userId AND e.ts >= a.first_ts"
+    );
     out.push(users_insert(
         dialect.collate(),
-        &format!(
-            " AND etl_file_id >= {first_new_id} AND userId IN (SELECT userId FROM {APPENDED_USERS})"
-        ),
-        &format!("\n    WHERE e.etl_file_id >= {first_new_id}"),
+        "",
+        Some(&format!(
+            "(SELECT e.userId, e.firstName, e.lastName, e.gender, e.level, e.ts, e.itemInSession, \
+             e.sessionId FROM {from_first_added})"
+        )),
     ));
-    // The extended histories: each current run, then the added events.
+    // The extended histories: each run in effect at the user's first added event, then every
+    // event from that one on (the run's own events before it have its level: no run starts
+    // among them).
     out.push(history_insert(
         dialect.collate(),
         &format!(
-            "(SELECT userId, level, ts, itemInSession, sessionId FROM staging_events
-      WHERE etl_file_id >= {first_new_id} AND level IS NOT NULL AND ts IS NOT NULL
-        AND userId IN (SELECT userId FROM {APPENDED_USERS})
+            "(SELECT e.userId, e.level, e.ts, e.itemInSession, e.sessionId FROM {from_first_added}
+      WHERE e.level IS NOT NULL
       UNION ALL
       SELECT userId, level, valid_from, NULL, NULL FROM {APPENDED_USERS}) AS events"
         ),
     ));
-    out.extend(
-        CHANGED_KEYS
-            .iter()
-            .map(|(table, _, _)| *table)
-            .chain([REBUILT_USERS, APPENDED_USERS, CHANGED_EVENTS, CHANGED_SONGS])
-            .map(|t| format!("DROP TABLE {t}")),
-    );
     out
+}
+
+/// The temporary tables of [`maintain_star`] dropped, once the load is done with them.
+pub fn drop_maintenance_tables() -> Vec<String> {
+    CHANGED_KEYS
+        .iter()
+        .map(|(table, _, _)| *table)
+        .chain([REBUILT_USERS, APPENDED_USERS, CHANGED_EVENTS, CHANGED_SONGS])
+        .map(|t| format!("DROP TABLE {t}"))
+        .collect()
 }
 
 /// `s` as a SQL string literal: quotes doubled; on Redshift, which reads a backslash as an

@@ -293,11 +293,17 @@ impl DuckDbSink {
         Ok(conn)
     }
 
-    /// Checks that the key of each of `tables` is unique, naming the first value held twice
+    /// Checks that the key of each of `tables` is unique (with `changed`, at the keys a
+    /// maintenance made: [`plan::duplicates`]), naming the first value held twice
     /// (DuckDB would report a duplicate in a key added after the rows only at COMMIT, without
     /// the table's name, and declares no key for some tables: [`Dialect::declares_key`]).
-    fn check_keys(&self, tx: &duckdb::Transaction<'_>, tables: &[&TableDef]) -> Result<()> {
-        let Some(check) = sql::duplicate_keys(tables) else {
+    fn check_keys(
+        &self,
+        tx: &duckdb::Transaction<'_>,
+        tables: &[&TableDef],
+        changed: bool,
+    ) -> Result<()> {
+        let Some(check) = plan::duplicates(tables, changed) else {
             return Ok(());
         };
         let mut stmt = tx.prepare(&check).map_err(self.sql_error(check.clone()))?;
@@ -556,9 +562,9 @@ impl DuckDbSink {
                 let expected = walk.finished()?.staged.clone();
                 self.reconcile(tx, &expected)
             }
-            Step::CheckKeys(tables) => {
+            Step::CheckKeys { tables, changed } => {
                 let keying = std::time::Instant::now();
-                self.check_keys(tx, tables)?;
+                self.check_keys(tx, tables, *changed)?;
                 tracing::debug!(seconds = keying.elapsed().as_secs_f64(), "keys checked");
                 Ok(())
             }

@@ -48,8 +48,12 @@ pub(crate) enum Step<'a> {
     Reconcile,
     /// A note: the keys of these tables were checked on their rows as they were appended.
     KeysChecked(Vec<&'static TableDef>),
-    /// The key of each of these tables checked unique in SQL.
-    CheckKeys(Vec<&'static TableDef>),
+    /// The key of each of these tables checked unique in SQL; with `changed`, after a
+    /// maintenance, only at the keys of the rows it made ([`sql::duplicate_changed_keys`]).
+    CheckKeys {
+        tables: Vec<&'static TableDef>,
+        changed: bool,
+    },
     /// `etl --check`: every check run; the load fails, naming each one that failed, if any
     /// returns a row.
     Checks(Vec<Check>),
@@ -102,12 +106,12 @@ pub(crate) fn steps<'a>(
         });
     }
     out.push(Step::ResetLimit);
+    // A maintenance's temporary tables stay until its keys are checked.
+    let mut done = Vec::new();
     if let Transform::Sql(mode) = transform {
-        out.extend(
-            ledger::star_sql(&Dialect::DuckDb, mode, increment)
-                .into_iter()
-                .map(Step::Sql),
-        );
+        let (star, after) = ledger::star_sql_parts(&Dialect::DuckDb, mode, increment);
+        out.extend(star.into_iter().map(Step::Sql));
+        done = after;
     }
     out.push(Step::Reconcile);
     let (on_batches, in_sql): (Vec<&'static TableDef>, Vec<&'static TableDef>) = SINK_TABLES
@@ -118,8 +122,12 @@ pub(crate) fn steps<'a>(
         out.push(Step::KeysChecked(on_batches));
     }
     if sql::duplicate_keys(&in_sql).is_some() {
-        out.push(Step::CheckKeys(in_sql));
+        out.push(Step::CheckKeys {
+            tables: in_sql,
+            changed: !done.is_empty(),
+        });
     }
+    out.extend(done.into_iter().map(Step::Sql));
     if full {
         out.extend(keys_to_add().into_iter().map(Step::Sql));
     }
@@ -189,9 +197,9 @@ impl Step<'_> {
                     names.join(", ")
                 )
             }
-            Step::CheckKeys(tables) => format!(
+            Step::CheckKeys { tables, changed } => format!(
                 "-- fails the load if it returns a row:\n{}",
-                sql::duplicate_keys(tables).unwrap_or_default()
+                duplicates(tables, *changed).unwrap_or_default()
             ),
             Step::Checks(checks) => checks
                 .iter()
@@ -201,5 +209,13 @@ impl Step<'_> {
             Step::RecordRun(closing) => closing.record(&Dialect::DuckDb).join(";\n\n"),
             Step::Commit => "COMMIT".to_owned(),
         }
+    }
+}
+
+/// The query that finds a duplicate key in `tables` (see [`Step::CheckKeys`]).
+pub(crate) fn duplicates(tables: &[&TableDef], changed: bool) -> Option<String> {
+    match changed {
+        true => sql::duplicate_changed_keys(tables),
+        false => sql::duplicate_keys(tables),
     }
 }
