@@ -683,9 +683,9 @@ fn changed(scope: Scope, key: &str, at: usize) -> String {
 
 /// `dm_users`' insert: each user's first event at their latest time, for the users that
 /// `only` keeps (`AND …`, or nothing for every user), ranked over the staged events or, given
-/// `events` (a subquery of them in parentheses), over those. Only a user's events at their
-/// latest time can come first: those are ranked (a user with no time at all: every event,
-/// each NULL time matching the stand-in).
+/// `events` (a table of some of them, or a subquery in parentheses), over those. Only a
+/// user's events at their latest time can come first: those are ranked (a user with no time
+/// at all: every event, each NULL time matching the stand-in).
 fn users_insert(c: &str, only: &str, events: Option<&str>) -> String {
     let (from, from_last) = match events {
         None => ("staging_events".to_owned(), "staging_events".to_owned()),
@@ -873,6 +873,10 @@ WHERE previous IS NULL OR previous <> level",
 /// level and start, and the first added event's time (`first_ts`).
 pub const APPENDED_USERS: &str = "appended_users";
 
+/// The appended users' events from their first added one on (a temporary table, gone at
+/// the end of the load).
+pub const APPENDED_EVENTS: &str = "appended_events";
+
 /// The changed users not appended: their rows of `dm_users` and `dm_users_history` are made
 /// again from all their events (a temporary table, gone at the end of the load).
 pub const REBUILT_USERS: &str = "rebuilt_users";
@@ -1008,27 +1012,31 @@ SELECT userId FROM changed_users WHERE userId NOT IN (SELECT userId FROM {APPEND
         .map(str::to_owned),
     );
     out.extend(star_inserts(dialect, mode, Scope::Changed));
-    // The appended users' rows: their latest events are at or after their first added one.
-    let from_first_added = format!(
-        "staging_events AS e
-      JOIN {APPENDED_USERS} AS a ON a.userId = e.userId AND e.ts >= a.first_ts"
+    // The appended users' events from their first added one on: all their latest events,
+    // and all the events their history goes on with (the run's own events before that one
+    // have its level: no run starts among them).
+    let appended_events = format!(
+        "CREATE TEMPORARY TABLE {APPENDED_EVENTS} AS
+SELECT e.userId, e.firstName, e.lastName, e.gender, e.level, e.ts, e.itemInSession, e.sessionId
+FROM staging_events AS e
+JOIN {APPENDED_USERS} AS a ON a.userId = e.userId AND e.ts >= a.first_ts"
     );
-    out.push(users_insert(
-        dialect.collate(),
-        "",
-        Some(&format!(
-            "(SELECT e.userId, e.firstName, e.lastName, e.gender, e.level, e.ts, e.itemInSession, \
-             e.sessionId FROM {from_first_added})"
-        )),
-    ));
-    // The extended histories: each run in effect at the user's first added event, then every
-    // event from that one on (the run's own events before it have its level: no run starts
-    // among them).
+    match dialect {
+        // The planner takes a range join's rows for a third of the table's and would read
+        // all of it; the index on users and times reads each user's few.
+        Dialect::Postgres => out.extend([
+            "SET LOCAL enable_seqscan = off".to_owned(),
+            appended_events,
+            "SET LOCAL enable_seqscan = on".to_owned(),
+        ]),
+        Dialect::DuckDb | Dialect::Redshift(_) => out.push(appended_events),
+    }
+    out.push(users_insert(dialect.collate(), "", Some(APPENDED_EVENTS)));
     out.push(history_insert(
         dialect.collate(),
         &format!(
-            "(SELECT e.userId, e.level, e.ts, e.itemInSession, e.sessionId FROM {from_first_added}
-      WHERE e.level IS NOT NULL
+            "(SELECT userId, level, ts, itemInSession, sessionId FROM {APPENDED_EVENTS}
+      WHERE level IS NOT NULL
       UNION ALL
       SELECT userId, level, valid_from, NULL, NULL FROM {APPENDED_USERS}) AS events"
         ),
@@ -1041,7 +1049,13 @@ pub fn drop_maintenance_tables() -> Vec<String> {
     CHANGED_KEYS
         .iter()
         .map(|(table, _, _)| *table)
-        .chain([REBUILT_USERS, APPENDED_USERS, CHANGED_EVENTS, CHANGED_SONGS])
+        .chain([
+            APPENDED_EVENTS,
+            REBUILT_USERS,
+            APPENDED_USERS,
+            CHANGED_EVENTS,
+            CHANGED_SONGS,
+        ])
         .map(|t| format!("DROP TABLE {t}"))
         .collect()
 }
