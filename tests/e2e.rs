@@ -1978,18 +1978,7 @@ fn incremental_loads_equal_a_full_load_and_replace_a_changed_files_rows() {
     // The reference: a full load of what `logs` holds, into a DuckDB file of its own.
     let full = |logs: &Path, name: &str| {
         let sink = format!("duckdb:{name}");
-        stdout_of(
-            d,
-            &[
-                "etl",
-                "--songs",
-                songs.to_str().unwrap(),
-                "--events",
-                logs.to_str().unwrap(),
-                "--sink",
-                &sink,
-            ],
-        );
+        full_load(d, &songs, logs, &sink);
         sink
     };
     for (i, sink) in ["duckdb:inc.duckdb".to_owned(), url.clone()]
@@ -2096,11 +2085,12 @@ fn incremental_loads_equal_a_full_load_and_replace_a_changed_files_rows() {
     }
 }
 
-/// Days added between days already loaded: each user's history goes on from the run in
-/// effect at their first added event, with the later events already held, and every table
-/// still equals a full load of the same files (DuckDB and PostgreSQL).
+/// Days added between days already loaded, then a day in the middle changed: each user's
+/// history goes on from the run in effect at their first changed event (added or removed),
+/// with the later events already held, and every table still equals a full load of the same
+/// files (DuckDB and PostgreSQL).
 #[test]
-fn days_added_between_loaded_days_equal_a_full_load() {
+fn days_added_or_changed_between_loaded_days_equal_a_full_load() {
     let server = pg::PgServer::start();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -2129,21 +2119,96 @@ fn days_added_between_loaded_days_equal_a_full_load() {
             let s = incremental(d, sink, &songs, &logs, &[]);
             assert_eq!(s["files_read"], files.len(), "{s}");
             let reference = format!("duckdb:between-full{i}-{step}.duckdb");
-            stdout_of(
-                d,
-                &[
-                    "etl",
-                    "--songs",
-                    songs.to_str().unwrap(),
-                    "--events",
-                    logs.to_str().unwrap(),
-                    "--sink",
-                    &reference,
-                ],
-            );
+            full_load(d, &songs, &logs, &reference);
             agree(d, &reference, sink).unwrap_or_else(|e| panic!("{sink}, step {step}: {e}"));
         }
+        // A middle day changed: one user's events of that day at the other level than their
+        // last before it, so a run starts at their first event of the day; then that event
+        // removed, so the user's first removed event comes before their first added one.
+        let middle = logs.join(days[15].file_name().unwrap());
+        let (user, level) = first_user_with_a_level_before(&middle, &days[..15]);
+        let flipped = if level == "free" { "paid" } else { "free" };
+        let (tag, to) = (
+            format!("\"userId\":\"{user}\"}}"),
+            format!("\"level\":\"{flipped}\""),
+        );
+        let day = std::fs::read_to_string(&middle).unwrap();
+        let edited: Vec<String> = day
+            .lines()
+            .map(|l| match l.ends_with(&tag) {
+                true => l
+                    .replace("\"level\":\"free\"", &to)
+                    .replace("\"level\":\"paid\"", &to),
+                false => l.to_owned(),
+            })
+            .collect();
+        let first = edited.iter().position(|l| l.ends_with(&tag)).unwrap();
+        let without_first: Vec<&String> = edited
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != first)
+            .map(|(_, l)| l)
+            .collect();
+        for (step, lines) in [
+            ("changed", edited.iter().collect::<Vec<_>>()),
+            ("its-first-event-removed", without_first),
+        ] {
+            let text: Vec<&str> = lines.iter().map(|l| l.as_str()).collect();
+            std::fs::write(&middle, text.join("\n") + "\n").unwrap();
+            let s = incremental(d, sink, &songs, &logs, &[]);
+            assert_eq!(s["files_read"], 1, "{s}");
+            let reference = format!("duckdb:between-{step}{i}.duckdb");
+            full_load(d, &songs, &logs, &reference);
+            agree(d, &reference, sink).unwrap_or_else(|e| panic!("{sink}, {step}: {e}"));
+        }
+        // The last day removed: its users' latest events go with it.
+        std::fs::remove_file(logs.join(days[29].file_name().unwrap())).unwrap();
+        let s = incremental(d, sink, &songs, &logs, &["--prune"]);
+        assert_eq!(s["committed"], true, "{s}");
+        let reference = format!("duckdb:between-pruned{i}.duckdb");
+        full_load(d, &songs, &logs, &reference);
+        agree(d, &reference, sink).unwrap_or_else(|e| panic!("{sink}, pruned: {e}"));
     }
+}
+
+/// A full load of `songs` and `events` into `sink`, the reference of an incremental one.
+fn full_load(dir: &Path, songs: &Path, events: &Path, sink: &str) {
+    stdout_of(
+        dir,
+        &[
+            "etl",
+            "--songs",
+            songs.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "--sink",
+            sink,
+        ],
+    );
+}
+
+/// The first user of `day`'s log with an event in `earlier` days: their id and the level of
+/// their last event there (by ts).
+fn first_user_with_a_level_before(day: &Path, earlier: &[std::path::PathBuf]) -> (String, String) {
+    let events = |path: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let before: Vec<serde_json::Value> = earlier.iter().flat_map(|f| events(f)).collect();
+    events(day)
+        .iter()
+        .filter_map(|e| e["userId"].as_str().filter(|u| !u.is_empty()))
+        .find_map(|user| {
+            let last = before
+                .iter()
+                .filter(|e| e["userId"] == user && e["level"].is_string())
+                .max_by_key(|e| e["ts"].as_i64().unwrap())?;
+            Some((user.to_owned(), last["level"].as_str()?.to_owned()))
+        })
+        .unwrap()
 }
 
 #[test]

@@ -724,14 +724,19 @@ fn star_inserts(dialect: &Dialect, mode: SongplaysMode, scope: Scope) -> Vec<Str
     let users = match scope {
         Scope::All => users_insert(c, "", None),
         // The appended users' rows are made from their added events ([`maintain_star`]).
+        // So are those of the users with events removed, whose latest may be gone; the
+        // others' from all their events.
         Scope::Changed => users_insert(
             c,
-            &format!(" AND userId IN (SELECT userId FROM {REBUILT_USERS})"),
+            &format!(
+                " AND (userId IN (SELECT userId FROM {REBUILT_USERS}) \
+                 OR userId IN (SELECT userId FROM {CHANGED_EVENTS} WHERE removed))"
+            ),
             None,
         ),
     };
-    // Maintained, a user whose added events all come after their others only extends their
-    // history ([`maintain_star`]); the others' histories are made again.
+    // Maintained, a user with a run before their first changed event goes on from it
+    // ([`maintain_star`]); the others' histories are made again.
     let history_changed = match scope {
         Scope::All => String::new(),
         Scope::Changed => {
@@ -865,20 +870,21 @@ WHERE previous IS NULL OR previous <> level",
 }
 
 /// The users whose history an incremental load goes on from a run rather than makes again:
-/// no event removed, and a run in their history that starts before their first added event
-/// (with a level and a time), the last such, at whose start no event has another level.
-/// Their runs before it stand; from it on, they are made from its level and start and their
-/// events from the first added one on (the run's own events before that one have its level,
-/// and no run starts among them); their latest events are among those too. With the run's
-/// level and start, and the first added event's time (`first_ts`).
+/// a run in their history that starts before their first changed event (added with a level
+/// and a time, or removed with a time), the last such, at whose start no event has another
+/// level. Their runs before it stand (no event before the first changed one came or went);
+/// from it on, they are made from its level and start and their events from the first
+/// changed one on (the run's own events before that one have its level, and no run starts
+/// among them). With no event removed, their latest events are among those too. With the
+/// run's level and start, and the first changed event's time (`first_ts`).
 pub const APPENDED_USERS: &str = "appended_users";
 
-/// The appended users' events from their first added one on (a temporary table, gone at
+/// The appended users' events from their first changed one on (a temporary table, gone at
 /// the end of the load).
 pub const APPENDED_EVENTS: &str = "appended_events";
 
-/// The changed users not appended: their rows of `dm_users` and `dm_users_history` are made
-/// again from all their events (a temporary table, gone at the end of the load).
+/// The changed users not appended: their rows of `dm_users_history` are made again from all
+/// their events (a temporary table, gone at the end of the load).
 pub const REBUILT_USERS: &str = "rebuilt_users";
 
 /// A time no event has, standing in for NULL where times are compared for equality.
@@ -967,8 +973,13 @@ pub fn maintain_star(dialect: &Dialect, mode: SongplaysMode, first_new_id: i32) 
 SELECT h.user_id AS userId, h.level, h.valid_from, added.first_ts
 FROM dm_users_history AS h
 JOIN (
-    SELECT userId, MIN(ts) AS first_ts FROM staging_events
-    WHERE etl_file_id >= {first_new_id} AND userId IS NOT NULL AND level IS NOT NULL AND ts IS NOT NULL
+    SELECT userId, MIN(ts) AS first_ts FROM (
+        SELECT userId, ts FROM staging_events
+        WHERE etl_file_id >= {first_new_id} AND userId IS NOT NULL AND level IS NOT NULL AND ts IS NOT NULL
+        UNION ALL
+        SELECT userId, ts FROM {CHANGED_EVENTS}
+        WHERE removed AND userId IS NOT NULL AND ts IS NOT NULL
+    ) AS changed
     GROUP BY userId
 ) AS added ON added.userId = h.user_id
 WHERE h.valid_from < added.first_ts
@@ -980,8 +991,7 @@ WHERE h.valid_from < added.first_ts
   AND NOT EXISTS (
       SELECT 1 FROM staging_events AS tie
       WHERE tie.userId = h.user_id AND tie.ts = h.valid_from AND tie.level <> h.level
-  )
-  AND h.user_id NOT IN (SELECT userId FROM {CHANGED_EVENTS} WHERE removed AND userId IS NOT NULL)"
+  )"
     ));
     out.push(format!(
         "CREATE TEMPORARY TABLE {REBUILT_USERS} AS
@@ -1012,9 +1022,9 @@ SELECT userId FROM changed_users WHERE userId NOT IN (SELECT userId FROM {APPEND
         .map(str::to_owned),
     );
     out.extend(star_inserts(dialect, mode, Scope::Changed));
-    // The appended users' events from their first added one on: all their latest events,
-    // and all the events their history goes on with (the run's own events before that one
-    // have its level: no run starts among them).
+    // The appended users' events from their first changed one on: the events their history
+    // goes on with (the run's own events before that one have its level: no run starts
+    // among them), and, with no event removed, all their latest events.
     let appended_events = format!(
         "CREATE TEMPORARY TABLE {APPENDED_EVENTS} AS
 SELECT e.userId, e.firstName, e.lastName, e.gender, e.level, e.ts, e.itemInSession, e.sessionId
@@ -1031,7 +1041,14 @@ JOIN {APPENDED_USERS} AS a ON a.userId = e.userId AND e.ts >= a.first_ts"
         ]),
         Dialect::DuckDb | Dialect::Redshift(_) => out.push(appended_events),
     }
-    out.push(users_insert(dialect.collate(), "", Some(APPENDED_EVENTS)));
+    out.push(users_insert(
+        dialect.collate(),
+        &format!(
+            " AND userId NOT IN (SELECT userId FROM {CHANGED_EVENTS} \
+             WHERE removed AND userId IS NOT NULL)"
+        ),
+        Some(APPENDED_EVENTS),
+    ));
     out.push(history_insert(
         dialect.collate(),
         &format!(
