@@ -723,15 +723,11 @@ fn star_inserts(dialect: &Dialect, mode: SongplaysMode, scope: Scope) -> Vec<Str
     let artists_changed = changed(scope, "artist_id", 4);
     let users = match scope {
         Scope::All => users_insert(c, "", None),
-        // The appended users' rows are made from their added events ([`maintain_star`]).
-        // So are those of the users with events removed, whose latest may be gone; the
-        // others' from all their events.
+        // The other appended users' rows are made from their events from the first changed
+        // one on ([`maintain_star`]).
         Scope::Changed => users_insert(
             c,
-            &format!(
-                " AND (userId IN (SELECT userId FROM {REBUILT_USERS}) \
-                 OR userId IN (SELECT userId FROM {CHANGED_EVENTS} WHERE removed))"
-            ),
+            &format!(" AND userId IN (SELECT userId FROM {REBUILT_USERS})"),
             None,
         ),
     };
@@ -740,7 +736,7 @@ fn star_inserts(dialect: &Dialect, mode: SongplaysMode, scope: Scope) -> Vec<Str
     let history_changed = match scope {
         Scope::All => String::new(),
         Scope::Changed => {
-            format!(" AND userId IN (SELECT userId FROM {REBUILT_USERS})")
+            format!(" AND userId IN (SELECT userId FROM {REBUILT_HISTORIES})")
         }
     };
     let history = history_insert(
@@ -883,9 +879,14 @@ pub const APPENDED_USERS: &str = "appended_users";
 /// the end of the load).
 pub const APPENDED_EVENTS: &str = "appended_events";
 
+/// The changed users whose `dm_users` row is made again from all their events: those not
+/// appended, and those with an event removed, whose latest events may be gone (a temporary
+/// table, gone at the end of the load).
+pub const REBUILT_USERS: &str = "rebuilt_users";
+
 /// The changed users not appended: their rows of `dm_users_history` are made again from all
 /// their events (a temporary table, gone at the end of the load).
-pub const REBUILT_USERS: &str = "rebuilt_users";
+pub const REBUILT_HISTORIES: &str = "rebuilt_histories";
 
 /// A time no event has, standing in for NULL where times are compared for equality.
 const NO_TIME: &str = "TIMESTAMP '0001-01-01 00:00:00'";
@@ -993,10 +994,18 @@ WHERE h.valid_from < added.first_ts
       WHERE tie.userId = h.user_id AND tie.ts = h.valid_from AND tie.level <> h.level
   )"
     ));
-    out.push(format!(
-        "CREATE TEMPORARY TABLE {REBUILT_USERS} AS
+    out.extend([
+        format!(
+            "CREATE TEMPORARY TABLE {REBUILT_HISTORIES} AS
 SELECT userId FROM changed_users WHERE userId NOT IN (SELECT userId FROM {APPENDED_USERS})"
-    ));
+        ),
+        format!(
+            "CREATE TEMPORARY TABLE {REBUILT_USERS} AS
+SELECT userId FROM {REBUILT_HISTORIES}
+UNION
+SELECT userId FROM {CHANGED_EVENTS} WHERE removed AND userId IS NOT NULL"
+        ),
+    ]);
     if *dialect == Dialect::Postgres {
         // How many rows the load's keys are, for the planner to read the staged rows of few
         // by the indexes ([`staging_indexes`]).
@@ -1004,7 +1013,7 @@ SELECT userId FROM changed_users WHERE userId NOT IN (SELECT userId FROM {APPEND
             CHANGED_KEYS
                 .iter()
                 .map(|(table, _, _)| *table)
-                .chain([APPENDED_USERS, REBUILT_USERS])
+                .chain([APPENDED_USERS, REBUILT_HISTORIES, REBUILT_USERS])
                 .map(|t| format!("ANALYZE {t}")),
         );
     }
@@ -1012,7 +1021,7 @@ SELECT userId FROM changed_users WHERE userId NOT IN (SELECT userId FROM {APPEND
         [
             "DELETE FROM ft_songplays WHERE session_id IN (SELECT sessionId FROM changed_sessions)",
             "DELETE FROM dm_users WHERE user_id IN (SELECT userId FROM changed_users)",
-            "DELETE FROM dm_users_history WHERE user_id IN (SELECT userId FROM rebuilt_users)",
+            "DELETE FROM dm_users_history WHERE user_id IN (SELECT userId FROM rebuilt_histories)",
             "DELETE FROM dm_users_history USING appended_users AS a \
              WHERE dm_users_history.user_id = a.userId AND dm_users_history.valid_from >= a.valid_from",
             "DELETE FROM dm_songs WHERE song_id IN (SELECT song_id FROM changed_song_ids)",
@@ -1043,10 +1052,7 @@ JOIN {APPENDED_USERS} AS a ON a.userId = e.userId AND e.ts >= a.first_ts"
     }
     out.push(users_insert(
         dialect.collate(),
-        &format!(
-            " AND userId NOT IN (SELECT userId FROM {CHANGED_EVENTS} \
-             WHERE removed AND userId IS NOT NULL)"
-        ),
+        &format!(" AND userId NOT IN (SELECT userId FROM {REBUILT_USERS})"),
         Some(APPENDED_EVENTS),
     ));
     out.push(history_insert(
@@ -1069,6 +1075,7 @@ pub fn drop_maintenance_tables() -> Vec<String> {
         .chain([
             APPENDED_EVENTS,
             REBUILT_USERS,
+            REBUILT_HISTORIES,
             APPENDED_USERS,
             CHANGED_EVENTS,
             CHANGED_SONGS,
