@@ -290,8 +290,9 @@ impl Closing {
     }
 
     /// The statements that write the run's schema drift and its row in `etl_runs`, ending
-    /// now.
-    pub fn record(&self, dialect: &Dialect) -> Vec<String> {
+    /// now; `counted`: the rows per table the load counted in its transaction, written as
+    /// they are ([`crate::history::record_sql`]).
+    pub fn record(&self, dialect: &Dialect, counted: &[(String, u64)]) -> Vec<String> {
         let drift: Vec<crate::drift::Drift> =
             self.drift.iter().flat_map(|log| log.entries()).collect();
         let mut out = crate::drift::record_sql(&drift, &self.run.stamp.id, dialect);
@@ -301,6 +302,7 @@ impl Closing {
             now,
             self.checks.is_some(),
             dialect,
+            counted,
         ));
         out
     }

@@ -85,19 +85,25 @@ pub fn checks_outcome(checked: bool) -> &'static str {
 /// The statements that write `run`'s row, last in the load's transaction: `etl_runs` created
 /// if missing (a full load replaces every other table, never the history), then one `INSERT
 /// … SELECT` that counts each table's rows and the run's rejects as the transaction sees
-/// them. `ended_at_ms` is when the load came to its COMMIT.
+/// them, but for the tables in `counted`, which the load has just counted in the same
+/// transaction (its reconciliation): their numbers are written as they are. `ended_at_ms` is
+/// when the load came to its COMMIT.
 pub fn record_sql(
     run: &RunRecord,
     ended_at_ms: i64,
     checked: bool,
     dialect: &Dialect,
+    counted: &[(String, u64)],
 ) -> Vec<String> {
     let text = |s: &str| literal(s, dialect);
     let at = |ms: i64| {
         let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
         format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.3f"))
     };
-    let count = |table: &str| format!("(SELECT COUNT(*) FROM {table})");
+    let count = |table: &str| match counted.iter().find(|(t, _)| t == table) {
+        Some((_, rows)) => rows.to_string(),
+        None => format!("(SELECT COUNT(*) FROM {table})"),
+    };
     let f = &run.files;
     let mut values = vec![
         text(&run.stamp.id),
@@ -132,6 +138,24 @@ pub fn record_sql(
             values.join(",\n       ")
         ),
     ]
+}
+
+/// `(table_name, row_count)` of the tables [`counted_tables`] as `run`'s row in `etl_runs`
+/// counted them in its load's transaction: what the load left, without counting again.
+/// No row when the sink holds no row of `run`.
+pub fn recorded_counts(run: &RunStamp) -> String {
+    // A run's id is digits, letters, `.` and `-` (RunStamp::at): the same literal in every
+    // dialect.
+    let id = run.id.replace('\'', "''");
+    counted_tables()
+        .map(|t| {
+            format!(
+                "SELECT '{0}' AS table_name, {0} AS row_count FROM {1} WHERE run_id = '{id}'",
+                t.name, ETL_RUNS.name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\nUNION ALL\n")
 }
 
 /// The run history, oldest first: what `sparkify runs` lists.
@@ -259,7 +283,7 @@ mod tests {
                 vanished: 4,
             },
         };
-        let sql = record_sql(&run, 1_000, true, &Dialect::Postgres);
+        let sql = record_sql(&run, 1_000, true, &Dialect::Postgres, &[]);
         assert_eq!(sql.len(), 2);
         assert!(sql[0].starts_with("CREATE TABLE IF NOT EXISTS etl_runs"));
         let insert = &sql[1];
@@ -275,5 +299,35 @@ mod tests {
         ] {
             assert!(insert.contains(part), "{part} not in {insert}");
         }
+        // Tables the load has counted are written as counted; the others counted here.
+        let counted = [
+            ("staging_events".to_owned(), 8056),
+            ("dm_time".to_owned(), 6813),
+        ];
+        let insert = &record_sql(&run, 1_000, true, &Dialect::Postgres, &counted)[1];
+        assert!(insert.contains("       8056,\n"), "{insert}");
+        assert!(insert.contains("       6813,\n"), "{insert}");
+        assert!(!insert.contains("FROM staging_events)"), "{insert}");
+        assert!(!insert.contains("FROM dm_time)"), "{insert}");
+        assert!(
+            insert.contains("(SELECT COUNT(*) FROM dm_users)"),
+            "{insert}"
+        );
+    }
+
+    #[test]
+    fn a_runs_recorded_counts_are_read_from_its_row() {
+        let stamp = RunStamp::at(1_700_000_000_000);
+        let sql = recorded_counts(&stamp);
+        assert_eq!(
+            sql.matches("UNION ALL").count(),
+            counted_tables().count() - 1
+        );
+        assert!(sql.starts_with(&format!(
+            "SELECT 'staging_events' AS table_name, staging_events AS row_count FROM etl_runs \
+             WHERE run_id = '{}'",
+            stamp.id
+        )));
+        assert!(sql.contains("SELECT 'dm_time' AS table_name, dm_time AS row_count"));
     }
 }

@@ -206,7 +206,7 @@ impl Step<'_> {
                 .map(Check::text)
                 .collect::<Vec<_>>()
                 .join(";\n\n"),
-            Step::RecordRun(closing) => closing.record(&Dialect::DuckDb).join(";\n\n"),
+            Step::RecordRun(closing) => closing.record(&Dialect::DuckDb, &[]).join(";\n\n"),
             Step::Commit => "COMMIT".to_owned(),
         }
     }

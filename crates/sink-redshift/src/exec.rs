@@ -26,6 +26,8 @@ pub(crate) struct Rows<'s> {
     finished: Option<Finished>,
     /// Records the load's COPYs skipped so far (`MAXERROR`).
     skipped: u64,
+    /// Rows per table as the reconciliation counted them, for the run's row.
+    counted: Vec<(String, u64)>,
 }
 
 impl<'s> Rows<'s> {
@@ -35,6 +37,7 @@ impl<'s> Rows<'s> {
             pending: None,
             finished: None,
             skipped: 0,
+            counted: Vec::new(),
         }
     }
 
@@ -270,8 +273,8 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
             };
             let expected = finished.staged.clone();
             rows.phase("checking the counts and committing");
-            let counted = query_text(client, &reconcile_sql()).await?.counts();
-            Ok(sparkify_core::sink::reconcile(&expected, &counted)?)
+            rows.counted = query_text(client, &reconcile_sql()).await?.counts();
+            Ok(sparkify_core::sink::reconcile(&expected, &rows.counted)?)
         }
         Step::InsertRows { table } => {
             let Some(built) = rows.built(table)? else {
@@ -328,7 +331,7 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
             Ok(sparkify_core::checks::passed(outcomes)?)
         }
         Step::RecordRun { closing, dialect } => {
-            for s in closing.record(dialect) {
+            for s in closing.record(dialect, &rows.counted) {
                 client.batch_execute(&s).await.map_err(sql_error(&s))?;
             }
             Ok(())

@@ -759,7 +759,17 @@ fn redshift_statements() -> Vec<(String, String)> {
     };
     add(
         "the run history",
-        sparkify_core::history::record_sql(&run, 1_543_622_401_000, true, &dialect),
+        sparkify_core::history::record_sql(&run, 1_543_622_401_000, true, &dialect, &[]),
+    );
+    add(
+        "the run history with the reconciliation's counts",
+        sparkify_core::history::record_sql(
+            &run,
+            1_543_622_401_000,
+            true,
+            &dialect,
+            &[("staging_events".into(), 8056), ("dm_time".into(), 6813)],
+        ),
     );
     let drifted = sparkify_core::drift::Drift {
         table: "staging_events",

@@ -13,7 +13,10 @@ use sparkify_core::pipeline::{self, Against, Pipeline};
 use sparkify_core::sink::Staging;
 use sparkify_core::source::{self, Discovery, FileRead, Input, ReadOptions};
 use sparkify_core::sql::Dialect;
-use sparkify_core::table::{ETL_FILES, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS};
+use sparkify_core::table::{
+    ETL_FILES, ETL_RUNS, LOAD_ERRORS, SINK_TABLES, STAGING_EVENTS, STAGING_SONGS, STAGING_TABLES,
+    TableDef,
+};
 use sparkify_s3::S3Options;
 
 use crate::error::{Error, NotCommitted, Result};
@@ -24,7 +27,7 @@ use crate::summary::{Checks, S3Counts, Summary};
 use sparkify_core::checks::CheckOptions;
 use sparkify_core::drift::{DriftLog, OnNewField};
 use sparkify_core::error::said_once;
-use sparkify_core::history::{FileCounts, RunRecord, RunStamp, redact_command};
+use sparkify_core::history::{self, FileCounts, RunRecord, RunStamp, redact_command};
 use sparkify_core::sink::Closing;
 
 /// How a load reads, builds and reports; [`Etl`]'s setters fill it in.
@@ -369,7 +372,7 @@ impl Etl {
         {
             // Nothing new, changed or pruned: the tables already say what a load would.
             summary.up_to_date = true;
-            summary.rows = sink_rows(sink.as_mut())?;
+            summary.rows = sink_rows(sink.as_mut(), None)?;
             summary.seconds = started.elapsed().as_secs_f64();
             return Ok(summary);
         }
@@ -513,7 +516,7 @@ impl Etl {
         });
         if loaded.is_ok() && in_sink {
             // The star's rows, and an incremental load's whole tables, are the sink's to count.
-            summary.rows = sink_rows(sink.as_mut())?;
+            summary.rows = sink_rows(sink.as_mut(), Some(&stamp))?;
         }
         summary.seconds = started.elapsed().as_secs_f64();
         if run.overflowed() {
@@ -564,11 +567,42 @@ fn held_ledger(sink: &mut dyn AnySink, tell: &Tell) -> Result<Option<Ledger>> {
     Ok(Some(Ledger::from_rows(&held.rows)?))
 }
 
-/// Rows per table as the sink holds them after a load that built them there.
-fn sink_rows(sink: &mut dyn AnySink) -> Result<Vec<(String, usize)>> {
-    Ok(sink::row_counts(sink, &SINK_TABLES)?
-        .into_iter()
-        .map(|(name, n)| (name, usize::try_from(n).unwrap_or(usize::MAX)))
+/// Rows per table as the sink holds them after a load that built them there. Those that
+/// `run`'s row in `etl_runs` counted in the load's transaction are read back from it
+/// (counting again reads every staged row on PostgreSQL); the others are counted, and all of
+/// them when the sink holds no row of `run` (no run, or a load that has not committed).
+fn sink_rows(sink: &mut dyn AnySink, run: Option<&RunStamp>) -> Result<Vec<(String, usize)>> {
+    let recorded = match run {
+        Some(run) if sink::holds(sink, &ETL_RUNS)? => {
+            sink.query(&history::recorded_counts(run))?.counts()
+        }
+        _ => Vec::new(),
+    };
+    let mut rest: Vec<&'static TableDef> = SINK_TABLES
+        .iter()
+        .copied()
+        .filter(|t| !recorded.iter().any(|(name, _)| name == t.name))
+        .collect();
+    // Counted in the order a load replaces the tables (the staging tables, `load_errors`,
+    // `etl_files`, then the star's): a load begun since this one committed holds them in
+    // that order, and a query taking them in another could deadlock with it.
+    rest.sort_by_key(|t| match t.name {
+        n if STAGING_TABLES.iter().any(|s| s.name == n) => 0,
+        n if n == LOAD_ERRORS.name => 1,
+        n if n == ETL_FILES.name => 2,
+        _ => 3,
+    });
+    let counted = sink::row_counts(sink, &rest)?;
+    Ok(SINK_TABLES
+        .iter()
+        .map(|t| {
+            let n = recorded
+                .iter()
+                .chain(&counted)
+                .find(|(name, _)| name == t.name)
+                .map_or(0, |(_, n)| *n);
+            (t.name.to_owned(), usize::try_from(n).unwrap_or(usize::MAX))
+        })
         .collect())
 }
 
@@ -585,7 +619,7 @@ fn in_warehouse(
     tell.finish();
     // The warehouse's rows, its load_errors (the records COPY skipped) among them.
     let rows = match loaded {
-        Ok(()) => sink_rows(sink)?,
+        Ok(()) => sink_rows(sink, Some(&stamp))?,
         Err(_) => Vec::new(),
     };
     let summary = Summary {
