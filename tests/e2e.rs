@@ -302,6 +302,15 @@ fn bad_usage_exits_2_and_sink_failure_exits_4() {
     let out = run("mysql:nowhere", &songs);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown sink"));
+    // A PostgreSQL URL is parsed where it is given, and its password not repeated.
+    let out = run("postgres://ann:Sentinel-Bad-Url@db.example:port/dw", &songs);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("invalid value for '--sink <SINK>': bad connection settings"),
+        "{said}"
+    );
+    assert!(!said.contains("Sentinel"), "{said}");
 
     let out = run("duckdb:x.duckdb", Path::new("/no/such/folder"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -385,7 +394,10 @@ fn songplays_all_keeps_unmatched_plays_and_threads_do_not_matter() {
 }
 
 fn pg_count(url: &str, table: &str) -> i64 {
-    let sink = WarehouseSink::new(WarehouseConfig::postgres(url, SongplaysMode::Matched));
+    let sink = WarehouseSink::new(WarehouseConfig::postgres(
+        url.parse().unwrap(),
+        SongplaysMode::Matched,
+    ));
     let r = sink
         .query(&format!("SELECT count(*) FROM {table}"))
         .unwrap();

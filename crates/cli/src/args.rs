@@ -244,7 +244,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub fixtures: Option<PathBuf>,
     /// The sink (default: duckdb:sparkify.duckdb).
-    #[arg(long, default_value = "duckdb:sparkify.duckdb")]
+    #[arg(long, default_value = "duckdb:sparkify.duckdb", value_parser = SinkParser)]
     pub sink: SinkSpec,
     #[command(flatten)]
     pub load: LoadArgs,
@@ -260,7 +260,7 @@ pub struct EtlArgs {
     pub events: Vec<Input>,
     /// Where the tables go: duckdb:PATH, postgres://user@host:port/db, redshift,
     /// parquet:DIR or parquet:s3://bucket/prefix.
-    #[arg(long)]
+    #[arg(long, value_parser = SinkParser)]
     pub sink: SinkSpec,
     #[command(flatten)]
     pub load: LoadArgs,
@@ -513,7 +513,7 @@ pub struct TablesArgs {
     #[arg(value_enum)]
     pub action: TablesActionArg,
     /// duckdb:PATH, postgres://user@host:port/db, or redshift.
-    #[arg(long)]
+    #[arg(long, value_parser = SinkParser)]
     pub sink: SinkSpec,
     /// Print the statements instead of running them.
     #[arg(long)]
@@ -552,7 +552,7 @@ pub struct AnalyticsArgs {
 pub struct VerifyArgs {
     /// A copy to compare: duckdb:PATH, postgres://user@host:port/db, redshift or parquet:DIR.
     /// Give it twice or more, or once with --source; the first copy is the reference.
-    #[arg(long = "sink")]
+    #[arg(long = "sink", value_parser = SinkParser)]
     pub sinks: Vec<SinkSpec>,
     /// Also rebuild the tables from --songs and --events, in memory, as the reference.
     #[arg(long, requires_all = ["songs", "events"])]
@@ -580,7 +580,7 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     /// duckdb:PATH, postgres://user@host:port/db, or redshift.
-    #[arg(long, default_value = "duckdb:sparkify.duckdb")]
+    #[arg(long, default_value = "duckdb:sparkify.duckdb", value_parser = SinkParser)]
     pub sink: SinkSpec,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -600,4 +600,33 @@ pub enum Format {
     Csv,
     /// JSON: rows as objects.
     Json,
+}
+
+/// `--sink`, by [`SinkSpec`]'s rules. A value it refuses is not repeated in the error, as
+/// clap's own would: a PostgreSQL URL may hold a password.
+#[derive(Debug, Clone, Copy)]
+struct SinkParser;
+
+impl clap::builder::TypedValueParser for SinkParser {
+    type Value = SinkSpec;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<SinkSpec, clap::Error> {
+        let refused = |why: String| {
+            let flag = arg.map_or_else(|| "--sink".to_owned(), |a| a.to_string());
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value for '{flag}': {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refused("not UTF-8".to_owned()))?;
+        text.parse().map_err(refused)
+    }
 }

@@ -280,7 +280,7 @@ impl SinkResolver<'_> {
                 on_wait: Some(crate::progress::on_wait()),
             }),
             SinkSpec::Postgres(url) => {
-                let mut config = WarehouseConfig::postgres(url, self.mode);
+                let mut config = WarehouseConfig::postgres(url.clone(), self.mode);
                 config.lock_timeout = self.lock_timeout;
                 config.on_wait = Some(crate::progress::on_wait());
                 config.into()

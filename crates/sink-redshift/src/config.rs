@@ -11,7 +11,7 @@ use sparkify_core::sql::Dialect;
 use sparkify_s3::{S3Options, S3Url};
 
 use crate::plan::{CopyFrom, RedshiftCopy};
-use crate::target::{Lookup, Target, Tls};
+use crate::target::{Lookup, PgUrl, Target, Tls};
 use crate::upload::UploadOptions;
 use crate::{Error, Result};
 
@@ -96,7 +96,7 @@ pub type CredentialSource =
 #[derive(Clone)]
 pub enum Connection {
     /// `postgres://user[:password]@host:port/db[?sslmode=require]`.
-    Url(String),
+    Url(PgUrl),
     /// Redshift's endpoint in parts; what is missing is reported when a connection is made,
     /// so that the plan and the DDL need none of it.
     Parts {
@@ -115,10 +115,7 @@ pub enum Connection {
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Connection::Url(url) => match Target::from_url(url) {
-                Ok(t) => write!(f, "Url({})", t.describe()),
-                Err(_) => f.write_str("Url(<unparsable>)"),
-            },
+            Connection::Url(url) => write!(f, "Url({url})"),
             Connection::Parts {
                 host,
                 port,
@@ -167,7 +164,7 @@ impl Connection {
     /// Where to connect; every missing setting named at once.
     pub fn target(&self) -> Result<Target> {
         match self {
-            Connection::Url(url) => Target::from_url(url),
+            Connection::Url(url) => Ok(Target::from_url(url)),
             Connection::Parts {
                 host,
                 port,
@@ -329,10 +326,10 @@ impl WarehouseConfig {
     }
 
     /// PostgreSQL at `url` (`PGPASSWORD` when the URL has no password).
-    pub fn postgres(url: &str, mode: SongplaysMode) -> Self {
+    pub fn postgres(url: PgUrl, mode: SongplaysMode) -> Self {
         WarehouseConfig {
             dialect: Dialect::Postgres,
-            connection: Connection::Url(url.to_owned()),
+            connection: Connection::Url(url),
             copy: CopySettings::default(),
             mode,
             upload: UploadOptions::default(),
@@ -367,7 +364,9 @@ mod tests {
     #[test]
     fn debug_output_holds_no_secret() {
         let mut config = WarehouseConfig::postgres(
-            "postgres://keeper:Sentinel-Url-1@db.example:5432/dev",
+            "postgres://keeper:Sentinel-Url-1@db.example:5432/dev"
+                .parse()
+                .unwrap(),
             SongplaysMode::Matched,
         );
         config.s3.static_keys = Some(sparkify_s3::StaticKeys {

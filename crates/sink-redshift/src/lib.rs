@@ -9,7 +9,8 @@
 //! use sparkify_core::model::SongplaysMode;
 //! use sparkify_sink_redshift::{WarehouseConfig, WarehouseSink};
 //!
-//! let config = WarehouseConfig::postgres("postgres://sparkify@127.0.0.1:5432/sparkify", SongplaysMode::Matched);
+//! let url = "postgres://sparkify@127.0.0.1:5432/sparkify".parse()?;
+//! let config = WarehouseConfig::postgres(url, SongplaysMode::Matched);
 //! let sink = WarehouseSink::new(config);
 //! for statement in sink.plan()? {
 //!     println!("{statement};");
@@ -46,7 +47,7 @@ pub use plan::{
     copy_songs_sql, load_errors_query,
 };
 pub use sparkify_core::sink::QueryResult;
-pub use target::{PASSWORD_ENV, Target, Tls, env_password};
+pub use target::{PASSWORD_ENV, PgUrl, Target, Tls, env_password};
 pub use upload::UploadOptions;
 
 /// What can go wrong loading the warehouse. Messages never include a password.

@@ -28,16 +28,75 @@ impl fmt::Debug for Target {
     }
 }
 
+/// A `postgres://user[:password]@host:port/db[?sslmode=require]` URL, parsed once, where it
+/// is given. Shown (`Display`, `Debug`) without its password.
+#[derive(Clone)]
+pub struct PgUrl {
+    /// As given, the password included: compared, never shown.
+    given: String,
+    config: Box<tokio_postgres::Config>,
+    tls: Tls,
+}
+
+impl std::str::FromStr for PgUrl {
+    type Err = Error;
+
+    fn from_str(url: &str) -> Result<Self> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            Error::Config(format!(
+                "bad connection settings: {e} (in the postgres:// URL)"
+            ))
+        })?;
+        let tls = if url.contains("sslmode=require") {
+            Tls::Require
+        } else {
+            Tls::Disable
+        };
+        Ok(PgUrl {
+            given: url.to_owned(),
+            config: Box::new(config),
+            tls,
+        })
+    }
+}
+
+impl PartialEq for PgUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.given == other.given
+    }
+}
+
+impl Eq for PgUrl {}
+
+impl fmt::Display for PgUrl {
+    /// As given, but for the password of its user info (`user:password@`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = &self.given;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return f.write_str(url);
+        };
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        match rest[..authority_end].rsplit_once('@') {
+            Some((user_info, host)) => {
+                let user = user_info.split(':').next().unwrap_or_default();
+                write!(f, "{scheme}://{user}@{host}{}", &rest[authority_end..])
+            }
+            None => f.write_str(url),
+        }
+    }
+}
+
+impl fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgUrl({self})")
+    }
+}
+
 impl Target {
-    /// From a `postgres://user[:password]@host:port/db[?sslmode=require]` URL. With no password
-    /// in it, `PGPASSWORD` is used when set.
-    pub fn from_url(url: &str) -> Result<Self> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e: tokio_postgres::Error| {
-                Error::Config(format!(
-                    "bad connection settings: {e} (in the postgres:// URL)"
-                ))
-            })?;
+    /// From a parsed URL. With no password in it, `PGPASSWORD` (or `~/.pgpass`) is used when
+    /// set, read now.
+    pub fn from_url(url: &PgUrl) -> Self {
+        let mut config = (*url.config).clone();
         if config.get_password().is_none() {
             let host = match config.get_hosts().first() {
                 Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
@@ -56,13 +115,11 @@ impl Target {
                 config.password(pw);
             }
         }
-        let tls = if url.contains("sslmode=require") {
-            Tls::Require
-        } else {
-            Tls::Disable
-        };
         config.application_name("sparkify");
-        Ok(Target { config, tls })
+        Target {
+            config,
+            tls: url.tls,
+        }
     }
 
     /// From parts, as for Redshift (`password` from `PGPASSWORD` or the config file).

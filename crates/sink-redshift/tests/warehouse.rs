@@ -22,7 +22,7 @@ use sparkify_test_support::moto;
 use sparkify_test_support::pg::PgServer;
 
 fn sink(pg: &PgServer, mode: SongplaysMode) -> WarehouseSink {
-    WarehouseSink::new(WarehouseConfig::postgres(&pg.url(), mode))
+    WarehouseSink::new(WarehouseConfig::postgres(pg.url().parse().unwrap(), mode))
 }
 
 /// A table from the server, rows in key order (text keys by bytes); a table without a key
@@ -201,8 +201,10 @@ fn killing_the_backend_during_the_transform_leaves_the_previous_tables() {
     };
     let url = pg.url();
     let loader = std::thread::spawn(move || {
-        let mut victim =
-            WarehouseSink::new(WarehouseConfig::postgres(&url, SongplaysMode::Matched));
+        let mut victim = WarehouseSink::new(WarehouseConfig::postgres(
+            url.parse().unwrap(),
+            SongplaysMode::Matched,
+        ));
         let star = model::build(&big.events, &big.songs, SongplaysMode::Matched).unwrap();
         victim.load(load(
             &big,
@@ -303,7 +305,7 @@ fn redshift_statements_are_exactly_these() {
         sparkify_sink_redshift::load_errors_query(true)
     );
     let pg = WarehouseSink::new(WarehouseConfig::postgres(
-        "postgres://nobody@127.0.0.1:1/nowhere",
+        "postgres://nobody@127.0.0.1:1/nowhere".parse().unwrap(),
         SongplaysMode::All,
     ));
     insta::assert_snapshot!("postgres_load_plan", pg.plan().unwrap().join(";\n\n"));
@@ -471,7 +473,7 @@ fn a_parquet_load_uploads_into_its_own_folder_and_removes_it_after_a_failure() {
         },
         SongplaysMode::Matched,
     );
-    config.connection = sparkify_sink_redshift::Connection::Url(pg.url());
+    config.connection = sparkify_sink_redshift::Connection::Url(pg.url().parse().unwrap());
     let mut sink = WarehouseSink::new(config).with_s3(s3.clone());
     let loader = std::thread::spawn(move || {
         let s = staged();
@@ -910,7 +912,7 @@ fn every_redshift_statement_parses_in_redshifts_grammar_and_uses_nothing_redshif
     );
     // PostgreSQL's plan, which takes its lock and copies from STDIN, is told apart.
     let pg = WarehouseSink::new(WarehouseConfig::postgres(
-        "postgres://nobody@127.0.0.1:1/nowhere",
+        "postgres://nobody@127.0.0.1:1/nowhere".parse().unwrap(),
         SongplaysMode::Matched,
     ));
     let pg_plan = pg.plan().unwrap();

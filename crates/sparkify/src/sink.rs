@@ -16,7 +16,7 @@ use crate::error::{Error, Result, SinkError};
 
 pub use sparkify_sink_duckdb::{DuckDbConfig, OnWait, Transform, Waiting};
 pub use sparkify_sink_parquet::{Compression, ParquetConfig};
-pub use sparkify_sink_redshift::WarehouseConfig;
+pub use sparkify_sink_redshift::{PgUrl, WarehouseConfig};
 
 /// A sink as a user names it: `duckdb:PATH`, `postgres://user@host:port/db`, `redshift`,
 /// `parquet:DIR` or `parquet:s3://bucket/prefix`. Parsed once; the settings around it (the
@@ -26,7 +26,7 @@ pub enum SinkSpec {
     /// A DuckDB file.
     DuckDb(PathBuf),
     /// A PostgreSQL database, by its URL (the password from `PGPASSWORD` when it has none).
-    Postgres(String),
+    Postgres(PgUrl),
     /// The Redshift cluster or workgroup of the config file.
     Redshift,
     /// A Parquet lake in a folder or under an S3 prefix.
@@ -41,7 +41,10 @@ impl FromStr for SinkSpec {
             return Ok(SinkSpec::DuckDb(path.into()));
         }
         if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-            return Ok(SinkSpec::Postgres(spec.to_owned()));
+            return spec
+                .parse()
+                .map(SinkSpec::Postgres)
+                .map_err(|e: sparkify_sink_redshift::Error| e.to_string());
         }
         if spec == "redshift" {
             return Ok(SinkSpec::Redshift);
@@ -63,26 +66,11 @@ impl fmt::Display for SinkSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SinkSpec::DuckDb(path) => write!(f, "duckdb:{}", path.display()),
-            SinkSpec::Postgres(url) => f.write_str(&without_password(url)),
+            SinkSpec::Postgres(url) => write!(f, "{url}"),
             SinkSpec::Redshift => f.write_str("redshift"),
             SinkSpec::Parquet(Location::Path(path)) => write!(f, "parquet:{}", path.display()),
             SinkSpec::Parquet(Location::S3(url)) => write!(f, "parquet:{url}"),
         }
-    }
-}
-
-/// `url` with the password of its user info (`user:password@`) left out.
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}@{host}{}", &rest[authority_end..])
-        }
-        None => url.to_owned(),
     }
 }
 
@@ -286,5 +274,10 @@ mod tests {
         assert_eq!(spec.to_string(), "postgres://ann@db.example:5432/dw");
         let spec: SinkSpec = "postgres://ann@db.example/dw".parse().unwrap();
         assert_eq!(spec.to_string(), "postgres://ann@db.example/dw");
+        // Parsed where it is given: a URL the driver cannot read is refused there.
+        let bad = "postgres://ann:s3cret@db.example:port/dw".parse::<SinkSpec>();
+        let said = bad.unwrap_err();
+        assert!(said.contains("bad connection settings"), "{said}");
+        assert!(!said.contains("s3cret"), "{said}");
     }
 }
