@@ -1987,12 +1987,6 @@ fn incremental_loads_equal_a_full_load_and_replace_a_changed_files_rows() {
     days.sort();
     assert_eq!(days.len(), 30);
     let url = server.url();
-    // The reference: a full load of what `logs` holds, into a DuckDB file of its own.
-    let full = |logs: &Path, name: &str| {
-        let sink = format!("duckdb:{name}");
-        full_load(d, &songs, logs, &sink);
-        sink
-    };
     for (i, sink) in ["duckdb:inc.duckdb".to_owned(), url.clone()]
         .iter()
         .enumerate()
@@ -2020,8 +2014,7 @@ fn incremental_loads_equal_a_full_load_and_replace_a_changed_files_rows() {
                 assert_eq!(s["files_already_loaded"], 14_896 + 10 * group as u64, "{s}");
             }
         }
-        let reference = full(&logs, &format!("full{i}.duckdb"));
-        agree(d, &reference, sink).unwrap();
+        agrees_with_a_full_load(d, &songs, &logs, sink, &format!("full{i}"));
         let s = incremental(d, sink, &songs, &logs, &[]);
         assert_eq!(
             (&s["files_read"], &s["up_to_date"], &s["committed"]),
@@ -2036,21 +2029,11 @@ fn incremental_loads_equal_a_full_load_and_replace_a_changed_files_rows() {
         let final_line: serde_json::Value =
             serde_json::from_str(log.lines().last().unwrap()).unwrap();
         let user = final_line["userId"].as_str().unwrap().to_owned();
-        let (old, new) = match final_line["level"].as_str().unwrap() {
-            "free" => ("free", "paid"),
-            _ => ("paid", "free"),
+        let new = match final_line["level"].as_str().unwrap() {
+            "free" => "paid",
+            _ => "free",
         };
-        let tag = format!("\"userId\":\"{user}\"}}");
-        let edited: Vec<String> = log
-            .lines()
-            .map(|l| match l.ends_with(&tag) {
-                true => l.replace(
-                    &format!("\"level\":\"{old}\""),
-                    &format!("\"level\":\"{new}\""),
-                ),
-                false => l.to_owned(),
-            })
-            .collect();
+        let edited = with_level(&log, &user, new);
         std::fs::write(&last, edited.join("\n") + "\n").unwrap();
         let s = incremental(d, sink, &songs, &logs, &[]);
         assert_eq!(s["files_read"], 1, "{s}");
@@ -2070,8 +2053,7 @@ fn incremental_loads_equal_a_full_load_and_replace_a_changed_files_rows() {
             ],
         );
         assert!(level.contains(new), "user {user} is {new} now: {level}");
-        let reference = full(&logs, &format!("edited{i}.duckdb"));
-        agree(d, &reference, sink).unwrap();
+        agrees_with_a_full_load(d, &songs, &logs, sink, &format!("edited{i}"));
 
         // A day that vanished from the input stays until --prune.
         let gone = logs.join(days[0].file_name().unwrap());
@@ -2091,8 +2073,7 @@ fn incremental_loads_equal_a_full_load_and_replace_a_changed_files_rows() {
         );
         let s = incremental(d, sink, &songs, &logs, &["--prune"]);
         assert_eq!(s["committed"], true, "{s}");
-        let reference = full(&logs, &format!("pruned{i}.duckdb"));
-        agree(d, &reference, sink).unwrap();
+        agrees_with_a_full_load(d, &songs, &logs, sink, &format!("pruned{i}"));
         assert!(s["rows"]["staging_events"].as_u64().unwrap() < 8056, "{s}");
     }
 }
@@ -2130,9 +2111,7 @@ fn days_added_or_changed_between_loaded_days_equal_a_full_load() {
             add(files);
             let s = incremental(d, sink, &songs, &logs, &[]);
             assert_eq!(s["files_read"], files.len(), "{s}");
-            let reference = format!("duckdb:between-full{i}-{step}.duckdb");
-            full_load(d, &songs, &logs, &reference);
-            agree(d, &reference, sink).unwrap_or_else(|e| panic!("{sink}, step {step}: {e}"));
+            agrees_with_a_full_load(d, &songs, &logs, sink, &format!("between-full{i}-{step}"));
         }
         // A middle day changed: one user's events of that day at the other level than their
         // last before it, so a run starts at their first event of the day; then that event
@@ -2140,20 +2119,8 @@ fn days_added_or_changed_between_loaded_days_equal_a_full_load() {
         let middle = logs.join(days[15].file_name().unwrap());
         let (user, level) = first_user_with_a_level_before(&middle, &days[..15]);
         let flipped = if level == "free" { "paid" } else { "free" };
-        let (tag, to) = (
-            format!("\"userId\":\"{user}\"}}"),
-            format!("\"level\":\"{flipped}\""),
-        );
-        let day = std::fs::read_to_string(&middle).unwrap();
-        let edited: Vec<String> = day
-            .lines()
-            .map(|l| match l.ends_with(&tag) {
-                true => l
-                    .replace("\"level\":\"free\"", &to)
-                    .replace("\"level\":\"paid\"", &to),
-                false => l.to_owned(),
-            })
-            .collect();
+        let edited = with_level(&std::fs::read_to_string(&middle).unwrap(), &user, flipped);
+        let tag = user_tag(&user);
         let first = edited.iter().position(|l| l.ends_with(&tag)).unwrap();
         let without_first: Vec<&String> = edited
             .iter()
@@ -2169,34 +2136,40 @@ fn days_added_or_changed_between_loaded_days_equal_a_full_load() {
             std::fs::write(&middle, text.join("\n") + "\n").unwrap();
             let s = incremental(d, sink, &songs, &logs, &[]);
             assert_eq!(s["files_read"], 1, "{s}");
-            let reference = format!("duckdb:between-{step}{i}.duckdb");
-            full_load(d, &songs, &logs, &reference);
-            agree(d, &reference, sink).unwrap_or_else(|e| panic!("{sink}, {step}: {e}"));
+            agrees_with_a_full_load(d, &songs, &logs, sink, &format!("between-{step}{i}"));
         }
         // The last day removed: its users' latest events go with it.
         std::fs::remove_file(logs.join(days[29].file_name().unwrap())).unwrap();
         let s = incremental(d, sink, &songs, &logs, &["--prune"]);
         assert_eq!(s["committed"], true, "{s}");
-        let reference = format!("duckdb:between-pruned{i}.duckdb");
-        full_load(d, &songs, &logs, &reference);
-        agree(d, &reference, sink).unwrap_or_else(|e| panic!("{sink}, pruned: {e}"));
+        agrees_with_a_full_load(d, &songs, &logs, sink, &format!("between-pruned{i}"));
     }
 }
 
-/// A full load of `songs` and `events` into `sink`, the reference of an incremental one.
-fn full_load(dir: &Path, songs: &Path, events: &Path, sink: &str) {
-    stdout_of(
-        dir,
-        &[
-            "etl",
-            "--songs",
-            songs.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-            "--sink",
-            sink,
-        ],
-    );
+/// `sink` against a full load of `songs` and `events` into a new DuckDB file, `NAME.duckdb`
+/// (the reference of an incremental load): panics, naming `name`, unless every table agrees.
+fn agrees_with_a_full_load(dir: &Path, songs: &Path, events: &Path, sink: &str, name: &str) {
+    let reference = format!("duckdb:{name}.duckdb");
+    stdout_of(dir, &etl_args(songs, events, &reference, &[]));
+    agree(dir, &reference, sink).unwrap_or_else(|e| panic!("{sink} against {name}: {e}"));
+}
+
+/// The end of `user`'s lines in a real log (their `userId` is the last field).
+fn user_tag(user: &str) -> String {
+    format!("\"userId\":\"{user}\"}}")
+}
+
+/// `log`'s lines, every event of `user` at `level`.
+fn with_level(log: &str, user: &str, level: &str) -> Vec<String> {
+    let (tag, to) = (user_tag(user), format!("\"level\":\"{level}\""));
+    log.lines()
+        .map(|l| match l.ends_with(&tag) {
+            true => l
+                .replace("\"level\":\"free\"", &to)
+                .replace("\"level\":\"paid\"", &to),
+            false => l.to_owned(),
+        })
+        .collect()
 }
 
 /// The first user of `day`'s log with an event in `earlier` days: their id and the level of
@@ -2238,11 +2211,8 @@ fn incremental_maintenance_moves_a_plays_song_and_removes_a_user_and_time_no_pla
         let logs = d.join(format!("logs{i}"));
         copy_tree(&fx.join("song_data"), &songs);
         copy_tree(&fx.join("log_data"), &logs);
-        let reference = |name: &str| {
-            let reference = format!("duckdb:{name}{i}.duckdb");
-            stdout_of(d, &etl_args(&songs, &logs, &reference, &[]));
-            agree(d, &reference, sink).unwrap_or_else(|e| panic!("{sink} after {name}: {e}"));
-        };
+        let reference =
+            |name: &str| agrees_with_a_full_load(d, &songs, &logs, sink, &format!("{name}{i}"));
         incremental(d, sink, &songs, &logs, &[]);
         let ask = |sql: &str| {
             stdout_of(d, &["sql", sql, "--sink", sink, "--format", "csv"])
