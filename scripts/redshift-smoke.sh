@@ -14,6 +14,9 @@
 #   --yes                 go ahead (without it nothing is created and nothing is called)
 #   --workgroup NAME      the workgroup (default sparkify-smoke); an existing one is reused
 #   --region REGION       the AWS region (default us-west-2, the bucket's)
+#   --bucket NAME         the bucket holding song_data/, log_data/ and log_json_path.json
+#                         (default udacity-dend, public, read unsigned; another one is read
+#                         with your credentials)
 #   --cidr CIDR           the address let in to the workgroup (default: this machine's, from
 #                         https://checkip.amazonaws.com, as /32)
 #   --base-capacity RPUS  the workgroup's base capacity (default 8)
@@ -24,11 +27,17 @@
 # Needs: AWS credentials the AWS SDK finds (environment, profile, SSO); the sparkify binary
 # ($SPARKIFY, else `sparkify` on PATH, else target/release/sparkify); the database password in
 # PGPASSWORD for a workgroup that exists already (a new namespace gets a random one).
+#
+# Without an account: the AWS endpoints can be local ones (AWS_ENDPOINT_URL: moto;
+# AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS), and the settings the workgroup writes can be
+# overridden in the environment (SPARKIFY_REDSHIFT_HOST, _PORT, _TLS, _DATABASE, _USER) to
+# load a local Redshift (sparkify-redshift-local --serverless): the test command does so.
 set -euo pipefail
 
 yes=false
 workgroup=sparkify-smoke
 region=us-west-2
+bucket=udacity-dend
 cidr=""
 capacity=8
 price=0.375
@@ -39,6 +48,7 @@ while [ $# -gt 0 ]; do
         --yes) yes=true ;;
         --workgroup) workgroup="$2"; shift ;;
         --region) region="$2"; shift ;;
+        --bucket) bucket="$2"; shift ;;
         --cidr) cidr="$2"; shift ;;
         --base-capacity) capacity="$2"; shift ;;
         --price) price="$2"; shift ;;
@@ -63,7 +73,7 @@ This will, in the AWS account of the credentials the AWS SDK finds, region $regi
   1. sparkify cluster create --workgroup $workgroup --base-capacity $capacity
      (an IAM role reading S3, a namespace, a workgroup, an ingress rule for $whom)
   2. sparkify etl --sink redshift --copy-from json --max-errors 1000
-     (COPY from s3://udacity-dend/song_data and log_data: 14,896 + 30 files, about 7.5 MB)
+     (COPY from s3://$bucket/song_data and log_data: 14,896 + 30 files, about 7.5 MB)
   3. sparkify analytics --sink redshift --format json
   4. sparkify etl into a local DuckDB file from the same bucket, the same analytics there
   5. sparkify verify --sink duckdb:local.duckdb --sink redshift, and the two analytics compared
@@ -104,9 +114,9 @@ allow_cidr = "$cidr"
 [iam]
 role_name = "$workgroup-s3-read"
 [s3]
-events = "s3://udacity-dend/log_data"
-songs = "s3://udacity-dend/song_data"
-jsonpaths = "s3://udacity-dend/log_json_path.json"
+events = "s3://$bucket/log_data"
+songs = "s3://$bucket/song_data"
+jsonpaths = "s3://$bucket/log_json_path.json"
 region = "us-west-2"
 EOF
 
@@ -134,8 +144,10 @@ started=$(date +%s)
 "$sparkify" cluster create --poll "$poll"
 "$sparkify" etl --sink redshift --max-errors 1000 --summary-json redshift-summary.json
 "$sparkify" analytics --sink redshift --format json >redshift-analytics.json
-"$sparkify" etl --songs s3://udacity-dend/song_data --events s3://udacity-dend/log_data \
-    --no-sign-request --s3-region us-west-2 --sink duckdb:local.duckdb
+unsigned=""
+if [ "$bucket" = udacity-dend ]; then unsigned=--no-sign-request; fi
+"$sparkify" etl --songs "s3://$bucket/song_data" --events "s3://$bucket/log_data" \
+    $unsigned --s3-region us-west-2 --sink duckdb:local.duckdb
 "$sparkify" analytics --sink duckdb:local.duckdb --format json >duckdb-analytics.json
 status=0
 "$sparkify" verify --sink duckdb:local.duckdb --sink redshift || status=$?

@@ -223,7 +223,8 @@ fn runs_list_each_committed_load_in_duckdb() {
                 "byte_offset",
                 "column_name",
                 "reason",
-                "raw",
+                // Before the column was renamed (RAW is a Redshift reserved word).
+                "raw_text AS raw",
                 "run_started_at",
             ],
         };
@@ -250,6 +251,16 @@ fn runs_list_each_committed_load_in_duckdb() {
     let sink = format!("duckdb:{}", old.display());
     let (code, summary, said) = etl(d, &sink, &logs, &["--incremental"]);
     assert_eq!(code, 0, "{said}");
+    // Its load_errors' `raw`, a Redshift reserved word, is `raw_text` now.
+    assert_eq!(
+        sql(
+            d,
+            &sink,
+            "SELECT column_name FROM information_schema.columns \
+             WHERE table_name = 'load_errors' AND column_name LIKE 'raw%'"
+        ),
+        ["raw_text"]
+    );
     let history = runs(d, &sink);
     assert_eq!(history.len(), 1, "{history:#?}");
     assert_eq!(int(&history[0]["files_new"]), 1);

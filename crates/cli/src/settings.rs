@@ -323,6 +323,7 @@ impl SinkResolver<'_> {
         config.upload.concurrency = self.s3.s3_concurrency.max(1);
         config.s3 = s3_options(self.s3, file);
         config.lock_timeout = self.lock_timeout;
+        config.on_wait = Some(crate::progress::on_wait());
         if section.iam_auth == Some(true) {
             config.connection = config.connection.with_iam(iam_credentials(file));
         }

@@ -261,7 +261,7 @@ fn rejects_in(batch: &RecordBatch) -> Result<Vec<Reject>> {
         text("source")?,
         text("column_name")?,
         text("reason")?,
-        text("raw")?,
+        text("raw_text")?,
     );
     let (line, offset) = (number("line")?, number("byte_offset")?);
     Ok((0..batch.num_rows())

@@ -566,6 +566,39 @@ fn is_star(table: &TableDef) -> bool {
     STAR_TABLES.iter().any(|s| s.name == table.name)
 }
 
+/// Columns renamed since a sink may have been loaded: `(table, old name, new name)`.
+/// `load_errors.raw` was a Redshift reserved word ("Reserved words": RAW).
+pub const RENAMED: &[(&str, &str, &str)] = &[("load_errors", "raw", "raw_text")];
+
+/// The renamed columns ([`RENAMED`]) a sink still has under their old names, as `(table,
+/// column)` rows; every sink answers it from `information_schema.columns`.
+pub fn renamed_probe() -> String {
+    let pairs: Vec<String> = RENAMED
+        .iter()
+        .map(|(t, old, _)| format!("(table_name = '{t}' AND column_name = '{old}')"))
+        .collect();
+    format!(
+        "SELECT table_name, column_name FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND ({})",
+        pairs.join(" OR ")
+    )
+}
+
+/// The statements that give the columns `found` ([`renamed_probe`]'s rows) their new names
+/// (the old one quoted: it may be a reserved word).
+pub fn renames(found: &[Vec<Option<String>>]) -> Vec<String> {
+    RENAMED
+        .iter()
+        .filter(|(t, old, _)| {
+            found.iter().any(|r| {
+                r.first().and_then(|v| v.as_deref()) == Some(*t)
+                    && r.get(1).and_then(|v| v.as_deref()) == Some(*old)
+            })
+        })
+        .map(|(t, old, new)| format!("ALTER TABLE {t} RENAME COLUMN \"{old}\" TO {new}"))
+        .collect()
+}
+
 /// The columns a sink loaded before the run history lacks, added (DuckDB and PostgreSQL:
 /// `ADD COLUMN IF NOT EXISTS`, which Redshift does not have): `run_id` of `load_errors` and
 /// `etl_files`, NULL in the rows loaded before.

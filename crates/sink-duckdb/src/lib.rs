@@ -506,6 +506,13 @@ impl DuckDbSink {
             // The walk opens and commits the transaction; the keys were checked on the rows.
             Step::Begin | Step::Commit | Step::KeysChecked(_) => Ok(()),
             Step::Sql(s) => self.run(tx, s),
+            Step::Rename => {
+                let found = self.query_on(tx, &sql::renamed_probe())?;
+                for s in sql::renames(&found.rows) {
+                    self.run(tx, &s)?;
+                }
+                Ok(())
+            }
             Step::CheckLedger { digest } => self.check_ledger(tx, *digest),
             Step::AppendRead(table) => self.append_read(tx, table, &mut walk.stream),
             Step::AppendStaged { table, star } => {

@@ -23,6 +23,9 @@ pub(crate) enum Step<'a> {
     Begin,
     /// A statement, run as it is.
     Sql(String),
+    /// The columns renamed since the sink was loaded ([`sql::RENAMED`]) given their new
+    /// names, when it still has them.
+    Rename,
     /// An incremental load goes on only if `etl_files` is still what the run read, `digest`
     /// ([`ledger::digest`]).
     CheckLedger { digest: u64 },
@@ -74,6 +77,7 @@ pub(crate) fn steps<'a>(
     let mut out = vec![Step::Begin];
     match increment {
         Some(increment) => {
+            out.push(Step::Rename);
             out.extend(
                 sql::prepare_increment(&Dialect::DuckDb, increment.rebuild)
                     .into_iter()
@@ -148,6 +152,10 @@ impl Step<'_> {
         match self {
             Step::Begin => "BEGIN".to_owned(),
             Step::Sql(s) => s.clone(),
+            Step::Rename => format!(
+                "-- each column found renamed (ALTER TABLE … RENAME COLUMN):\n{}",
+                sql::renamed_probe()
+            ),
             Step::CheckLedger { .. } => format!(
                 "-- fails the load unless etl_files is still what the run read:\n{}",
                 ledger::SELECT

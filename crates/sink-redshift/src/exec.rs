@@ -11,7 +11,9 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use crate::copy::{CopyIn, sql_error};
-use crate::plan::{Step, insert_rows_sql, load_errors_query, reconcile_sql, skipped_query};
+use crate::plan::{
+    Step, insert_rows_sql, last_error_id_query, load_errors_query, reconcile_sql, skipped_query,
+};
 use crate::{Error, Result};
 
 /// A part of a staging table: its table and batches.
@@ -161,6 +163,15 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
             }
             run_sql(client, s).await
         }
+        Step::LockTable => lock_table(client, wait).await,
+        Step::Rename => {
+            let found = query_text(client, &sql::renamed_probe()).await?;
+            for s in sql::renames(&found.rows) {
+                tracing::info!(statement = %s, "renaming a column");
+                client.batch_execute(&s).await.map_err(sql_error(&s))?;
+            }
+            Ok(())
+        }
         Step::CopyIn { table } if !rows.parsed() => {
             tracing::debug!(table = table.name, "no rows to send");
             Ok(())
@@ -196,10 +207,18 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
             serverless,
             skipped,
         } => {
+            // The session's load-error rows after this id are the COPY's.
+            let before = query_text(client, last_error_id_query(*serverless))
+                .await?
+                .rows
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(-1);
             if let Err(source) = client.batch_execute(sql).await {
                 // The transaction is aborted: roll back before asking what went wrong.
                 let _ = client.batch_execute("ROLLBACK").await;
-                let found = query_text(client, load_errors_query(*serverless)).await;
+                let found = query_text(client, &load_errors_query(*serverless, Some(before))).await;
                 let bad_records = found.as_ref().map_or(0, |f| f.rows.len());
                 let details = match found {
                     Ok(QueryResult { rows, .. }) if !rows.is_empty() => rows
@@ -236,7 +255,7 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
                 });
             }
             if let Some(into) = skipped {
-                let found = query_text(client, skipped_query(*serverless)).await?;
+                let found = query_text(client, &skipped_query(*serverless, Some(before))).await?;
                 let rejects = crate::plan::skipped_rejects(&found.rows);
                 rows.skipped += rejects.len() as u64;
                 if rows.skipped > into.max_errors {
@@ -306,7 +325,7 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
             Ok(())
         }
         Step::Widen(widths) => {
-            let held = query_text(client, crate::plan::WIDTHS_HELD).await?;
+            let held = query_text(client, &crate::plan::widths_held_sql()).await?;
             let held: Vec<(String, String, u32)> = held
                 .rows
                 .into_iter()
@@ -315,7 +334,13 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
                     Some((v(0)?, v(1)?, v(2)?.parse().ok()?))
                 })
                 .collect();
-            for s in crate::plan::widen_sql(&held, widths) {
+            let widen = crate::plan::widen_sql(&held, widths).map_err(|k| Error::KeyTooNarrow {
+                table: k.table,
+                column: k.column,
+                width: k.width,
+                needed: k.needed,
+            })?;
+            for s in widen {
                 tracing::info!(statement = %s, "widening before the load");
                 client.batch_execute(&s).await.map_err(sql_error(&s))?;
             }
@@ -343,6 +368,51 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
             }
             Ok(())
         }
+    }
+}
+
+/// Redshift's load lock: `LOCK` of the lock table, tried at once; when another load holds it,
+/// whoever hears of waits is told, the transaction begun again and the lock waited for up to
+/// the lock timeout (`statement_timeout`, which Redshift has; `lock_timeout` it has not).
+async fn lock_table(client: &Client, wait: &Wait) -> Result<()> {
+    let lock = format!("LOCK {}", crate::plan::LOCK_TABLE);
+    let timed = |ms: u128| format!("SET statement_timeout TO {}", ms.max(1));
+    let attempt = format!("{}; {lock}; SET statement_timeout TO 0", timed(200));
+    match client.batch_execute(&attempt).await {
+        Ok(()) => return Ok(()),
+        Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => {}
+        Err(e) => return Err(sql_error(&lock)(e)),
+    }
+    // Held by another load: its transaction is aborted; begin again, and wait.
+    client
+        .batch_execute("ROLLBACK; SET statement_timeout TO 0; BEGIN")
+        .await
+        .map_err(sql_error("BEGIN"))?;
+    if let Some(OnWait(on_wait)) = &wait.on_wait {
+        on_wait(&Waiting {
+            sink: wait.sink.clone(),
+            reason: "another load holds its lock".into(),
+            waiting_for: "the lock".into(),
+            holder: String::new(),
+            since: None,
+            timeout: wait.timeout,
+        });
+    }
+    let started = std::time::Instant::now();
+    let waited = format!(
+        "{}; {lock}; SET statement_timeout TO 0",
+        timed(wait.timeout.as_millis())
+    );
+    match client.batch_execute(&waited).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(Error::Locked {
+                holder: String::new(),
+                waited: started.elapsed().as_secs(),
+            })
+        }
+        Err(e) => Err(sql_error(&lock)(e)),
     }
 }
 

@@ -109,6 +109,19 @@ pub enum Error {
          committed. Run it again"
     )]
     LedgerChanged,
+    /// An incremental load's values are longer than a key column of the star holds, and
+    /// Redshift alters no key column's type.
+    #[error(
+        "{table}.{column} holds {width} bytes and this load's longest value needs {needed}: \
+         Redshift cannot widen a key column; load again with --rebuild, which makes the star \
+         tables anew at the widths they need (nothing was committed)"
+    )]
+    KeyTooNarrow {
+        table: String,
+        column: String,
+        width: u32,
+        needed: u32,
+    },
     #[error("COPY into {table} loaded {got} rows, expected {expected}")]
     CopyCount {
         table: String,

@@ -9,7 +9,8 @@ use sparkify_core::model::SongplaysMode;
 use sparkify_core::sink::{COUNTED, Closing};
 use sparkify_core::sql::{self, Dialect, RedshiftKeys, Widths, literal};
 use sparkify_core::table::{
-    ETL_FILES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, STAGING_TABLES, SqlType, TableDef,
+    ETL_FILES, LOAD_ERRORS, STAGING_EVENTS, STAGING_SONGS, STAGING_TABLES, STAR_TABLES, SqlType,
+    TableDef,
 };
 
 use sparkify_s3::S3Url;
@@ -104,12 +105,23 @@ pub enum Step {
     /// The load lock's statement: when another load holds the lock, whoever hears of waits
     /// ([`crate::WarehouseConfig::on_wait`]) is told who and since when, before it waits.
     AwaitLock(String),
+    /// Redshift's load lock, `LOCK` of [`LOCK_TABLE`], the transaction's first statement:
+    /// tried at once; when another load holds it, whoever hears of waits is told, and it is
+    /// waited for up to the lock timeout (`statement_timeout`), the transaction begun again.
+    LockTable,
+    /// The columns renamed since the sink was loaded ([`sql::RENAMED`]) given their new names,
+    /// when it still has them.
+    Rename,
     /// `COPY … FROM STDIN` of the run's batch for `table` (PostgreSQL).
     CopyIn { table: &'static TableDef },
     /// `COPY` from S3 (Redshift), its row count checked after.
     CopyS3 {
         table: &'static TableDef,
         sql: String,
+        /// Whose load-error rows are this COPY's: the session's, after the largest id it had
+        /// before the COPY ([`last_error_id_query`]). `pg_last_copy_id()` cannot say: it is
+        /// put back when the transaction rolls back ("PG_LAST_COPY_ID"), and the SYS views'
+        /// `query_id` is another number than it ("System tables and views reference").
         expected: Option<u64>,
         serverless: bool,
         /// COPY from the JSON with `MAXERROR`: the records it skipped, read from the load-error
@@ -162,9 +174,16 @@ impl Step {
                 skipped: Some(_),
                 ..
             } => format!(
-                "{sql};\n\n-- the records it skipped, into load_errors (INSERT … VALUES), the \
-                 load failing when more than --max-errors in all:\n{}",
-                skipped_query(*serverless)
+                "-- the session's last load-error id before the COPY:\n{};\n\n{sql};\n\n-- the \
+                 records it skipped, into load_errors (INSERT … VALUES), the load failing when \
+                 more than --max-errors in all:\n{}",
+                last_error_id_query(*serverless),
+                skipped_query(*serverless, None)
+            ),
+            Step::LockTable => format!("LOCK {LOCK_TABLE}"),
+            Step::Rename => format!(
+                "-- each column found renamed (ALTER TABLE … RENAME COLUMN):\n{}",
+                sql::renamed_probe()
             ),
             Step::CopyIn { table } => copy_in_sql(table),
             Step::Reconcile => format!(
@@ -201,10 +220,11 @@ impl Step {
                 )
             }
             Step::Widen(widths) => format!(
-                "-- before BEGIN: each staging column narrower than the run's longest value \
-                 widened to the step above it ({} columns measured):\n{}",
+                "-- before BEGIN: each staging and star column narrower than the run's longest \
+                 value widened to the step above it ({} columns measured; a key column cannot \
+                 be, and fails the load):\n{}",
                 widths.0.len(),
-                WIDTHS_HELD
+                widths_held_sql()
             ),
             Step::Checks(checks) => checks
                 .iter()
@@ -223,9 +243,20 @@ pub use sparkify_core::sink::DEFAULT_LOCK_TIMEOUT;
 /// The key of sparkify's load lock (with the schema's hash as the second key): `spkf`.
 pub const LOCK_KEY: i32 = 0x7370_6b66;
 
+/// The table Redshift's loads lock first, always, so that two loads take turns instead of
+/// one failing with a serializable isolation error (1023) at its COMMIT: AWS's remedy
+/// ("Serializable isolation": lock the tables at the start of the transaction, in the same
+/// order). Created before the first load's transaction; it holds no rows.
+pub const LOCK_TABLE: &str = "etl_load_lock";
+
+/// `CREATE TABLE IF NOT EXISTS` of [`LOCK_TABLE`], before the transaction.
+pub fn lock_table_sql() -> String {
+    format!("CREATE TABLE IF NOT EXISTS {LOCK_TABLE} (held_by VARCHAR(64))")
+}
+
 /// Two loads into one schema take turns: PostgreSQL's transaction-scoped advisory lock, taken
 /// first, waited for up to `timeout` (`lock_timeout` also bounds every table lock of the
-/// load). Redshift has no advisory locks; its DDL on the same tables serializes the loads.
+/// load). Redshift has no advisory locks: its loads `LOCK` [`LOCK_TABLE`] ([`Step::LockTable`]).
 pub fn lock_sql(dialect: &Dialect, timeout: std::time::Duration) -> Vec<String> {
     match dialect {
         Dialect::Postgres => vec![
@@ -260,7 +291,13 @@ pub fn load_plan(
         all.merge(&sql::star_widths(widths));
         steps.push(Step::Widen(all));
     }
+    if sizes(dialect) {
+        steps.push(Step::Sql(lock_table_sql()));
+    }
     steps.push(Step::Sql("BEGIN".into()));
+    if sizes(dialect) {
+        steps.push(Step::LockTable);
+    }
     steps.extend(lock_sql(dialect, lock_timeout).into_iter().map(|s| {
         match s.starts_with("SELECT pg_advisory_xact_lock") {
             true => Step::AwaitLock(s),
@@ -274,6 +311,7 @@ pub fn load_plan(
                 .map(Step::Sql),
         ),
         Some(increment) => {
+            steps.push(Step::Rename);
             steps.extend(
                 sql::prepare_appended(dialect, widths)
                     .into_iter()
@@ -362,29 +400,68 @@ pub fn sizes(dialect: &Dialect) -> bool {
     matches!(dialect, Dialect::Redshift(_))
 }
 
-/// The widths the staging columns have now, as [`Step::Widen`] reads them.
-pub const WIDTHS_HELD: &str = "SELECT table_name, column_name, character_maximum_length \
-     FROM information_schema.columns WHERE table_schema = current_schema() \
-     AND table_name IN ('staging_events', 'staging_songs', 'ft_songplays', 'dm_users', \
-     'dm_songs', 'dm_artists', 'dm_time') \
-     AND character_maximum_length IS NOT NULL";
+/// The widths the staging and star columns have now, as [`Step::Widen`] reads them.
+pub fn widths_held_sql() -> String {
+    let tables: Vec<String> = STAGING_TABLES
+        .iter()
+        .chain(STAR_TABLES.iter())
+        .map(|t| format!("'{}'", t.name))
+        .collect();
+    format!(
+        "SELECT table_name, column_name, character_maximum_length \
+         FROM information_schema.columns WHERE table_schema = current_schema() \
+         AND table_name IN ({}) AND character_maximum_length IS NOT NULL",
+        tables.join(", ")
+    )
+}
 
-/// The statements that widen the staging columns `held` (`(table, column, width)`, as
-/// [`WIDTHS_HELD`] gives them) narrower than the step above the run's longest value.
-pub fn widen_sql(held: &[(String, String, u32)], widths: &Widths) -> Vec<String> {
-    held.iter()
-        .filter_map(|(table, column, width)| {
-            // Redshift folds names to lower case: the run's widths are found by either.
-            let needed = widths
-                .0
-                .iter()
-                .find(|((t, c), _)| t == table && c.eq_ignore_ascii_case(column))
-                .map(|(_, bytes)| sql::varchar_width(*bytes))?;
-            (needed > *width).then(|| {
-                format!("ALTER TABLE {table} ALTER COLUMN {column} TYPE VARCHAR({needed})")
-            })
-        })
-        .collect()
+/// A key column narrower than a load's values: Redshift alters no key column's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTooNarrow {
+    pub table: String,
+    pub column: String,
+    pub width: u32,
+    pub needed: u32,
+}
+
+/// The statements that widen the staging and star columns `held` (`(table, column, width)`,
+/// as [`widths_held_sql`] gives them) narrower than the step above the run's longest value.
+/// A primary key column cannot be widened ("ALTER TABLE": not on UNIQUE, PRIMARY KEY or
+/// FOREIGN KEY columns): one that would need it is [`KeyTooNarrow`].
+pub fn widen_sql(
+    held: &[(String, String, u32)],
+    widths: &Widths,
+) -> Result<Vec<String>, KeyTooNarrow> {
+    let mut out = Vec::new();
+    for (table, column, width) in held {
+        // Redshift folds names to lower case: the run's widths are found by either.
+        let Some(needed) = widths
+            .0
+            .iter()
+            .find(|((t, c), _)| t == table && c.eq_ignore_ascii_case(column))
+            .map(|(_, bytes)| sql::varchar_width(*bytes))
+        else {
+            continue;
+        };
+        if needed <= *width {
+            continue;
+        }
+        let key = STAR_TABLES.iter().any(|t| {
+            t.name == table && t.primary_key.iter().any(|k| k.eq_ignore_ascii_case(column))
+        });
+        if key {
+            return Err(KeyTooNarrow {
+                table: table.clone(),
+                column: column.clone(),
+                width: *width,
+                needed,
+            });
+        }
+        out.push(format!(
+            "ALTER TABLE {table} ALTER COLUMN {column} TYPE VARCHAR({needed})"
+        ));
+    }
+    Ok(out)
 }
 
 /// The reconciliation's count of the tables the run parsed, and of those the run's row in
@@ -428,7 +505,7 @@ pub fn copy_events_sql(c: &RedshiftCopy) -> String {
         .map(|c| c.name)
         .collect();
     format!(
-        "COPY staging_events ({}) FROM {}\nIAM_ROLE {}\nREGION {}\nFORMAT AS JSON {}\nTIMEFORMAT 'epochmillisecs'{}\nCOMPUPDATE OFF STATUPDATE OFF",
+        "COPY staging_events ({}) FROM {}\nIAM_ROLE {}\nREGION {}\nFORMAT AS JSON {}\nTIMEFORMAT 'epochmillisecs'{}\nCOMPUPDATE OFF STATUPDATE ON",
         columns.join(", "),
         literal(&c.events, &d),
         literal(&c.iam_role, &d),
@@ -442,7 +519,7 @@ pub fn copy_events_sql(c: &RedshiftCopy) -> String {
 pub fn copy_songs_sql(c: &RedshiftCopy) -> String {
     let d = redshift(c);
     format!(
-        "COPY staging_songs FROM {}\nIAM_ROLE {}\nREGION {}\nFORMAT AS JSON 'auto'{}\nCOMPUPDATE OFF STATUPDATE OFF",
+        "COPY staging_songs FROM {}\nIAM_ROLE {}\nREGION {}\nFORMAT AS JSON 'auto'{}\nCOMPUPDATE OFF STATUPDATE ON",
         literal(&c.songs, &d),
         literal(&c.iam_role, &d),
         literal(&c.region, &d),
@@ -453,32 +530,54 @@ pub fn copy_songs_sql(c: &RedshiftCopy) -> String {
 /// The most `MAXERROR` Redshift takes.
 pub const MAXERROR_LIMIT: u64 = 100_000;
 
-/// `\nMAXERROR n` when the run allows bad records (each COPY may skip up to all of them; the
-/// load counts them over both), else nothing: Redshift's default, 0.
+/// `\nMAXERROR n+1` when the run allows `n` bad records (each COPY may skip up to all of
+/// them; the load counts them over both), else nothing: Redshift's default, 0. A COPY fails
+/// at `MAXERROR` errors or more ("COPY: Data load parameters"), so `n` are allowed by `n+1`;
+/// at Redshift's limit a COPY skips at most 99,999.
 fn max_error(c: &RedshiftCopy) -> String {
     match c.max_errors {
         0 => String::new(),
-        n => format!("\nMAXERROR {}", n.min(MAXERROR_LIMIT)),
+        n => format!("\nMAXERROR {}", n.saturating_add(1).min(MAXERROR_LIMIT)),
     }
 }
 
-/// The records the last COPY skipped, from the load-error table Redshift keeps them in
-/// (`stl_load_errors`; Serverless: `sys_load_error_detail`): file, line, column, reason
-/// and the record's text (Serverless keeps the field's value only).
-pub fn skipped_query(serverless: bool) -> &'static str {
+/// The largest load-error id the session has so far (-1: none): what a COPY's own rows
+/// come after (`stl_load_errors.query`; Serverless: `sys_load_error_detail.query_id`).
+pub fn last_error_id_query(serverless: bool) -> &'static str {
     match serverless {
         false => {
-            "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line)\n\
-                  FROM stl_load_errors\n\
-                  WHERE query = pg_last_copy_id()\n\
-                  ORDER BY filename, line_number"
+            "SELECT COALESCE(MAX(query), -1) FROM stl_load_errors WHERE session = pg_backend_pid()"
         }
         true => {
-            "SELECT TRIM(file_name), line_number, TRIM(column_name), TRIM(error_message), TRIM(column_value)\n\
-                 FROM sys_load_error_detail\n\
-                 WHERE query_id = pg_last_copy_id()\n\
-                 ORDER BY file_name, line_number"
+            "SELECT COALESCE(MAX(query_id), -1) FROM sys_load_error_detail \
+             WHERE session_id = pg_backend_pid()"
         }
+    }
+}
+
+/// The records a COPY skipped or failed on: the session's rows of the load-error table
+/// Redshift keeps them in (`stl_load_errors`; Serverless: `sys_load_error_detail`) after
+/// `after` (what [`last_error_id_query`] said before the COPY; `None` shows the place):
+/// file, line, column, reason and the record's text (`raw_line`; Serverless keeps no text
+/// of the record, its reason names the value).
+pub fn skipped_query(serverless: bool, after: Option<i64>) -> String {
+    let after = after.map_or(
+        "-1 /* the session's largest id before the COPY */".to_owned(),
+        |a| a.to_string(),
+    );
+    match serverless {
+        false => format!(
+            "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line)\n\
+             FROM stl_load_errors\n\
+             WHERE session = pg_backend_pid() AND query > {after}\n\
+             ORDER BY query, filename, line_number"
+        ),
+        true => format!(
+            "SELECT TRIM(file_name), line_number, TRIM(column_name), TRIM(error_message), ''\n\
+             FROM sys_load_error_detail\n\
+             WHERE session_id = pg_backend_pid() AND query_id > {after}\n\
+             ORDER BY query_id, file_name, line_number"
+        ),
     }
 }
 
@@ -504,21 +603,16 @@ pub fn skipped_rejects(rows: &[Vec<Option<String>>]) -> Vec<sparkify_core::Rejec
 pub fn copy_parquet_sql(c: &RedshiftCopy, table: &TableDef, prefix: &S3Url) -> String {
     let d = redshift(c);
     format!(
-        "COPY {} FROM {}\nIAM_ROLE {}\nFORMAT AS PARQUET\nMANIFEST\nSTATUPDATE OFF",
+        "COPY {} FROM {}\nIAM_ROLE {}\nFORMAT AS PARQUET\nMANIFEST\nSTATUPDATE ON",
         table.name,
         literal(&upload::manifest_url(prefix, table).to_string(), &d),
         literal(&c.iam_role, &d),
     )
 }
 
-/// The rows a failed COPY left in Redshift's load-error tables: file, line, column, reason,
-/// raw value.
-pub fn load_errors_query(serverless: bool) -> &'static str {
-    if serverless {
-        "SELECT TRIM(file_name), line_number, TRIM(column_name), TRIM(error_message), TRIM(column_value)\nFROM sys_load_error_detail\nWHERE query_id = pg_last_copy_id()\nORDER BY file_name, line_number"
-    } else {
-        "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_field_value)\nFROM stl_load_errors\nWHERE query = pg_last_copy_id()\nORDER BY filename, line_number"
-    }
+/// The rows a failed COPY left in Redshift's load-error tables, after `after` ([`skipped_query`]).
+pub fn load_errors_query(serverless: bool, after: Option<i64>) -> String {
+    skipped_query(serverless, after)
 }
 
 /// `INSERT`s of `batch` into `table`, 100 rows each, every value a Redshift literal.
@@ -600,6 +694,31 @@ mod widen_tests {
     }
 
     #[test]
+    fn a_key_column_is_never_widened_and_history_levels_are() {
+        let mut widths = Widths::default();
+        widths.note("dm_songs", "song_id", 100);
+        widths.note("dm_users_history", "level", 100);
+        let held = [
+            ("dm_users_history".to_owned(), "level".to_owned(), 16),
+            ("dm_songs".to_owned(), "song_id".to_owned(), 64),
+        ];
+        assert_eq!(
+            widen_sql(&held, &widths),
+            Err(KeyTooNarrow {
+                table: "dm_songs".into(),
+                column: "song_id".into(),
+                width: 64,
+                needed: 256
+            })
+        );
+        assert_eq!(
+            widen_sql(&held[..1], &widths).unwrap(),
+            ["ALTER TABLE dm_users_history ALTER COLUMN level TYPE VARCHAR(256)"]
+        );
+        assert!(widths_held_sql().contains("'dm_users_history'"));
+    }
+
+    #[test]
     fn only_a_staging_column_narrower_than_the_runs_longest_value_is_widened() {
         let mut widths = Widths::default();
         widths.note("staging_events", "firstName", 300);
@@ -610,7 +729,7 @@ mod widen_tests {
             ("staging_songs".to_owned(), "title".to_owned(), 16),
         ];
         assert_eq!(
-            widen_sql(&held, &widths),
+            widen_sql(&held, &widths).unwrap(),
             ["ALTER TABLE staging_events ALTER COLUMN firstname TYPE VARCHAR(1024)"]
         );
     }
@@ -640,7 +759,7 @@ mod tests {
         assert_eq!(
             sql,
             [
-                "INSERT INTO load_errors (source, line, byte_offset, column_name, reason, raw, \
+                "INSERT INTO load_errors (source, line, byte_offset, column_name, reason, raw_text, \
                  run_started_at, run_id) VALUES\n('s3://b/o''brien\\\\x;$$.json', 3, 10, 'user''Id', \
                  'not a number; DROP TABLE x; --', '{\"userId\": \"$$''\\\\\\\\\"}', \
                  TIMESTAMP '1970-01-01 00:00:00', 'r''1')"

@@ -114,7 +114,7 @@ fn postgres_builds_the_same_star_schema_as_the_in_memory_model() {
         ] {
             assert_eq!(count(&sink, table), rows, "{table}");
         }
-        let le = sink.query("SELECT source, line, byte_offset, column_name, raw, run_started_at FROM load_errors").unwrap();
+        let le = sink.query("SELECT source, line, byte_offset, column_name, raw_text, run_started_at FROM load_errors").unwrap();
         assert_eq!(
             le.rows[0],
             [
@@ -298,11 +298,11 @@ fn redshift_statements_are_exactly_these() {
     insta::assert_snapshot!("redshift_load_plan", sink.plan().unwrap().join(";\n\n"));
     insta::assert_snapshot!(
         "redshift_stl_load_errors",
-        sparkify_sink_redshift::load_errors_query(false)
+        sparkify_sink_redshift::load_errors_query(false, Some(41))
     );
     insta::assert_snapshot!(
         "redshift_serverless_load_errors",
-        sparkify_sink_redshift::load_errors_query(true)
+        sparkify_sink_redshift::load_errors_query(true, Some(41))
     );
     let pg = WarehouseSink::new(WarehouseConfig::postgres(
         "postgres://nobody@127.0.0.1:1/nowhere".parse().unwrap(),
@@ -730,11 +730,14 @@ fn redshift_statements() -> Vec<(String, String)> {
     widths.note("staging_events", "firstName", 1000);
     add(
         "the widening",
-        std::iter::once(sparkify_sink_redshift::plan::WIDTHS_HELD.to_owned())
-            .chain(sparkify_sink_redshift::plan::widen_sql(
-                &[("staging_events".into(), "firstname".into(), 256)],
-                &widths,
-            ))
+        std::iter::once(sparkify_sink_redshift::plan::widths_held_sql())
+            .chain(
+                sparkify_sink_redshift::plan::widen_sql(
+                    &[("staging_events".into(), "firstname".into(), 256)],
+                    &widths,
+                )
+                .unwrap(),
+            )
             .collect(),
     );
     add(
@@ -799,8 +802,13 @@ fn redshift_statements() -> Vec<(String, String)> {
     add(
         "the load errors",
         vec![
-            sparkify_sink_redshift::load_errors_query(false).to_owned(),
-            sparkify_sink_redshift::load_errors_query(true).to_owned(),
+            sparkify_sink_redshift::load_errors_query(false, Some(41)),
+            sparkify_sink_redshift::load_errors_query(true, Some(41)),
+            sparkify_sink_redshift::plan::last_error_id_query(false).to_owned(),
+            sparkify_sink_redshift::plan::last_error_id_query(true).to_owned(),
+            sparkify_sink_redshift::plan::lock_table_sql(),
+            format!("LOCK {}", sparkify_sink_redshift::plan::LOCK_TABLE),
+            sparkify_core::sql::renamed_probe(),
         ],
     );
     add(
@@ -965,7 +973,18 @@ fn a_parquet_load_sizes_its_staging_columns_and_an_incremental_one_widens_them_f
     let increment = removing("s3://logs/a.json", "s3://songs/b.json");
     let steps = plan(Some(&increment));
     assert!(matches!(steps[0], Step::Widen(_)), "{:?}", steps[0]);
-    assert!(matches!(&steps[1], Step::Sql(s) if s == "BEGIN"));
+    let begin = steps
+        .iter()
+        .position(|s| matches!(s, Step::Sql(s) if s == "BEGIN"))
+        .unwrap();
+    assert!(
+        steps[1..begin]
+            .iter()
+            .all(|s| matches!(s, Step::Sql(s) if s.starts_with("CREATE TABLE IF NOT EXISTS etl_load_lock"))),
+        "{:?}",
+        &steps[..=begin]
+    );
+    assert!(matches!(steps[begin + 1], Step::LockTable));
 }
 
 /// The plan of a Redshift load with `copy` as `sparkify etl --max-errors N --check` makes it.
@@ -994,21 +1013,24 @@ fn closed_plan(copy: CopySettings, max_errors: u64) -> Vec<String> {
 #[test]
 fn max_errors_lets_copy_from_json_skip_bad_records_and_keeps_each_in_load_errors() {
     let plan = closed_plan(redshift_copy(), 10).join(";\n\n");
+    // A COPY fails at MAXERROR errors or more: 11 lets the 10 allowed through.
     assert!(
-        plan.contains("TIMEFORMAT 'epochmillisecs'\nMAXERROR 10\nCOMPUPDATE OFF"),
+        plan.contains("TIMEFORMAT 'epochmillisecs'\nMAXERROR 11\nCOMPUPDATE OFF"),
         "{plan}"
     );
     assert!(
-        plan.contains("FORMAT AS JSON 'auto'\nMAXERROR 10\nCOMPUPDATE OFF"),
+        plan.contains("FORMAT AS JSON 'auto'\nMAXERROR 11\nCOMPUPDATE OFF"),
         "{plan}"
     );
-    // After each COPY, what it skipped, read back with the record's text.
+    // After each COPY, what it skipped, read back with the record's text: the session's rows
+    // after the id it had before the COPY (not pg_last_copy_id(), put back by a rollback).
     assert_eq!(
-        plan.matches("FROM stl_load_errors\nWHERE query = pg_last_copy_id()")
+        plan.matches("FROM stl_load_errors\nWHERE session = pg_backend_pid() AND query >")
             .count(),
         2,
         "{plan}"
     );
+    assert!(!plan.contains("pg_last_copy_id"), "{plan}");
     assert!(plan.contains("TRIM(raw_line)"), "{plan}");
     let serverless = closed_plan(
         CopySettings {
@@ -1018,7 +1040,16 @@ fn max_errors_lets_copy_from_json_skip_bad_records_and_keeps_each_in_load_errors
         10,
     )
     .join(";\n\n");
-    assert_eq!(serverless.matches("FROM sys_load_error_detail").count(), 2);
+    // Before each COPY the session's last id there, after it the rows after that id.
+    assert_eq!(serverless.matches("FROM sys_load_error_detail").count(), 4);
+    assert_eq!(
+        serverless
+            .matches("WHERE session_id = pg_backend_pid() AND query_id >")
+            .count(),
+        2,
+        "{serverless}"
+    );
+    assert!(!serverless.contains("column_value"), "{serverless}");
     // None allowed: no MAXERROR (Redshift's default, 0), and nothing read back.
     let strict = closed_plan(redshift_copy(), 0).join(";\n\n");
     assert!(

@@ -299,7 +299,7 @@ pub const LOAD_ERRORS: TableDef = TableDef {
         text("column_name", 1024, false),
         text("reason", 4096, true),
         // RAW_LIMIT bytes of the record and an ellipsis.
-        text("raw", 2048, false),
+        text("raw_text", 2048, false),
         req("run_started_at", Timestamp),
         text("run_id", RUN_ID_BYTES, true),
     ],

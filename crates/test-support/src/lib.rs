@@ -20,6 +20,7 @@ pub mod fixtures;
 pub mod moto;
 pub mod pg;
 pub mod ports;
+pub mod redshift;
 pub mod serverless;
 pub mod stall;
 pub mod tables;
