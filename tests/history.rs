@@ -78,13 +78,7 @@ fn int(v: &serde_json::Value) -> i64 {
 
 /// `sparkify sql` on `sink`: the rows as CSV, the header left out.
 fn sql(dir: &Path, sink: &str, query: &str) -> Vec<String> {
-    let out = sparkify(dir, &["sql", "--sink", sink, "--format", "csv", query]);
-    assert_eq!(out.status.code(), Some(0), "{query}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .map(str::to_owned)
-        .collect()
+    cli::sql_rows(env!("CARGO_BIN_EXE_sparkify"), dir, sink, query, &[])
 }
 
 /// Two loads (20 days, then 10 more incrementally) leave two runs whose counts are the loads',

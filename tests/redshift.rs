@@ -60,15 +60,31 @@ fn config(
     dir
 }
 
-/// The rows of `sql` on the sink, as CSV lines without the header.
+/// The rows of `query` on the sink, as CSV lines without the header.
 fn sql(dir: &Path, sink: &str, query: &str) -> Vec<String> {
-    let out = sparkify(dir, &["sql", query, "--sink", sink, "--format", "csv"]);
-    assert_eq!(out.status.code(), Some(0), "{query}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
+    cli::sql_rows(
+        env!("CARGO_BIN_EXE_sparkify"),
+        dir,
+        sink,
+        query,
+        &Moto::shared().env(),
+    )
+}
+
+/// `etl --sink SINK --songs s3://BUCKET/SONGS --events s3://BUCKET/EVENTS` and `extra`.
+fn etl_s3(sink: &str, bucket: &str, songs: &str, events: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["etl", "--sink", sink, "--songs"]
         .map(str::to_owned)
-        .collect()
+        .to_vec();
+    args.push(format!("s3://{bucket}/{songs}"));
+    args.push("--events".into());
+    args.push(format!("s3://{bucket}/{events}"));
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 fn summary(dir: &Path) -> serde_json::Value {
@@ -77,18 +93,8 @@ fn summary(dir: &Path) -> serde_json::Value {
 
 /// A DuckDB load of the same input, from the same bucket: what the warehouse must equal.
 fn duckdb_reference(dir: &Path, bucket: &str, events: &str, songs: &str, extra: &[&str]) {
-    let mut args = vec![
-        "etl".to_owned(),
-        "--songs".to_owned(),
-        format!("s3://{bucket}/{songs}"),
-        "--events".to_owned(),
-        format!("s3://{bucket}/{events}"),
-        "--sink".to_owned(),
-        "duckdb:reference.duckdb".to_owned(),
-    ];
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = sparkify(dir, &args);
+    let args = etl_s3("duckdb:reference.duckdb", bucket, songs, events, extra);
+    let out = sparkify(dir, &strs(&args));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
@@ -274,25 +280,11 @@ fn bad_records_in_the_s3_input_land_in_load_errors_within_max_errors_and_fail_be
     let rs = LocalRedshift::start(Moto::shared(), false);
     let dir = config(&rs, bucket, logs, "song_data/A/A", "parquet");
     let d = dir.path();
-    let (songs, events) = (
-        format!("s3://{bucket}/song_data/A/A"),
-        format!("s3://{bucket}/{logs}"),
-    );
     let pg = sparkify_test_support::pg::PgServer::start();
     let pg_url = pg.url();
     for sink in ["redshift", pg_url.as_str()] {
-        let load = [
-            "etl",
-            "--sink",
-            sink,
-            "--songs",
-            &songs,
-            "--events",
-            &events,
-            "--max-errors",
-            "2",
-        ];
-        let out = sparkify(d, &load);
+        let load = etl_s3(sink, bucket, "song_data/A/A", logs, &["--max-errors", "2"]);
+        let out = sparkify(d, &strs(&load));
         assert_eq!(out.status.code(), Some(0), "{sink}: {}", text(&out));
     }
     duckdb_reference(d, bucket, logs, "song_data/A/A", &["--max-errors", "2"]);
@@ -336,20 +328,14 @@ fn a_load_by_copy_from_the_parquet_upload_and_an_incremental_one_that_widens_equ
     put("grow_log_data/2018-11-01-events.json", days[0].clone());
     let dir = config(&rs, bucket, "grow_log_data", "song_data/A/B", "parquet");
     let d = dir.path();
-    let (songs, events) = (
-        format!("s3://{bucket}/song_data/A/B"),
-        format!("s3://{bucket}/grow_log_data"),
-    );
-    let load = [
-        "etl",
-        "--sink",
+    let load = etl_s3(
         "redshift",
-        "--incremental",
-        "--songs",
-        &songs,
-        "--events",
-        &events,
-    ];
+        bucket,
+        "song_data/A/B",
+        "grow_log_data",
+        &["--incremental"],
+    );
+    let load = strs(&load);
     let out = sparkify(d, &load);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // A warehouse loaded before load_errors.raw (a Redshift reserved word) was renamed: the
@@ -403,20 +389,14 @@ fn two_loads_at_once_take_turns_and_a_killed_load_leaves_the_previous_tables() {
     put("2018-11-01-events.json");
     let dir = config(&rs, bucket, "turns_log_data", "song_data/A/A", "parquet");
     let d = dir.path();
-    let (songs, events) = (
-        format!("s3://{bucket}/song_data/A/A"),
-        format!("s3://{bucket}/turns_log_data"),
-    );
-    let daily = [
-        "etl",
-        "--sink",
+    let daily = etl_s3(
         "redshift",
-        "--incremental",
-        "--songs",
-        &songs,
-        "--events",
-        &events,
-    ];
+        bucket,
+        "song_data/A/A",
+        "turns_log_data",
+        &["--incremental"],
+    );
+    let daily = strs(&daily);
     let out = sparkify(d, &daily);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // A new day, and two daily loads of it at once: they take turns at the lock table, and
@@ -464,9 +444,8 @@ fn two_loads_at_once_take_turns_and_a_killed_load_leaves_the_previous_tables() {
         sql(d, "redshift", "SELECT COUNT(*) FROM staging_events"),
         [(lines("2018-11-01-events.json") + lines("2018-11-02-events.json")).to_string()]
     );
-    let full = [
-        "etl", "--sink", "redshift", "--songs", &songs, "--events", &events,
-    ];
+    let full = etl_s3("redshift", bucket, "song_data/A/A", "turns_log_data", &[]);
+    let full = strs(&full);
     // A load whose backend is killed while it makes the star (the staging tables copied):
     // held at dm_time's DROP by a reader's lock, then killed. The last load's tables stay.
     let counts = sql(

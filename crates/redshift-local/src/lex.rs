@@ -73,62 +73,16 @@ pub fn tokens(sql: &str) -> Result<Vec<Token>, Unterminated> {
             }
             b'\'' => {
                 // Redshift's literals: '' is a quote, and a backslash escapes the next character.
-                let mut value = String::new();
-                i += 1;
-                loop {
-                    let Some(ch) = sql[i..].chars().next() else {
-                        return Err(Unterminated {
-                            at: start,
-                            what: "quoted string",
-                        });
-                    };
-                    i += ch.len_utf8();
-                    match ch {
-                        '\'' if b.get(i) == Some(&b'\'') => {
-                            value.push('\'');
-                            i += 1;
-                        }
-                        '\'' => break,
-                        '\\' => {
-                            let Some(next) = sql[i..].chars().next() else {
-                                continue;
-                            };
-                            i += next.len_utf8();
-                            value.push(match next {
-                                'n' => '\n',
-                                't' => '\t',
-                                'r' => '\r',
-                                other => other,
-                            });
-                        }
-                        other => value.push(other),
-                    }
-                }
+                let (value, end) = quoted(sql, start, '\'', true, "quoted string")?;
+                i = end;
                 out.push(Token {
                     kind: Kind::Str(value),
                     span: start..i,
                 });
             }
             b'"' => {
-                let mut value = String::new();
-                i += 1;
-                loop {
-                    let Some(ch) = sql[i..].chars().next() else {
-                        return Err(Unterminated {
-                            at: start,
-                            what: "quoted identifier",
-                        });
-                    };
-                    i += ch.len_utf8();
-                    match ch {
-                        '"' if b.get(i) == Some(&b'"') => {
-                            value.push('"');
-                            i += 1;
-                        }
-                        '"' => break,
-                        other => value.push(other),
-                    }
-                }
+                let (value, end) = quoted(sql, start, '"', false, "quoted identifier")?;
+                i = end;
                 out.push(Token {
                     kind: Kind::Quoted(value),
                     span: start..i,
@@ -191,6 +145,45 @@ pub fn tokens(sql: &str) -> Result<Vec<Token>, Unterminated> {
         }
     }
     Ok(out)
+}
+
+/// The text quoted by `q` from `start` (where `q` is) with doubled quotes undone and, with
+/// `escapes`, backslash escapes too; and the index after its closing quote.
+fn quoted(
+    sql: &str,
+    start: usize,
+    q: char,
+    escapes: bool,
+    what: &'static str,
+) -> Result<(String, usize), Unterminated> {
+    let mut value = String::new();
+    let mut i = start + 1;
+    loop {
+        let Some(ch) = sql[i..].chars().next() else {
+            return Err(Unterminated { at: start, what });
+        };
+        i += ch.len_utf8();
+        match ch {
+            c if c == q && sql[i..].starts_with(q) => {
+                value.push(q);
+                i += 1;
+            }
+            c if c == q => return Ok((value, i)),
+            '\\' if escapes => {
+                let Some(next) = sql[i..].chars().next() else {
+                    continue;
+                };
+                i += next.len_utf8();
+                value.push(match next {
+                    'n' => '\n',
+                    't' => '\t',
+                    'r' => '\r',
+                    other => other,
+                });
+            }
+            other => value.push(other),
+        }
+    }
 }
 
 /// `$$` or `$tag$` at the start of `s`.

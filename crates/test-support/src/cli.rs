@@ -97,6 +97,29 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// `bin sql QUERY --sink SINK --format csv` in `dir` with `env`: the rows, as CSV lines
+/// without the header; a failure panics with what the command said.
+pub fn sql_rows(
+    bin: &str,
+    dir: &Path,
+    sink: &str,
+    query: &str,
+    env: &[(&str, String)],
+) -> Vec<String> {
+    let out = run(
+        bin,
+        dir,
+        &["sql", query, "--sink", sink, "--format", "csv"],
+        env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{query}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
