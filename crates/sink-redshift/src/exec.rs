@@ -11,9 +11,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use crate::copy::{CopyIn, sql_error};
-use crate::plan::{
-    Step, insert_rows_sql, last_error_id_query, load_errors_query, reconcile_sql, skipped_query,
-};
+use crate::plan::{Step, insert_rows_sql, last_error_id_query, reconcile_sql, skipped_query};
 use crate::{Error, Result};
 
 /// A part of a staging table: its table and batches.
@@ -218,7 +216,7 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
             if let Err(source) = client.batch_execute(sql).await {
                 // The transaction is aborted: roll back before asking what went wrong.
                 let _ = client.batch_execute("ROLLBACK").await;
-                let found = query_text(client, &load_errors_query(*serverless, Some(before))).await;
+                let found = query_text(client, &skipped_query(*serverless, Some(before))).await;
                 let bad_records = found.as_ref().map_or(0, |f| f.rows.len());
                 let details = match found {
                     Ok(QueryResult { rows, .. }) if !rows.is_empty() => rows
@@ -334,13 +332,7 @@ async fn run_step(client: &Client, step: &Step, rows: &mut Rows<'_>, wait: &Wait
                     Some((v(0)?, v(1)?, v(2)?.parse().ok()?))
                 })
                 .collect();
-            let widen = crate::plan::widen_sql(&held, widths).map_err(|k| Error::KeyTooNarrow {
-                table: k.table,
-                column: k.column,
-                width: k.width,
-                needed: k.needed,
-            })?;
-            for s in widen {
+            for s in crate::plan::widen_sql(&held, widths)? {
                 tracing::info!(statement = %s, "widening before the load");
                 client.batch_execute(&s).await.map_err(sql_error(&s))?;
             }

@@ -44,7 +44,7 @@ pub use config::{
 };
 pub use plan::{
     CopyFrom, Expected, Known, RedshiftCopy, Step, copy_events_sql, copy_parquet_sql,
-    copy_songs_sql, load_errors_query,
+    copy_songs_sql, skipped_query,
 };
 pub use sparkify_core::sink::QueryResult;
 pub use target::{PASSWORD_ENV, PgUrl, Target, Tls, env_password};
@@ -111,17 +111,8 @@ pub enum Error {
     LedgerChanged,
     /// An incremental load's values are longer than a key column of the star holds, and
     /// Redshift alters no key column's type.
-    #[error(
-        "{table}.{column} holds {width} bytes and this load's longest value needs {needed}: \
-         Redshift cannot widen a key column; load again with --rebuild, which makes the star \
-         tables anew at the widths they need (nothing was committed)"
-    )]
-    KeyTooNarrow {
-        table: String,
-        column: String,
-        width: u32,
-        needed: u32,
-    },
+    #[error(transparent)]
+    KeyTooNarrow(#[from] plan::KeyTooNarrow),
     #[error("COPY into {table} loaded {got} rows, expected {expected}")]
     CopyCount {
         table: String,

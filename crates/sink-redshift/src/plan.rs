@@ -416,7 +416,12 @@ pub fn widths_held_sql() -> String {
 }
 
 /// A key column narrower than a load's values: Redshift alters no key column's type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{table}.{column} holds {width} bytes and this load's longest value needs {needed}: \
+     Redshift cannot widen a key column; load again with --rebuild, which makes the star \
+     tables anew at the widths they need (nothing was committed)"
+)]
 pub struct KeyTooNarrow {
     pub table: String,
     pub column: String,
@@ -608,11 +613,6 @@ pub fn copy_parquet_sql(c: &RedshiftCopy, table: &TableDef, prefix: &S3Url) -> S
         literal(&upload::manifest_url(prefix, table).to_string(), &d),
         literal(&c.iam_role, &d),
     )
-}
-
-/// The rows a failed COPY left in Redshift's load-error tables, after `after` ([`skipped_query`]).
-pub fn load_errors_query(serverless: bool, after: Option<i64>) -> String {
-    skipped_query(serverless, after)
 }
 
 /// `INSERT`s of `batch` into `table`, 100 rows each, every value a Redshift literal.

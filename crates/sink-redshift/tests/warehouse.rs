@@ -298,11 +298,11 @@ fn redshift_statements_are_exactly_these() {
     insta::assert_snapshot!("redshift_load_plan", sink.plan().unwrap().join(";\n\n"));
     insta::assert_snapshot!(
         "redshift_stl_load_errors",
-        sparkify_sink_redshift::load_errors_query(false, Some(41))
+        sparkify_sink_redshift::skipped_query(false, Some(41))
     );
     insta::assert_snapshot!(
         "redshift_serverless_load_errors",
-        sparkify_sink_redshift::load_errors_query(true, Some(41))
+        sparkify_sink_redshift::skipped_query(true, Some(41))
     );
     let pg = WarehouseSink::new(WarehouseConfig::postgres(
         "postgres://nobody@127.0.0.1:1/nowhere".parse().unwrap(),
@@ -802,8 +802,8 @@ fn redshift_statements() -> Vec<(String, String)> {
     add(
         "the load errors",
         vec![
-            sparkify_sink_redshift::load_errors_query(false, Some(41)),
-            sparkify_sink_redshift::load_errors_query(true, Some(41)),
+            sparkify_sink_redshift::skipped_query(false, Some(41)),
+            sparkify_sink_redshift::skipped_query(true, Some(41)),
             sparkify_sink_redshift::plan::last_error_id_query(false).to_owned(),
             sparkify_sink_redshift::plan::last_error_id_query(true).to_owned(),
             sparkify_sink_redshift::plan::lock_table_sql(),
