@@ -189,10 +189,8 @@ print(events.height)
 """
 
 
-def events_only(args, work, plan_dir):
-    """The real logs copied N times (new names, same lines): sparkify's whole events job
-    against DuckDB's read_json and Polars' read_ndjson merely parsing them, best of 3 each."""
-    n = args.events_scale
+def replicated_logs(work, n):
+    """The real logs copied n times (new names, same lines) into work/logs{n}, made once."""
     logs = work / f"logs{n}"
     if not logs.exists():
         tmp = work / f"logs{n}.partial"
@@ -203,21 +201,101 @@ def events_only(args, work, plan_dir):
             for i in range(n):
                 (tmp / f"{f.stem}-{i}.json").write_bytes(data)
         tmp.rename(logs)
-    size = data_bytes(logs)
+    return logs
+
+
+def events_jobs(sparkify, logs, work, plan_dir):
+    """The events-only jobs over `logs` by name: sparkify's whole job first, then the peers'
+    bare parses."""
     # One song file: the events are what is measured.
     song = next((ROOT / "fixtures/sparkify/song_data").rglob("*.json"))
     (plan_dir / "duckdb_events.py").write_text(script(DUCKDB_EVENTS))
     (plan_dir / "polars_events.py").write_text(script(POLARS_EVENTS))
     db = work / "events-only.duckdb"
-    jobs = {
+    return {
         "sparkify (parse, star schema, DuckDB committed)": [
-            args.sparkify, "etl", "--songs", str(song), "--events", str(logs),
+            sparkify, "etl", "--songs", str(song), "--events", str(logs),
             "--sink", f"duckdb:{db}", "--max-errors", "1000000"],
         "DuckDB read_json (parse into memory)": [
             sys.executable, str(plan_dir / "duckdb_events.py"), str(logs)],
         "Polars read_ndjson (parse into memory)": [
             sys.executable, str(plan_dir / "polars_events.py"), str(logs)],
     }
+
+
+def generated(sparkify, work, scale):
+    """The Nx data set (see the module's notes) in work/gen{scale}, generated once; 1x is
+    the real data."""
+    if scale == 1:
+        return ROOT / "fixtures/sparkify"
+    root = work / f"gen{scale}"
+    if not (root / "log_data").exists():
+        tmp = work / f"gen{scale}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run([sparkify, "gen", "--out", str(tmp), "--songs", "14896",
+                        "--days", "30", "--users", "100", "--events-per-day", str(270 * scale),
+                        "--match-fraction", "0.05", "--seed", str(scale)],
+                       check=True, capture_output=True)
+        tmp.rename(root)
+    return root
+
+
+def write_jobs(sparkify, plan_dir):
+    """The peers' whole-job scripts in plan_dir, with sparkify's own SQL plan (its DDL, its
+    transforms and its keys, from `etl --transform sql --dry-run`) for DuckDB's."""
+    plan_dir.mkdir(parents=True, exist_ok=True)
+    dry = subprocess.run([sparkify, "etl", "--songs", str(ROOT / "fixtures/sparkify/song_data"),
+                          "--events", str(ROOT / "fixtures/sparkify/log_data"), "--sink",
+                          f"duckdb:{plan_dir}/x.duckdb", "--transform", "sql", "--dry-run"],
+                         check=True, capture_output=True, text=True).stdout
+    statements = [s.strip() for s in dry.split(";\n\n") if s.strip()]
+    statements = [s.rstrip(";") for s in statements if not s.startswith("--")]
+    ddl = [s for s in statements if s.startswith(("DROP", "CREATE"))]
+    transforms = [s for s in statements if s.startswith("INSERT")]
+    # The same primary keys as sparkify's, added as it adds them: after the rows.
+    keys = [s for s in statements if s.startswith("ALTER")]
+    assert keys, "no ALTER TABLE … ADD PRIMARY KEY in the plan"
+    (plan_dir / "plan.json").write_text(json.dumps({"ddl": ddl, "transforms": transforms,
+                                                    "keys": keys}))
+    (plan_dir / "duckdb_job.py").write_text(script(DUCKDB))
+    (plan_dir / "polars_job.py").write_text(script(POLARS))
+    (plan_dir / "floor_job.py").write_text(FLOOR)
+
+
+def whole_jobs(sparkify, root, work, plan_dir, tools, tag):
+    """Each tool's whole job over the data set in `root`, by tool: (command, its DuckDB file,
+    sparkify's summary file)."""
+    cmds = {}
+    for tool in tools:
+        db = work / f"{tool}-{tag}.duckdb"
+        summary = work / f"{tool}-{tag}.json"
+        if tool == "sparkify":
+            cmd = [sparkify, "etl", "--songs", str(root / "song_data"), "--events",
+                   str(root / "log_data"), "--sink", f"duckdb:{db}", "--max-errors", "1000000",
+                   "--summary-json", str(summary)]
+        elif tool == "duckdb":
+            cmd = [sys.executable, str(plan_dir / "duckdb_job.py"), str(root), str(db),
+                   str(plan_dir / "plan.json")]
+        else:
+            cmd = [sys.executable, str(plan_dir / "polars_job.py"), str(root)]
+        cmds[tool] = (cmd, db, summary)
+    return cmds
+
+
+def fresh(db):
+    """A DuckDB file and its WAL removed, for a job to make them again."""
+    for p in [db, Path(str(db) + ".wal")]:
+        if p.exists():
+            p.unlink()
+
+
+def events_only(args, work, plan_dir):
+    """The real logs copied N times (new names, same lines): sparkify's whole events job
+    against DuckDB's read_json and Polars' read_ndjson merely parsing them, best of 3 each."""
+    n = args.events_scale
+    logs = replicated_logs(work, n)
+    size = data_bytes(logs)
+    jobs = events_jobs(args.sparkify, logs, work, plan_dir)
     all_runs = in_rounds(jobs, 3)
     best = {}
     for name, runs in all_runs.items():
@@ -253,65 +331,20 @@ def main():
     tools = args.tools.split(",")
 
     plan_dir = work / "plan"
-    plan_dir.mkdir(exist_ok=True)
-    dry = subprocess.run([args.sparkify, "etl", "--songs", str(ROOT / "fixtures/sparkify/song_data"),
-                          "--events", str(ROOT / "fixtures/sparkify/log_data"), "--sink",
-                          f"duckdb:{plan_dir}/x.duckdb", "--transform", "sql", "--dry-run"],
-                         check=True, capture_output=True, text=True).stdout
-    statements = [s.strip() for s in dry.split(";\n\n") if s.strip()]
-    statements = [s.rstrip(";") for s in statements if not s.startswith("--")]
-    ddl = [s for s in statements if s.startswith(("DROP", "CREATE"))]
-    transforms = [s for s in statements if s.startswith("INSERT")]
-    # The same primary keys as sparkify's, added as it adds them: after the rows.
-    keys = [s for s in statements if s.startswith("ALTER")]
-    assert keys, "no ALTER TABLE … ADD PRIMARY KEY in the plan"
-    (plan_dir / "plan.json").write_text(json.dumps({"ddl": ddl, "transforms": transforms,
-                                                    "keys": keys}))
-    (plan_dir / "duckdb_job.py").write_text(script(DUCKDB))
-    (plan_dir / "polars_job.py").write_text(script(POLARS))
-    (plan_dir / "floor_job.py").write_text(FLOOR)
+    write_jobs(args.sparkify, plan_dir)
 
     rows = []
     floors = []
     for scale in [int(s) for s in args.scales.split(",")]:
-        if scale == 1:
-            root = ROOT / "fixtures/sparkify"
-        else:
-            root = work / f"gen{scale}"
-            if not (root / "log_data").exists():
-                tmp = work / f"gen{scale}.partial"
-                shutil.rmtree(tmp, ignore_errors=True)
-                subprocess.run([args.sparkify, "gen", "--out", str(tmp), "--songs", "14896",
-                                "--days", "30", "--users", "100", "--events-per-day", str(270 * scale),
-                                "--match-fraction", "0.05", "--seed", str(scale)],
-                               check=True, capture_output=True)
-                tmp.rename(root)
+        root = generated(args.sparkify, work, scale)
         size = data_bytes(root)
         results = {}
-        cmds = {}
-        for tool in tools:
-            db = work / f"{tool}-{scale}.duckdb"
-            summary = work / f"{tool}-{scale}.json"
-            if tool == "sparkify":
-                cmd = [args.sparkify, "etl", "--songs", str(root / "song_data"), "--events",
-                       str(root / "log_data"), "--sink", f"duckdb:{db}", "--max-errors", "1000000",
-                       "--summary-json", str(summary)]
-            elif tool == "duckdb":
-                cmd = [sys.executable, str(plan_dir / "duckdb_job.py"), str(root), str(db), str(plan_dir / "plan.json")]
-            else:
-                cmd = [sys.executable, str(plan_dir / "polars_job.py"), str(root)]
-            cmds[tool] = (cmd, db)
-
-        def fresh(tool):
-            db = cmds[tool][1]
-            for p in [db, Path(str(db) + ".wal")]:
-                if p.exists():
-                    p.unlink()
+        cmds = whole_jobs(args.sparkify, root, work, plan_dir, tools, scale)
 
         # The median wall time of the rounds, the highest RSS.
-        all_runs = in_rounds({tool: cmd for tool, (cmd, _) in cmds.items()}, max(1, args.runs), fresh)
-        for tool, (cmd, db) in cmds.items():
-            summary = work / f"{tool}-{scale}.json"
+        all_runs = in_rounds({tool: cmd for tool, (cmd, _, _) in cmds.items()}, max(1, args.runs),
+                             lambda tool: fresh(cmds[tool][1]))
+        for tool, (cmd, db, summary) in cmds.items():
             runs = all_runs[tool]
             walls = sorted(r[0] for r in runs)
             wall = statistics.median(walls)

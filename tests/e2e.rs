@@ -3074,9 +3074,11 @@ fn the_process_allocates_through_jemalloc_in_place_of_malloc() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Begin jemalloc statistics"), "{stderr}");
     for built_in in [
-        r#"config.malloc_conf: "percpu_arena:percpu,thp:always,metadata_thp:always""#,
+        r#"config.malloc_conf: "percpu_arena:percpu,thp:always,metadata_thp:always,background_thread:true,dirty_decay_ms:1000""#,
         r#"opt.percpu_arena: "percpu""#,
         r#"opt.thp: "always""#,
+        "opt.background_thread: true",
+        "opt.dirty_decay_ms: 1000",
     ] {
         assert!(stderr.contains(built_in), "{built_in} in {stderr}");
     }

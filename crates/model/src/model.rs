@@ -18,6 +18,7 @@ use arrow::datatypes::{Float64Type, Int32Type};
 use crate::error::Result;
 
 mod events;
+mod levels;
 mod rows;
 
 use crate::table::{

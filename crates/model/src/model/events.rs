@@ -18,6 +18,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{Float64Type, Int32Type, TimestampMillisecondType};
 
+use super::levels::{self, LevelEvent, Levels, Run};
 use super::{
     F64, SongplaysMode, Songs, StarSchema, Times, artists, asc, column, desc, dim_songs, ints, opt,
     strings, strip_quotes, timestamps,
@@ -173,16 +174,6 @@ fn prefer_user(a: &UserView<'_>, b: &UserView<'_>) -> Ordering {
         })
 }
 
-/// An event's place in its user's level history: an event with a user, a level and a time.
-#[derive(Debug, Clone, Copy)]
-struct LevelEvent {
-    user: i32,
-    ts: i64,
-    item: Option<i32>,
-    session: Option<i32>,
-    level: u32,
-}
-
 /// One play (a `NextSong` event with ts, sessionId and itemInSession).
 #[derive(Debug, Clone, Copy)]
 struct Play {
@@ -232,7 +223,7 @@ pub struct StarBuilder {
     interned: Strings,
     users: Map<i32, UserPick>,
     /// Every event with a user, level and time, for `dm_users_history`.
-    levels: Vec<LevelEvent>,
+    levels: Levels,
     plays: Plays,
     events: u64,
 }
@@ -398,7 +389,7 @@ impl StarBuilder {
             mode,
             interned: Strings::default(),
             users: Map::default(),
-            levels: Vec::new(),
+            levels: Levels::default(),
             plays: Plays::default(),
             events: 0,
         }
@@ -451,7 +442,7 @@ impl StarBuilder {
                     item: opt(&item, i),
                     session: opt(&session, i),
                     level: interned.id_after(Some(l), &mut last.level),
-                });
+                })?;
             }
             let row = UserView {
                 ts: opt(&ts, i),
@@ -538,6 +529,23 @@ impl StarBuilder {
         let so = Songs::new(songs);
         let mut interned = Strings::default();
         let mut ids: Vec<Remap<'_>> = builders.iter().map(|b| Remap::new(&b.interned)).collect();
+        // The level history first, so that the events it reads back and the plays' times
+        // are not held at once: the level ids each builder's events name taken into
+        // `interned`, then the runs found, in parallel.
+        for (b, ids) in builders.iter().zip(&mut ids) {
+            for id in b.levels.level_ids() {
+                ids.map(&mut interned, id);
+            }
+        }
+        let history = {
+            let text = |id: u32| interned.text(id);
+            let parts: Vec<(&Levels, &[u32])> = builders
+                .iter()
+                .zip(&ids)
+                .map(|(b, ids)| (&b.levels, ids.to.as_slice()))
+                .collect();
+            levels::runs(&parts, &text)?
+        };
         let (times, mut plays) = match mode {
             SongplaysMode::All => every_play(&builders, &mut ids, &mut interned)?,
             SongplaysMode::Matched => {
@@ -552,14 +560,6 @@ impl StarBuilder {
                 (times, plays)
             }
         };
-        let mut levels: Vec<LevelEvent> =
-            Vec::with_capacity(builders.iter().map(|b| b.levels.len()).sum());
-        for (b, ids) in builders.iter().zip(&mut ids) {
-            levels.extend(b.levels.iter().map(|e| LevelEvent {
-                level: ids.map(&mut interned, e.level),
-                ..*e
-            }));
-        }
         let mut users: Map<i32, UserPick> = Map::default();
         for (b, ids) in builders.iter().zip(&mut ids) {
             for (&u, pick) in &b.users {
@@ -591,7 +591,7 @@ impl StarBuilder {
         let ((ft_songplays, (dm_users, dm_users_history)), dm_time) = rayon::join(
             || {
                 let dm_users = users_batch(&users, &interned);
-                let history = history_batch(levels, &interned);
+                let history = history_batch(history, &interned);
                 (
                     songplays(plays, interned, &so, &by_name, mode),
                     (dm_users, history),
@@ -899,42 +899,11 @@ fn users_batch(users: &Map<i32, UserPick>, interned: &Strings) -> Result<RecordB
     )?)
 }
 
-/// `dm_users_history`: each user's events in SPEC's order (ts, itemInSession, sessionId,
-/// ascending, NULLs last; then level, by bytes, so that the order is total), a row per run of
-/// consecutive events at one level, valid from its first event's time to the next run's.
-fn history_batch(mut events: Vec<LevelEvent>, interned: &Strings) -> Result<RecordBatch> {
-    events.par_sort_unstable_by(|a, b| {
-        (a.user, a.ts)
-            .cmp(&(b.user, b.ts))
-            .then_with(|| asc(a.item, b.item))
-            .then_with(|| asc(a.session, b.session))
-            .then_with(|| interned.text(a.level).cmp(interned.text(b.level)))
-    });
-    // (user, level, valid from) of each run's first event.
-    let mut runs: Vec<(i32, u32, i64)> = Vec::new();
-    for e in &events {
-        if runs
-            .last()
-            .is_none_or(|&(u, l, _)| (u, l) != (e.user, e.level))
-        {
-            runs.push((e.user, e.level, e.ts));
-        }
-    }
-    // (user, level, from, to): each run until the next of its user.
-    let mut rows: Vec<(i32, u32, i64, Option<i64>)> = (0..runs.len())
-        .map(|i| {
-            let (user, level, from) = runs[i];
-            let to = runs.get(i + 1).filter(|n| n.0 == user).map(|n| n.2);
-            (user, level, from, to)
-        })
-        .collect();
+/// `dm_users_history`: a row per run of a user's consecutive events at one level
+/// ([`levels::runs`]), valid from its first event's time to the next run's.
+fn history_batch(mut rows: Vec<Run>, interned: &Strings) -> Result<RecordBatch> {
     // Written in column order, as a table without a key is compared (NULL last).
-    rows.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| interned.text(a.1).cmp(interned.text(b.1)))
-            .then_with(|| a.2.cmp(&b.2))
-            .then_with(|| asc(a.3, b.3))
-    });
+    rows.sort_unstable_by(levels::in_column_order(&|id| interned.text(id)));
     Ok(RecordBatch::try_new(
         DM_USERS_HISTORY.schema(),
         vec![
