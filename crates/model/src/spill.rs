@@ -1,7 +1,8 @@
 //! A table written out of memory as its rows come: Arrow IPC in an unnamed temporary file
 //! (gone with the process, whatever happens to it), read back a batch at a time as often as a
 //! load asks. What a run holds of a table that grows with its input, where that table is not
-//! the run's result: its rejects ([`crate::reject::RejectLog`]).
+//! the run's result: its rejects ([`crate::reject::RejectLog`]). And `Scratch`, the file
+//! the star's builders write fixed-size records they hold for later to.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read};
@@ -210,5 +211,60 @@ mod tests {
         assert_eq!(spilled.num_rows(), 0);
         assert_eq!(spilled.batches().count(), 0);
         assert_eq!(spilled.slice(0, 0).unwrap().schema(), schema);
+    }
+}
+
+/// Records a builder holds for later, out of memory: bytes appended to an unnamed temporary
+/// file (in `TMPDIR`, made at the first write) and read back by their place. Clones share the
+/// file.
+#[derive(Debug, Clone)]
+pub(crate) struct Scratch {
+    file: Option<std::sync::Arc<File>>,
+    written: u64,
+    /// What is written, as an error names it: `the plays`.
+    what: &'static str,
+}
+
+impl Scratch {
+    pub(crate) fn new(what: &'static str) -> Self {
+        Scratch {
+            file: None,
+            written: 0,
+            what,
+        }
+    }
+
+    /// Whether anything was written.
+    pub(crate) fn used(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Appends `bytes`; where they start.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<u64> {
+        use std::io::Write;
+        if self.file.is_none() {
+            let file = tempfile::tempfile().map_err(|e| self.error(e))?;
+            self.file = Some(std::sync::Arc::new(file));
+        }
+        let mut file: &File = self.file.as_deref().expect("made above");
+        file.write_all(bytes).map_err(|e| self.error(e))?;
+        let start = self.written;
+        self.written += bytes.len() as u64;
+        Ok(start)
+    }
+
+    /// Fills `bytes` from `at` on.
+    pub(crate) fn read_at(&self, bytes: &mut [u8], at: u64) -> Result<()> {
+        let Some(file) = &self.file else {
+            return Err(self.error(std::io::ErrorKind::UnexpectedEof.into()));
+        };
+        file.read_exact_at(bytes, at).map_err(|e| self.error(e))
+    }
+
+    fn error(&self, source: std::io::Error) -> Error {
+        Error::Io {
+            path: format!("{} written to a temporary file (TMPDIR)", self.what),
+            source,
+        }
     }
 }

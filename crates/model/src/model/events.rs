@@ -24,6 +24,7 @@ use super::{
     strings, strip_quotes, timestamps,
 };
 use crate::error::Result;
+use crate::spill::Scratch;
 use crate::table::{DM_USERS, DM_USERS_HISTORY, FT_SONGPLAYS, STAGING_EVENTS};
 
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -233,21 +234,22 @@ pub struct StarBuilder {
 /// chunks, the full ones are written to a temporary file (unnamed, in `TMPDIR`) and read back
 /// by [`Plays::for_each`] once the input is through: memory holds a few chunks a builder
 /// while the events stream, whatever their number.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Plays {
     chunks: Vec<Vec<Play>>,
-    spilled: Vec<Spilled>,
-    /// Where this builder writes its chunks, once it has.
-    file: Option<Arc<std::fs::File>>,
-    written: u64,
+    /// The plays written out: (where they start, how many).
+    spilled: Vec<(u64, usize)>,
+    file: Scratch,
 }
 
-/// Plays written to a file: `plays` of them from `start`.
-#[derive(Debug, Clone)]
-struct Spilled {
-    file: Arc<std::fs::File>,
-    start: u64,
-    plays: usize,
+impl Default for Plays {
+    fn default() -> Self {
+        Plays {
+            chunks: Vec::new(),
+            spilled: Vec::new(),
+            file: Scratch::new("the plays"),
+        }
+    }
 }
 
 impl Plays {
@@ -275,47 +277,32 @@ impl Plays {
 
     /// Writes every chunk held to the file.
     fn spill(&mut self) -> Result<()> {
-        use std::io::Write;
-        let file = match &self.file {
-            Some(file) => Arc::clone(file),
-            None => {
-                let file = Arc::new(tempfile::tempfile().map_err(spill_error)?);
-                self.file = Some(Arc::clone(&file));
-                file
-            }
-        };
         let plays: usize = self.chunks.iter().map(Vec::len).sum();
         let mut bytes = Vec::with_capacity(plays * Self::BYTES);
         for p in self.chunks.drain(..).flatten() {
             encode(&p, &mut bytes);
         }
-        (&*file).write_all(&bytes).map_err(spill_error)?;
-        self.spilled.push(Spilled {
-            file,
-            start: self.written,
-            plays,
-        });
-        self.written += bytes.len() as u64;
+        let start = self.file.append(&bytes)?;
+        self.spilled.push((start, plays));
         Ok(())
     }
 
     fn len(&self) -> usize {
-        let spilled: usize = self.spilled.iter().map(|s| s.plays).sum();
+        let spilled: usize = self.spilled.iter().map(|s| s.1).sum();
         spilled + self.chunks.iter().map(Vec::len).sum::<usize>()
     }
 
     /// Calls `f` with every play, in the order they were held: the ones written out read
     /// back a chunk at a time through one buffer.
     fn for_each(&self, mut f: impl FnMut(Play)) -> Result<()> {
-        use std::os::unix::fs::FileExt;
         let mut bytes = vec![0; Self::CHUNK * Self::BYTES];
-        for s in &self.spilled {
-            let mut left = s.plays;
-            let mut at = s.start;
+        for &(start, plays) in &self.spilled {
+            let mut left = plays;
+            let mut at = start;
             while left > 0 {
                 let n = left.min(Self::CHUNK);
                 let block = &mut bytes[..n * Self::BYTES];
-                s.file.read_exact_at(block, at).map_err(spill_error)?;
+                self.file.read_at(block, at)?;
                 for b in block.chunks_exact(Self::BYTES) {
                     f(decode(b));
                 }
@@ -325,13 +312,6 @@ impl Plays {
         }
         self.chunks.iter().flatten().for_each(|&p| f(p));
         Ok(())
-    }
-}
-
-fn spill_error(source: std::io::Error) -> crate::Error {
-    crate::Error::Io {
-        path: "the plays written to a temporary file (TMPDIR)".into(),
-        source,
     }
 }
 

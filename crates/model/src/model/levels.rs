@@ -7,12 +7,12 @@
 //! that while the builders' vectors were gathered into one.
 
 use std::cmp::Ordering;
-use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use super::asc;
 use crate::error::Result;
+use crate::spill::Scratch;
 
 /// An event's place in its user's level history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +30,25 @@ pub(super) struct LevelEvent {
 pub(super) type Run = (i32, u32, i64, Option<i64>);
 
 /// A builder's level events: held in memory, and past [`Levels::HELD`] written out by user.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct Levels {
     held: Vec<LevelEvent>,
-    /// The file the written events are in, once some are.
-    file: Option<Arc<std::fs::File>>,
+    file: Scratch,
     /// Per part ([`bucket`]), where its written events are: (offset, events).
     parts: Vec<Vec<(u64, usize)>>,
-    written: u64,
     /// The level ids of the written events, each once, in order.
     ids: Vec<u32>,
+}
+
+impl Default for Levels {
+    fn default() -> Self {
+        Levels {
+            held: Vec::new(),
+            file: Scratch::new("the level history's events"),
+            parts: vec![Vec::new(); Self::BUCKETS],
+            ids: Vec::new(),
+        }
+    }
 }
 
 impl Levels {
@@ -60,26 +69,19 @@ impl Levels {
 
     /// Writes the events held to the file, grouped by part.
     fn spill(&mut self) -> Result<()> {
-        use std::io::Write;
-        let file = match &self.file {
-            Some(file) => Arc::clone(file),
-            None => {
-                let file = Arc::new(tempfile::tempfile().map_err(spill_error)?);
-                self.file = Some(Arc::clone(&file));
-                self.parts = vec![Vec::new(); Self::BUCKETS];
-                file
-            }
-        };
         self.held.sort_unstable_by_key(|e| bucket(e.user));
         let mut bytes = Vec::with_capacity(self.held.len() * Self::BYTES);
+        let mut runs = Vec::new();
         for part in self.held.chunk_by(|a, b| bucket(a.user) == bucket(b.user)) {
-            self.parts[bucket(part[0].user)].push((self.written + bytes.len() as u64, part.len()));
+            runs.push((bucket(part[0].user), bytes.len() as u64, part.len()));
             for e in part {
                 encode(e, &mut bytes);
             }
         }
-        (&*file).write_all(&bytes).map_err(spill_error)?;
-        self.written += bytes.len() as u64;
+        let start = self.file.append(&bytes)?;
+        for (p, at, events) in runs {
+            self.parts[p].push((start + at, events));
+        }
         self.ids.extend(self.held.iter().map(|e| e.level));
         self.ids.sort_unstable();
         self.ids.dedup();
@@ -98,8 +100,7 @@ impl Levels {
     /// How many events part `part` holds (all of them with `None`).
     fn count(&self, part: Option<usize>) -> usize {
         let written: usize = match part {
-            Some(p) if self.spilled() => self.parts[p].iter().map(|r| r.1).sum(),
-            Some(_) => 0,
+            Some(p) => self.parts[p].iter().map(|r| r.1).sum(),
             None => self.parts.iter().flatten().map(|r| r.1).sum(),
         };
         let held = match part {
@@ -110,25 +111,22 @@ impl Levels {
     }
 
     fn spilled(&self) -> bool {
-        self.file.is_some()
+        self.file.used()
     }
 
     /// Calls `f` with every event of part `part` (all of them with `None`).
     fn for_each(&self, part: Option<usize>, mut f: impl FnMut(LevelEvent)) -> Result<()> {
-        use std::os::unix::fs::FileExt;
-        let in_part = |e: &LevelEvent| part.is_none_or(|p| bucket(e.user) == p);
-        if let Some(file) = &self.file {
-            let runs = match part {
-                Some(p) => self.parts[p].clone(),
-                None => self.parts.concat(),
-            };
-            let mut bytes = Vec::new();
-            for (at, events) in runs {
-                bytes.resize(events * Self::BYTES, 0);
-                file.read_exact_at(&mut bytes, at).map_err(spill_error)?;
-                bytes.chunks_exact(Self::BYTES).for_each(|b| f(decode(b)));
-            }
+        let runs = match part {
+            Some(p) => self.parts[p].clone(),
+            None => self.parts.concat(),
+        };
+        let mut bytes = Vec::new();
+        for (at, events) in runs {
+            bytes.resize(events * Self::BYTES, 0);
+            self.file.read_at(&mut bytes, at)?;
+            bytes.chunks_exact(Self::BYTES).for_each(|b| f(decode(b)));
         }
+        let in_part = |e: &LevelEvent| part.is_none_or(|p| bucket(e.user) == p);
         self.held.iter().filter(|e| in_part(e)).for_each(|&e| f(e));
         Ok(())
     }
@@ -198,13 +196,6 @@ fn runs_of<'a>(mut events: Vec<LevelEvent>, text: &(dyn Fn(u32) -> &'a str + Syn
             (user, level, from, to)
         })
         .collect()
-}
-
-fn spill_error(source: std::io::Error) -> crate::Error {
-    crate::Error::Io {
-        path: "the level history's events written to a temporary file (TMPDIR)".into(),
-        source,
-    }
 }
 
 /// An event as [`Levels::BYTES`] bytes, little-endian: the options' presence in the last.
