@@ -503,10 +503,13 @@ impl StarBuilder {
     /// in parallel (`matched_plays`); only the plays kept and the users are taken into one
     /// set of ids. No builder's texts are merged into another's: at 100x each holds about
     /// 200,000 distinct songs and artists, and merging them was a fifth of the star build.
-    pub fn finish_all(builders: Vec<StarBuilder>, songs: &RecordBatch) -> Result<StarSchema> {
+    pub fn finish_all(mut builders: Vec<StarBuilder>, songs: &RecordBatch) -> Result<StarSchema> {
         // No builder, no plays: either mode gives the same tables.
         let mode = builders.first().map_or(SongplaysMode::Matched, |b| b.mode);
         let so = Songs::new(songs);
+        for b in &mut builders {
+            b.levels.finish()?;
+        }
         let mut interned = Strings::default();
         let mut ids: Vec<Remap<'_>> = builders.iter().map(|b| Remap::new(&b.interned)).collect();
         // The level history first, so that the events it reads back and the plays' times

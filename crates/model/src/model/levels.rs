@@ -89,7 +89,18 @@ impl Levels {
         Ok(())
     }
 
-    /// Every level id of the events, each once (the held ones may repeat).
+    /// Once every event is pushed: when some were written out, the ones still held are
+    /// written too, so that each part is read from the file alone (not found again among
+    /// the held events for each of the parts).
+    pub(super) fn finish(&mut self) -> Result<()> {
+        match self.spilled() && !self.held.is_empty() {
+            true => self.spill(),
+            false => Ok(()),
+        }
+    }
+
+    /// The level ids of the events: the written ones' each once, the held ones' as often as
+    /// they come.
     pub(super) fn level_ids(&self) -> impl Iterator<Item = u32> + '_ {
         self.ids
             .iter()
@@ -99,10 +110,7 @@ impl Levels {
 
     /// How many events part `part` holds (all of them with `None`).
     fn count(&self, part: Option<usize>) -> usize {
-        let written: usize = match part {
-            Some(p) => self.parts[p].iter().map(|r| r.1).sum(),
-            None => self.parts.iter().flatten().map(|r| r.1).sum(),
-        };
+        let written: usize = self.written(part).map(|r| r.1).sum();
         let held = match part {
             Some(p) => self.held.iter().filter(|e| bucket(e.user) == p).count(),
             None => self.held.len(),
@@ -114,14 +122,19 @@ impl Levels {
         self.file.used()
     }
 
+    /// Where the written events of part `part` (of every part with `None`) are.
+    fn written(&self, part: Option<usize>) -> impl Iterator<Item = &(u64, usize)> {
+        let parts = match part {
+            Some(p) => std::slice::from_ref(&self.parts[p]),
+            None => &self.parts[..],
+        };
+        parts.iter().flatten()
+    }
+
     /// Calls `f` with every event of part `part` (all of them with `None`).
     fn for_each(&self, part: Option<usize>, mut f: impl FnMut(LevelEvent)) -> Result<()> {
-        let runs = match part {
-            Some(p) => self.parts[p].clone(),
-            None => self.parts.concat(),
-        };
         let mut bytes = Vec::new();
-        for (at, events) in runs {
+        for &(at, events) in self.written(part) {
             bytes.resize(events * Self::BYTES, 0);
             self.file.read_at(&mut bytes, at)?;
             bytes.chunks_exact(Self::BYTES).for_each(|b| f(decode(b)));
@@ -312,7 +325,16 @@ mod tests {
             }
             .unwrap();
         }
-        assert!(one.spilled() && !two.spilled());
+        one.finish().unwrap();
+        two.finish().unwrap();
+        assert!(
+            one.spilled() && one.held.is_empty(),
+            "what was held is written out too"
+        );
+        assert!(
+            !two.spilled() && !two.held.is_empty(),
+            "nothing written: all held"
+        );
         assert_eq!(one.level_ids().collect::<Vec<_>>()[..3], [0, 1, 2]);
         let got = runs(&[(&one, to_one), (&two, to_two)], &text).unwrap();
         assert_eq!(sorted(got), expected);
